@@ -1,0 +1,406 @@
+"""The simulation engine: advances simulated time one report window at a time.
+
+It holds the current configuration, the cumulative counters and the proxy model, and builds one
+neuron-monitor report (plus the `neuron_top` extension) per window. Everything random comes from
+one seeded generator, so a fixed seed reproduces the stream byte for byte.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field, replace
+
+import msgspec
+import numpy as np
+
+from .memory import CoreMemory, core_memory, host_memory, idle_core_memory
+from .numerics import ProxyGPT
+from .presets import Preset
+from .scenarios import SCENARIOS, resolve
+from .timing import ENGINES, Knobs, StepModel, step_model
+from .workload import TransformerConfig
+
+PROTOCOL = "neuron-top-telemetry"
+PROTOCOL_VERSION = 1
+FIXED_EPOCH = 1_767_225_600.0  # 2026-01-01T00:00:00Z: start of the clock of non-real-time runs
+_encoder = msgspec.json.Encoder()
+
+
+@dataclass
+class SimConfig:
+    preset: Preset
+    scenario: str = "healthy"
+    seed: int = 0
+    period_s: float = 1.0
+    numerics: bool = True
+    workload: str | None = None
+    overrides: dict = field(default_factory=dict)
+    start_time: float | None = None
+    pid: int = 4242
+
+
+class Engine:
+    def __init__(self, cfg: SimConfig) -> None:
+        self.cfg = cfg
+        self.preset = cfg.preset
+        self.rng = np.random.default_rng(cfg.seed)
+        self.seq = 0
+        self.sim_time = 0.0
+        self.epoch = cfg.start_time if cfg.start_time is not None else FIXED_EPOCH
+        n = self.preset.n_cores
+        self.cum_busy_ns = np.zeros(n)
+        self.cum_flops = np.zeros(n)
+        self.cum_read = np.zeros(n)
+        self.cum_write = np.zeros(n)
+        self.cum_efa = 0.0
+        self.steps_done = 0.0
+        self.step_times: list[float] = []
+        self.events: list[dict] = []
+        self.paused = False
+        self.crashed = False
+        self.proxy = ProxyGPT(seed=cfg.seed, shards=min(4, n)) if cfg.numerics else None
+        self.proxy_cpu_s = 0.0
+        self.queue_depth = 0.0
+        self._apply(cfg.scenario, cfg.overrides, cfg.workload)
+        self.cum_links = np.zeros(len(self.model.links))
+
+    # -- configuration -------------------------------------------------------------------------
+    def _apply(self, scenario: str, overrides: dict, workload: str | None) -> None:
+        wl, knobs, sc = resolve(self.preset, scenario, overrides, workload)
+        self.scenario = sc
+        self.knobs = knobs
+        self.overrides = dict(overrides)
+        self.workload_name = workload
+        self.model: StepModel = step_model(self.preset, wl, knobs)
+        self.wl: TransformerConfig = self.model.extra["cfg"]
+        mem = core_memory(self.preset, self.wl)
+        if knobs.extra_tensor_bytes:
+            mem = replace(mem, tensors=mem.tensors + knobs.extra_tensor_bytes)
+        self.mem_active = mem
+        cap = self.preset.core_hbm_bytes
+        self.crashed = False
+        if mem.total > cap:
+            self.crashed = True
+            self.events.append({
+                "type": "oom", "core": 0, "requested_bytes": mem.total, "capacity_bytes": cap,
+                "message": f"out of device memory: {mem.total / 2**30:.1f} GiB needed per core, "
+                           f"{cap / 2**30:.1f} GiB available",
+            })
+        self.queue_capacity = knobs.workers * knobs.prefetch
+        self.queue_depth = float(self.queue_capacity)
+        self._static_cache: dict[str, msgspec.Raw] = {}
+
+    def control(self, request: dict) -> dict:
+        """Apply a control request: {"scenario": S} and/or {"set": {knob: value}}, {"pause": bool}."""
+        scenario = request.get("scenario", self.scenario.name)
+        if scenario not in SCENARIOS:
+            raise ValueError(f"unknown scenario {scenario!r}")
+        overrides = {} if "scenario" in request else dict(self.overrides)
+        sets = request.get("set") or {}
+        if not isinstance(sets, dict):
+            raise ValueError("'set' must be an object of knob: value")
+        overrides.update(sets)
+        if "pause" in request:
+            self.paused = bool(request["pause"])
+        if "scenario" in request or sets:
+            old = self.scenario.name
+            self._apply(scenario, overrides, request.get("workload", self.workload_name))
+            self.events.append({"type": "scenario", "from": old, "to": scenario, "set": sets})
+        return {"scenario": self.scenario.name, "knobs": knob_dict(self.knobs), "paused": self.paused}
+
+    # -- one window ------------------------------------------------------------------------------
+    def step_window(self, period: float | None = None) -> dict:
+        """Advance the clock by one period and return the report for that window."""
+        dt = period or self.cfg.period_s
+        m, n = self.model, self.preset.n_cores
+        running = not (self.paused or self.crashed)
+        frac = (dt / m.period_s) if running else 0.0
+        # Small per-core jitter: real counters wobble by about a percent from window to window.
+        jit = 1.0 + self.rng.normal(0.0, 0.01, n)
+        jit_step = float(np.clip(1.0 + self.rng.normal(0.0, 0.015), 0.9, 1.1))
+        util = np.clip(m.busy_s / m.period_s * jit, 0.0, 1.0) if running else np.zeros(n)
+        scale = util / np.maximum(m.busy_s / m.period_s, 1e-12)
+        flops_rate = m.flops / m.period_s * scale
+        read_rate = m.hbm_read / m.period_s * scale
+        write_rate = m.hbm_write / m.period_s * scale
+        engines = {e: np.clip(m.engine_busy_s[i] / m.period_s * scale, 0, 1) for i, e in enumerate(ENGINES)}
+        engines["dma"] = np.clip(m.dma_busy_s / m.period_s * scale, 0, 1)
+        link_rate = m.link_bytes / m.period_s * (1.0 if running else 0.0)
+        self.cum_busy_ns += util * dt * 1e9
+        self.cum_flops += flops_rate * dt
+        self.cum_read += read_rate * dt
+        self.cum_write += write_rate * dt
+        self.cum_links += link_rate * dt
+        self.cum_efa += m.efa_bytes / m.period_s * dt * (1.0 if running else 0.0)
+        prev_steps = int(self.steps_done)
+        self.steps_done += frac
+        new_steps = int(self.steps_done) - prev_steps
+        for _ in range(min(new_steps, 16)):
+            self.step_times.append(m.period_s * float(np.clip(1 + self.rng.normal(0, 0.01), 0.95, 1.05)))
+        self.step_times = self.step_times[-64:]
+        if self.proxy is not None and running:
+            c0 = time.process_time()
+            for _ in range(min(new_steps, 2)):  # bounded: at most two proxy steps per window
+                self.proxy.step()
+            self.proxy_cpu_s += time.process_time() - c0
+        # Input queue: drains when input is slower than the device, refills otherwise.
+        if m.input_s > m.device_s:
+            self.queue_depth = max(0.0, self.queue_depth - self.queue_capacity * 0.5)
+        else:
+            self.queue_depth = min(self.queue_capacity, self.queue_depth + self.queue_capacity * 0.5)
+        self.sim_time += dt
+        self.seq += 1
+        report = self._report(dt, util, flops_rate, read_rate, write_rate, engines, link_rate, new_steps,
+                              running, jit_step)
+        self.events = []
+        return report
+
+    # -- report assembly -------------------------------------------------------------------------
+    def _report(self, dt, util, flops_rate, read_rate, write_rate, engines, link_rate, new_steps,
+                running, jit_step) -> dict:
+        p, m = self.preset, self.model
+        n = p.n_cores
+        r4 = lambda x: round(float(x), 4)  # noqa: E731
+        cores = {}
+        for i in range(n):
+            entry = {"neuroncore_utilization": round(float(util[i]) * 100, 2), "flops": int(flops_rate[i])}
+            if p.core_version == "v3d":
+                u = float(util[i]) * 100
+                d = float(self.rng.normal(0, 0.2)) if running else 0.0
+                entry["v3d"] = {
+                    f"nc_v3.{2 * i}": {"neuroncore_utilization": round(min(100.0, max(0.0, u + d)), 2)},
+                    f"nc_v3.{2 * i + 1}": {"neuroncore_utilization": round(min(100.0, max(0.0, u - d)), 2)},
+                }
+            cores[str(i)] = entry
+
+        mem_cores, dev_total = self._memory(running)
+        host = host_memory(p, self.wl, self.knobs.workers)
+        host_total = sum(host.values())
+        steps_in_window = dt / m.period_s if running else 0.0
+        executions = int(round(steps_in_window * self.model.extra["accumulation"]))
+        lat = m.period_s / max(1, self.model.extra["accumulation"])
+        latency = None
+        if executions:
+            latency = {k: r4(lat * f) for k, f in
+                       (("p0", 0.97), ("p1", 0.975), ("p25", 0.99), ("p50", 1.0), ("p75", 1.01), ("p99", 1.03),
+                        ("p100", 1.05))}
+        dev_latency = {k: r4(v * m.device_s / m.period_s) for k, v in latency.items()} if latency else None
+        vcpu_avg, vcpu_per, rt_user, rt_sys = self._vcpu(running)
+        tokens_s = m.tokens_per_step / m.period_s * jit_step if running else 0.0
+        mfu = m.model_flops_per_step / m.period_s / m.peak_flops * jit_step if running else 0.0
+        st = sorted(self.step_times) or [0.0]
+        pct = lambda q: r4(st[min(len(st) - 1, int(q * (len(st) - 1)))])  # noqa: E731
+        wait = m.input_wait_s / m.period_s * dt if running else 0.0
+        report = {
+            "neuron_runtime_data": [{
+                "pid": self.cfg.pid,
+                "neuron_runtime_tag": str(self.cfg.pid),
+                "error": "",
+                "report": {
+                    "neuroncore_counters": {"period": dt, "neuroncores_in_use": cores, "error": ""},
+                    "execution_stats": {
+                        "period": dt,
+                        "error_summary": dict.fromkeys(
+                            ("generic", "numerical", "transient", "model", "runtime", "hardware"), 0),
+                        "execution_summary": {"completed": executions, "completed_with_err": 0,
+                                              "completed_with_num_err": 0, "timed_out": 0,
+                                              "incorrect_input": 0, "failed_to_queue": 0},
+                        "latency_stats": {"total_latency": latency, "device_latency": dev_latency},
+                        "error": "",
+                    },
+                    "memory_used": {
+                        "period": dt,
+                        "neuron_runtime_used_bytes": {
+                            "host": host_total,
+                            "neuron_device": dev_total,
+                            "usage_breakdown": {"host": host, "neuroncore_memory_usage": mem_cores},
+                        },
+                        "loaded_models": self._loaded_models(),
+                        "error": "",
+                    },
+                    "neuron_runtime_vcpu_usage": {"period": dt, "vcpu_usage": {"user": rt_user, "system": rt_sys},
+                                                  "error": ""},
+                },
+            }],
+            "system_data": {
+                "neuron_hw_counters": {"period": dt, "neuron_devices": self._static("hw"), "error": ""},
+                "vcpu_usage": {"period": dt, "average_usage": vcpu_avg, "usage_data": vcpu_per,
+                               "context_switch_count": int(2000 * p.vcpus * dt * (1 + 0.05 * jit_step)),
+                               "error": ""},
+                "memory_info": {"period": dt, "memory_total_bytes": p.host_mem_bytes,
+                                "memory_used_bytes": host_total + 6 * 2**30, "swap_total_bytes": 0,
+                                "swap_used_bytes": 0, "error": ""},
+            },
+            "instance_info": self._static("instance"),
+            "neuron_hardware_info": self._static("hardware"),
+            "neuron_top": {
+                "version": PROTOCOL_VERSION,
+                "seq": self.seq,
+                "time_s": round(self.sim_time, 6),
+                "timestamp": round(self.epoch + self.sim_time, 6),
+                "period_s": dt,
+                "cores": {
+                    "busy_ns": [int(x) for x in self.cum_busy_ns],
+                    "flops": [int(x) for x in self.cum_flops],
+                    "hbm_read_bytes": [int(x) for x in self.cum_read],
+                    "hbm_write_bytes": [int(x) for x in self.cum_write],
+                    "engines": {k: [round(float(x), 4) for x in v] for k, v in engines.items()},
+                },
+                "hbm": {"bandwidth_bytes_per_s": p.hbm_bw, "capacity_bytes": p.hbm_bytes},
+                "links": {
+                    "pairs": [list(x) for x in m.links],
+                    "bandwidth_bytes_per_s": p.link_bw,
+                    "bytes": [int(x) for x in self.cum_links],
+                },
+                "collectives": [
+                    {"name": c.name, "op": c.kind, "bytes": int(c.bytes),
+                     "count": int(round(c.calls_per_step * steps_in_window)),
+                     "time_s": r4(c.time_s * c.calls_per_step * steps_in_window),
+                     "exposed_s": r4(c.exposed_s * steps_in_window),
+                     "algbw_bytes_per_s": int(c.algbw), "busbw_bytes_per_s": int(c.busbw)}
+                    for c in m.collectives
+                ],
+                "efa": {"bytes": int(self.cum_efa), "bandwidth_bytes_per_s": p.efa_gbps / 8 * 1e9},
+                "training": {
+                    "workload": self.wl.name, "dtype": self.wl.dtype,
+                    "step": int(self.steps_done),
+                    "loss": (round(self.proxy.last_loss, 5) if self.proxy and not math.isnan(self.proxy.last_loss)
+                             else None),
+                    "loss_source": "proxy" if self.proxy else None,
+                    "proxy_step": self.proxy.step_count if self.proxy else 0,
+                    "tokens_per_s": round(tokens_s, 1),
+                    "samples_per_s": round(m.samples_per_step / m.period_s if running else 0.0, 3),
+                    "mfu": round(mfu, 4),
+                    "step_time_s": {"p50": pct(0.5), "p90": pct(0.9), "p99": pct(0.99)},
+                    "global_batch": self.wl.global_batch, "micro_batch": self.wl.micro_batch,
+                    "seq": self.wl.seq,
+                },
+                "input": {
+                    "workers": self.knobs.workers,
+                    "queue_depth": round(self.queue_depth, 2),
+                    "queue_capacity": self.queue_capacity,
+                    "wait_s": r4(wait),
+                    "wait_frac": r4(wait / dt),
+                },
+                "events": list(self.events),
+                "truth": {"scenario": self.scenario.name, "cause": self.scenario.truth},
+            },
+        }
+        return report
+
+    def _memory(self, running: bool) -> tuple[dict, int]:
+        p, m = self.preset, self.model
+        out, total = {}, 0
+        phase = (self.steps_done % 1.0)
+        for i in range(p.n_cores):
+            if self.crashed or not m.active[i]:
+                mem = idle_core_memory() if i < self.wl.cores_used else CoreMemory(0, 0, 0, 0, 0, 0)
+                act_now = 0
+            else:
+                mem = self.mem_active
+                # Activations rise through the forward pass and fall in the backward pass.
+                act_now = int(mem.activations * (0.8 + 0.2 * math.sin(math.pi * phase))) if running else 0
+            tensors = mem.tensors - mem.activations + act_now
+            out[str(i)] = {"constants": mem.constants, "model_code": mem.model_code,
+                           "model_shared_scratchpad": mem.model_shared_scratchpad,
+                           "runtime_memory": mem.runtime_memory, "tensors": tensors}
+            total += tensors + mem.constants + mem.model_code + mem.model_shared_scratchpad + mem.runtime_memory
+        return out, total
+
+    def _loaded_models(self) -> msgspec.Raw:
+        if "models" not in self._static_cache:
+            p = self.preset
+            mem = self.mem_active
+            models = []
+            for i in range(min(p.n_cores, self.wl.cores_used)):
+                models.append({
+                    "name": f"MODULE_{i}_SyncTensorsGraph_{self.wl.name}_train_step",
+                    "uuid": f"{self.cfg.seed:08x}{i:024x}",
+                    "model_id": 10001 + i,
+                    "is_running": bool(self.model.active[i]) and not self.crashed,
+                    "subgraphs": {"sg_00": {
+                        "memory_used_bytes": {
+                            "host": 20480,
+                            "neuron_device": mem.constants + mem.model_code + mem.runtime_memory,
+                            "usage_breakdown": {
+                                "host": {"application_memory": 20480, "constants": 0, "dma_buffers": 0, "tensors": 0},
+                                "neuron_device": {"constants": mem.constants, "model_code": mem.model_code,
+                                                  "runtime_memory": mem.runtime_memory, "tensors": 0},
+                            },
+                        },
+                        "neuroncore_index": i,
+                        "neuron_device_index": i // p.cores_per_device,
+                    }},
+                })
+            self._static_cache["models"] = msgspec.Raw(_encoder.encode(models))
+        return self._static_cache["models"]
+
+    def _static(self, key: str) -> msgspec.Raw:
+        if key not in self._static_cache:
+            p = self.preset
+            if key == "hw":
+                val = [{"neuron_device_index": d, "mem_ecc_corrected": 0, "mem_ecc_uncorrected": 0,
+                        "sram_ecc_uncorrected": 0, "sram_ecc_corrected": 0} for d in range(p.n_devices)]
+            elif key == "instance":
+                val = {"instance_name": "", "instance_id": f"i-sim{self.cfg.seed:013x}", "instance_type": p.name,
+                       "instance_availability_zone": "sim-1a", "instance_availability_zone_id": "sim1-az1",
+                       "instance_region": "sim-1", "ami_id": "ami-devicesim", "subnet_id": "subnet-devicesim",
+                       "error": ""}
+            else:
+                val = {"neuron_device_type": p.device_type, "neuron_device_version": p.device_version,
+                       "neuroncore_version": p.core_version, "neuron_device_count": p.n_devices,
+                       "neuron_device_memory_size": p.hbm_bytes, "neuroncore_per_device_count": p.cores_per_device,
+                       "logical_neuroncore_config": p.lnc, "error": ""}
+            self._static_cache[key] = msgspec.Raw(_encoder.encode(val))
+        return self._static_cache[key]
+
+    def _vcpu(self, running: bool) -> tuple[dict, dict, float, float]:
+        """Host CPU: data-loader workers, the main training thread, and an otherwise idle host."""
+        p, m, k = self.preset, self.model, self.knobs
+        n = p.vcpus
+        user = np.full(n, 0.6)
+        system = np.full(n, 0.3)
+        if running:
+            w = min(k.workers, n - 1)
+            user[1 : 1 + w] = 100.0 * m.worker_busy * 0.92
+            system[1 : 1 + w] = 100.0 * m.worker_busy * 0.06
+            # Main thread: launches graphs and waits; a host sync blocks it on the device.
+            user[0] = 35.0 if m.host_sync_s == 0 else 12.0
+            system[0] = 8.0
+        user = np.clip(user + self.rng.normal(0, 0.2, n), 0, 100)
+        system = np.clip(system + self.rng.normal(0, 0.05, n), 0, 100 - user)
+        per = {}
+        for i in range(n):
+            u, s = round(float(user[i]), 2), round(float(system[i]), 2)
+            per[str(i)] = {"user": u, "nice": 0, "system": s, "idle": round(100 - u - s, 2), "io_wait": 0,
+                           "irq": 0, "soft_irq": 0}
+        au, asys = float(user.mean()), float(system.mean())
+        avg = {"user": round(au, 2), "nice": 0, "system": round(asys, 2), "idle": round(100 - au - asys, 2),
+               "io_wait": 0, "irq": 0, "soft_irq": 0}
+        w_share = (k.workers + 1) / n
+        rt_user = round(min(100.0, au / max(w_share, 1e-9) * w_share), 2)
+        return avg, per, rt_user, round(asys, 2)
+
+    def hello(self) -> dict:
+        p = self.preset
+        return {
+            "protocol": PROTOCOL,
+            "version": PROTOCOL_VERSION,
+            "device": {"preset": p.name, "device_type": p.device_type, "core_version": p.core_version,
+                       "devices": p.n_devices, "cores_per_device": p.cores_per_device, "lnc": p.lnc},
+            "config": {"scenario": self.scenario.name, "seed": self.cfg.seed, "period_s": self.cfg.period_s,
+                       "workload": self.wl.name, "numerics": self.proxy is not None,
+                       "knobs": knob_dict(self.knobs)},
+        }
+
+
+def knob_dict(k: Knobs) -> dict:
+    return {f: getattr(k, f) for f in Knobs.__dataclass_fields__}
+
+
+def encode(report: dict) -> bytes:
+    return _encoder.encode(report)
+
+
+__all__ = ["Engine", "SimConfig", "encode", "PROTOCOL", "PROTOCOL_VERSION", "replace"]

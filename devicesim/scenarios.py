@@ -1,0 +1,103 @@
+"""Scenarios: a workload plus knob settings that inject one known bottleneck (the ground truth)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from .presets import Preset
+from .timing import Knobs
+from .workload import DEFAULT_WORKLOAD, WORKLOADS, TransformerConfig
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    truth: str  # the injected cause, as the hints module names causes ("none" when healthy)
+    description: str
+    workload: str | None = None  # None: the preset's default workload
+    knobs: dict = field(default_factory=dict)
+
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        Scenario("healthy", "none", "well-tuned bf16 training; cores >= 80 % busy"),
+        Scenario(
+            "input_bound", "input_pipeline",
+            "2 data-loader workers tokenising raw text on the fly (100 us/token): the device waits for input",
+            knobs={"workers": 2, "cpu_us_per_token": 100.0},
+        ),
+        Scenario(
+            "comm_bound", "communication",
+            "4-instance data parallel job; gradient all-reduce not overlapped, collectives at 15 % of link bandwidth",
+            knobs={"link_efficiency": 0.15, "overlap_grad_allreduce": False, "nodes": 4},
+        ),
+        Scenario(
+            "hbm_bound", "hbm_bandwidth",
+            "1.3B model at 48 tokens per micro-batch: low arithmetic intensity, HBM-bandwidth bound",
+            workload="gpt-1.3b", knobs={"seq": 48, "micro_batch": 1, "global_batch_per_core": 64},
+        ),
+        Scenario("fp32", "fp32_precision",
+                 "fp32 instead of bf16 (full activation recompute to fit): busy cores, a quarter of the FLOP rate",
+                 knobs={"dtype": "fp32", "recompute": "full"}),
+        Scenario("straggler", "straggler", "core 3 runs 2.2x slower; its collective peers wait for it",
+                 knobs={"straggler_core": 3, "straggler_factor": 2.2}),
+        Scenario("idle_cores", "idle_cores", "half of the allocated NeuronCores never receive work",
+                 knobs={"idle_cores_frac": 0.5}),
+        Scenario("hbm_pressure", "hbm_capacity",
+                 "evaluation outputs kept on the device between steps fill HBM to over 90 % of capacity",
+                 knobs={"hbm_fill": 0.93}),
+        Scenario("host_sync", "host_sync",
+                 "the host synchronises every micro-batch (loss.item(), graph rebuild): device and host idle",
+                 knobs={"host_sync_ms_frac": 1.0}),
+    )
+}
+
+
+def fit_to_preset(cfg: TransformerConfig, preset: Preset) -> TransformerConfig:
+    """Use every core of the instance: data-parallel degree = cores / (tp * pp)."""
+    tp = min(cfg.tp, preset.n_cores)
+    dp = max(1, preset.n_cores // (tp * cfg.pp))
+    return replace(cfg, tp=tp, dp=dp, global_batch=max(cfg.global_batch, cfg.micro_batch * dp))
+
+
+def resolve(preset: Preset, scenario: str, overrides: dict | None = None,
+            workload: str | None = None) -> tuple[TransformerConfig, Knobs, Scenario]:
+    """Turn a scenario name (and user overrides) into a concrete workload and knob set."""
+    try:
+        sc = SCENARIOS[scenario]
+    except KeyError:
+        raise ValueError(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}") from None
+    wname = workload or sc.workload or DEFAULT_WORKLOAD[preset.name]
+    if wname not in WORKLOADS:
+        raise ValueError(f"unknown workload {wname!r}; choose one of {', '.join(WORKLOADS)}")
+    cfg = fit_to_preset(WORKLOADS[wname], preset)
+    raw = dict(sc.knobs)
+    raw.update(overrides or {})
+    if "global_batch_per_core" in raw:
+        raw["global_batch"] = int(raw.pop("global_batch_per_core")) * preset.n_cores // cfg.tp
+    if "idle_cores_frac" in raw:
+        raw["idle_cores"] = int(preset.n_cores * float(raw.pop("idle_cores_frac")))
+    if "host_sync_ms_frac" in raw:
+        # Stall the host for about as long as one micro-batch takes on the device.
+        from .timing import step_model
+
+        base = step_model(preset, cfg, Knobs(**{k: v for k, v in raw.items() if k != "host_sync_ms_frac"}))
+        per_micro = base.device_s / max(1, base.extra["accumulation"])
+        raw["host_sync_ms"] = per_micro * 1e3 * float(raw.pop("host_sync_ms_frac"))
+    if "hbm_fill" in raw:
+        from .memory import core_memory
+
+        target = float(raw.pop("hbm_fill"))
+        base = core_memory(preset, Knobs(**{k: v for k, v in raw.items()}).apply(cfg))
+        # Hold the target at the activations' low point; the step's peak still stays below capacity.
+        low = base.total - 0.2 * base.activations
+        extra = min(target * preset.core_hbm_bytes - low, 0.99 * preset.core_hbm_bytes - base.total)
+        raw["extra_tensor_bytes"] = max(0, int(extra))
+    if preset.n_cores <= raw.get("straggler_core", -1):
+        raw["straggler_core"] = preset.n_cores - 1
+    known = set(Knobs.__dataclass_fields__)
+    bad = set(raw) - known
+    if bad:
+        raise ValueError(f"unknown knob(s) {', '.join(sorted(bad))}; known: {', '.join(sorted(known))}")
+    return cfg, Knobs(**raw), sc

@@ -1,0 +1,311 @@
+"""Steady-state timing of one training step: roofline ops, torus collectives, input pipeline.
+
+A pure function of (preset, workload, knobs). The engine turns its per-step figures into report
+windows. Formulas: shared/reference/simulator-modeling.md §1.3 (roofline with size-dependent
+efficiency), §2.1 (alpha-beta ring collectives, NCCL bus factors), §3 (producer/consumer input
+pipeline, `period = max(device time, input time)`).
+
+Utilisation is time-based as in neuron-monitor: the share of the window in which any compute
+engine of the core executes. A core stalled on HBM (DMA only), waiting at a collective, or waiting
+for input counts as idle; that choice is documented in docs/protocol.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .presets import Preset, torus_links
+from .workload import Collective, Op, TransformerConfig, build_collectives, build_ops, optimizer_op
+
+ENGINES = ("tensor", "vector", "scalar", "gpsimd")
+
+# Calibrated constants (see docs/protocol.md "Calibration" and the closing note of the devicesim issue).
+TENSOR_EFF_MAX = 0.60  # practical ceiling of a systolic array on large GEMMs (H200 measured 71-80 %)
+TENSOR_HALF_FLOPS = 1.5e9  # GEMM size at which half the ceiling is reached
+MEM_EFF_MAX = 0.90  # streaming ops reach ~90 % of HBM bandwidth at >= 128 MB
+MEM_HALF_BYTES = 1e6
+OP_FIXED_S = 4e-6  # instruction issue / semaphore wait per op
+CC_ALPHA_S = 5e-6  # per ring step latency
+CC_EFF_MAX = 0.80  # large messages reach ~80 % of link bandwidth
+CC_HALF_BYTES = 24e6  # fitted to nccom-test: 2 ranks, 32 MB all-reduce at 40.7 GB/s
+TP_OVERLAP = 0.75  # share of tensor-parallel collectives hidden by sequence-parallel overlap
+GPSIMD_FLOPS = 8 * 16 * 2 * 1.4e9  # derived: 8 cores x 512-bit fp32 lanes x FMA x 1.4 GHz
+
+
+@dataclass(frozen=True)
+class Knobs:
+    """Everything a scenario or the user can change while the simulator runs."""
+
+    workers: int = 4  # data-loader worker processes
+    cpu_us_per_token: float = 2.0  # host CPU cost of producing one token of input (read, tokenize, pack)
+    prefetch: int = 2  # batches each worker keeps ready
+    host_sync_ms: float = 0.0  # host-side synchronisation per micro-batch (e.g. loss.item())
+    link_efficiency: float = 1.0  # share of NeuronLink bandwidth the collectives actually get
+    overlap_grad_allreduce: bool = True
+    straggler_core: int = -1
+    straggler_factor: float = 1.0
+    idle_cores: int = 0  # allocated cores the job never uses
+    micro_batch: int | None = None
+    global_batch: int | None = None
+    seq: int | None = None
+    dtype: str | None = None
+    zero1: bool | None = None
+    recompute: str | None = None
+    nodes: int | None = None  # instances in the data-parallel job (gradient traffic crosses EFA)
+    extra_tensor_bytes: int = 0  # device memory held beyond the model (cached outputs, a leak)
+
+    def apply(self, cfg: TransformerConfig) -> TransformerConfig:
+        from dataclasses import replace
+
+        changes = {
+            k: v
+            for k, v in (
+                ("micro_batch", self.micro_batch),
+                ("global_batch", self.global_batch),
+                ("seq", self.seq),
+                ("dtype", self.dtype),
+                ("zero1", self.zero1),
+                ("recompute", self.recompute),
+                ("nodes", self.nodes),
+            )
+            if v is not None
+        }
+        return replace(cfg, **changes) if changes else cfg
+
+
+@dataclass(frozen=True)
+class CollectiveStat:
+    name: str
+    kind: str
+    bytes: float  # array size per rank per call
+    calls_per_step: int
+    time_s: float  # per call
+    algbw: float  # bytes/s
+    busbw: float  # bytes/s
+    exposed_s: float  # per step, not hidden under compute
+
+
+@dataclass
+class StepModel:
+    period_s: float
+    device_s: float
+    input_s: float
+    compute_s: float  # per step on a normal core, engine-busy time
+    exposed_comm_s: float
+    optimizer_s: float
+    host_sync_s: float
+    busy_s: np.ndarray  # per core, any-engine busy seconds per step
+    engine_busy_s: np.ndarray  # [4, cores]
+    dma_busy_s: np.ndarray  # per core
+    flops: np.ndarray  # per core per step
+    hbm_read: np.ndarray  # per core per step (bytes)
+    hbm_write: np.ndarray
+    link_bytes: np.ndarray  # per torus link per step (each direction)
+    links: list[tuple[int, int]]
+    efa_bytes: float  # per step, instance egress
+    collectives: list[CollectiveStat]
+    tokens_per_step: float  # on this instance
+    samples_per_step: float
+    model_flops_per_step: float  # on this instance (6N + attention), for MFU
+    peak_flops: float  # bf16 peak of the cores the job uses
+    active: np.ndarray  # bool per core
+    input_wait_s: float
+    worker_busy: float  # fraction of each worker thread busy
+    extra: dict = field(default_factory=dict)
+
+
+def tensor_eff(flops: float) -> float:
+    return TENSOR_EFF_MAX * flops / (flops + TENSOR_HALF_FLOPS)
+
+
+def mem_eff(nbytes: float) -> float:
+    return MEM_EFF_MAX * nbytes / (nbytes + MEM_HALF_BYTES)
+
+
+def cc_eff(nbytes: float) -> float:
+    return CC_EFF_MAX * nbytes / (nbytes + CC_HALF_BYTES)
+
+
+def engine_peak(preset: Preset, engine: str, dtype: str) -> float:
+    lnc = preset.lnc
+    if engine == "tensor":
+        return lnc * (preset.tensor_bf16_flops if dtype == "bf16" else preset.tensor_fp32_flops)
+    if engine == "vector":
+        return lnc * preset.vector_flops
+    if engine == "scalar":
+        return lnc * preset.scalar_flops
+    return lnc * GPSIMD_FLOPS
+
+
+def op_time(preset: Preset, op: Op, dtype: str) -> tuple[float, float, float]:
+    """(elapsed, engine-busy, dma-busy) seconds of one instance of an op on one core."""
+    peak = engine_peak(preset, op.engine, dtype)
+    eff_c = tensor_eff(op.flops) if op.engine == "tensor" else 0.9
+    t_c = op.flops / (peak * max(eff_c, 1e-3))
+    t_m = op.hbm_bytes / (preset.core_hbm_bw * max(mem_eff(op.hbm_bytes), 1e-3))
+    return max(t_c, t_m) + OP_FIXED_S, t_c + OP_FIXED_S, t_m
+
+
+def ring_bandwidth(preset: Preset, ranks: int, cross_chip: bool, link_efficiency: float) -> float:
+    """Per-rank ring bandwidth, bytes/s. Two rings over a chip's links, shared by its cores."""
+    if cross_chip and preset.n_devices > 1:
+        bw = preset.link_bw_per_device / 2 / preset.cores_per_device
+    else:
+        bw = preset.hbm_bw / 4 / preset.cores_per_device  # on-chip DMA copy between cores
+    return bw * link_efficiency
+
+
+BUS_FACTOR = {
+    "all_reduce": lambda n: 2 * (n - 1) / n,
+    "reduce_scatter": lambda n: (n - 1) / n,
+    "all_gather": lambda n: (n - 1) / n,
+    "send_recv": lambda n: 1.0,
+}
+
+
+def collective_time(preset: Preset, c: Collective, knobs: Knobs, cfg: TransformerConfig) -> tuple[float, float]:
+    """(seconds per call, bytes each rank sends per call)."""
+    n = c.ranks
+    factor = BUS_FACTOR[c.kind](n)
+    steps = 2 * (n - 1) if c.kind == "all_reduce" else max(1, n - 1)
+    sent = factor * c.bytes
+    if c.name.startswith("dp") and cfg.nodes > 1:
+        # Hierarchical: ring inside the instance, then across instances over EFA.
+        local = max(1, cfg.dp)
+        bw_in = ring_bandwidth(preset, local, True, knobs.link_efficiency) * cc_eff(c.bytes)
+        t_in = (2 * (local - 1) if c.kind == "all_reduce" else local - 1) * CC_ALPHA_S
+        t_in += BUS_FACTOR[c.kind](local) * c.bytes / bw_in if local > 1 else 0.0
+        efa_bw = preset.efa_gbps / 8 * 1e9 / max(1, cfg.cores_used) * 0.8
+        shard = c.bytes / local
+        t_out = steps * 4 * CC_ALPHA_S + BUS_FACTOR[c.kind](cfg.nodes) * shard / (efa_bw * cc_eff(shard) / CC_EFF_MAX)
+        return t_in + t_out, sent
+    cross_chip = n > preset.cores_per_device or c.name.startswith("dp")
+    bw = ring_bandwidth(preset, n, cross_chip, knobs.link_efficiency) * cc_eff(c.bytes)
+    return steps * CC_ALPHA_S + sent / bw, sent
+
+
+def step_model(preset: Preset, base_cfg: TransformerConfig, knobs: Knobs) -> StepModel:
+    cfg = knobs.apply(base_cfg)
+    cfg.validate()
+    n = preset.n_cores
+    dtype = cfg.dtype
+    ops = build_ops(cfg)
+    opt = optimizer_op(cfg)
+
+    t_fwd = t_bwd = 0.0
+    busy = np.zeros(4)
+    dma = flops = nbytes = 0.0
+    for op in ops:
+        el, eb, dm = op_time(preset, op, dtype)
+        if op.phase == "fwd":
+            t_fwd += el * op.count
+        else:
+            t_bwd += el * op.count
+        busy[ENGINES.index(op.engine)] += eb * op.count
+        dma += dm * op.count
+        flops += op.flops * op.count
+        nbytes += op.hbm_bytes * op.count
+    t_opt, b_opt, d_opt = op_time(preset, opt, dtype)
+
+    colls = build_collectives(cfg)
+    stats: list[CollectiveStat] = []
+    t_micro_comm = 0.0
+    t_step_comm_overlap = 0.0
+    t_step_comm_serial = 0.0
+    sent_per_step = 0.0
+    accum = cfg.accumulation
+    for c in colls:
+        t, sent = collective_time(preset, c, knobs, cfg)
+        calls = c.count * (accum if c.per == "microbatch" else 1)
+        if c.per == "microbatch":
+            exposed_each = t * (1 - TP_OVERLAP) if c.kind == "all_reduce" else t
+            t_micro_comm += exposed_each * c.count
+            exposed = exposed_each * calls
+        elif c.overlappable and knobs.overlap_grad_allreduce:
+            t_step_comm_overlap += t
+            exposed = 0.0  # settled below against the last backward pass
+        else:
+            t_step_comm_serial += t
+            exposed = t
+        sent_per_step += sent * calls
+        algbw = c.bytes / t if t > 0 else 0.0
+        stats.append(CollectiveStat(c.name, c.kind, c.bytes, calls, t, algbw, algbw * BUS_FACTOR[c.kind](c.ranks), exposed))
+    # Gradient all-reduce hides under the last micro-batch's backward pass; only the tail shows.
+    dp_exposed = max(0.0, t_step_comm_overlap - 0.9 * t_bwd) + t_step_comm_serial
+    if t_step_comm_overlap and stats:
+        for i, s in enumerate(stats):
+            if s.name in ("dp_reduce_scatter", "dp_allreduce") and knobs.overlap_grad_allreduce:
+                stats[i] = CollectiveStat(s.name, s.kind, s.bytes, s.calls_per_step, s.time_s, s.algbw, s.busbw,
+                                          max(0.0, t_step_comm_overlap - 0.9 * t_bwd))
+
+    host_sync = knobs.host_sync_ms / 1e3 * accum
+    t_micro = t_fwd + t_bwd + t_micro_comm
+    bubble = (cfg.pp - 1) / max(1, accum) * t_micro
+    device = accum * t_micro + bubble + dp_exposed + t_opt + host_sync
+
+    # Per-core scaling: straggler runs slower, idle cores and cores outside the job do nothing.
+    scale = np.ones(n)
+    active = np.zeros(n, dtype=bool)
+    used = min(n, cfg.cores_used)
+    idle = min(knobs.idle_cores, used)
+    active[: used - idle] = True
+    if 0 <= knobs.straggler_core < n and knobs.straggler_factor > 1:
+        scale[knobs.straggler_core] = knobs.straggler_factor
+    compute_core = accum * (t_fwd + t_bwd) + t_opt
+    slow = float(scale[active].max()) if active.any() else 1.0
+    device_max = device + compute_core * (slow - 1)
+
+    samples = cfg.micro_batch * accum * max(1, cfg.dp)
+    t_input = samples * cfg.seq * knobs.cpu_us_per_token / 1e6 / max(1, knobs.workers)
+    period = max(device_max, t_input)
+
+    eng = np.outer(busy * accum + np.array([0, b_opt, 0, 0]), np.ones(n)) * scale
+    eng *= active
+    busy_core = eng.sum(axis=0)
+    dma_core = (dma * accum + d_opt) * scale * active
+    fl = (flops * accum + opt.flops) * active
+    hb = (nbytes * accum + opt.hbm_bytes) * active
+    links = torus_links(preset)
+    link_bytes = np.zeros(len(links))
+    chips_used = len({i // preset.cores_per_device for i in range(n) if active[i]})
+    if links and chips_used > 1:
+        # Each chip's ring traffic is spread over its links; a link carries both end chips' share.
+        per_chip = sent_per_step * preset.cores_per_device
+        per_link = per_chip / preset.links_per_device
+        for i, (a, b) in enumerate(links):
+            if active[a * preset.cores_per_device] and active[b * preset.cores_per_device]:
+                link_bytes[i] = per_link
+    efa = 0.0
+    if cfg.nodes > 1:
+        grad = (2.0 if dtype == "bf16" else 4.0) * cfg.params / (cfg.tp * cfg.pp)
+        efa = 2 * grad * (cfg.nodes - 1) / cfg.nodes * (cfg.tp * cfg.pp)
+    tokens = cfg.micro_batch * accum * max(1, cfg.dp) * cfg.seq
+    return StepModel(
+        period_s=period,
+        device_s=device_max,
+        input_s=t_input,
+        compute_s=float(busy.sum() * accum + b_opt),
+        exposed_comm_s=accum * t_micro_comm + dp_exposed,
+        optimizer_s=t_opt,
+        host_sync_s=host_sync,
+        busy_s=busy_core,
+        engine_busy_s=eng,
+        dma_busy_s=dma_core,
+        flops=fl,
+        hbm_read=hb * 0.6,
+        hbm_write=hb * 0.4,
+        link_bytes=link_bytes,
+        links=links,
+        efa_bytes=efa,
+        collectives=stats,
+        tokens_per_step=tokens,
+        samples_per_step=samples,
+        model_flops_per_step=cfg.flops_per_token() * tokens,
+        peak_flops=max(1, int(active.sum())) * preset.core_bf16_flops,
+        active=active,
+        input_wait_s=max(0.0, t_input - device_max),
+        worker_busy=min(1.0, t_input / period) if period > 0 else 0.0,
+        extra={"accumulation": accum, "cfg": cfg},
+    )
