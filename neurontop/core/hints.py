@@ -1,0 +1,367 @@
+"""Bottleneck hints: a pure function from a window of samples to a ranked list of hints.
+
+Reads only what real telemetry carries: neuron-monitor's fields and the `neuron_top` extension
+(never its `truth`). With plain neuron-monitor data it says less: causes that need per-engine,
+HBM, link or input-pipeline counters are not named, and a low-utilisation window whose cause the
+data cannot support is reported as such. docs/hints.md explains every rule and threshold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .sample import Sample
+
+DEFAULT_THRESHOLD = 70.0
+DEFAULT_WINDOW_S = 10.0
+ALLOCATED_BYTES = 16 * 1024**2  # a core holding less device memory than this is not in use
+
+SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
+
+
+@dataclass(frozen=True)
+class Evidence:
+    name: str
+    value: float
+    unit: str
+
+    def text(self) -> str:
+        v = self.value
+        if self.unit == "%":
+            return f"{self.name} {v:.1f} %"
+        if self.unit == "GB/s":
+            return f"{self.name} {v:.1f} GB/s"
+        if self.unit in ("GiB", "TFLOP/s", "s"):
+            return f"{self.name} {v:.2f} {self.unit}"
+        return f"{self.name} {v:g} {self.unit}".rstrip()
+
+
+@dataclass(frozen=True)
+class Hint:
+    cause: str
+    kind: str  # "bottleneck" or "advisory"
+    severity: str  # "critical", "warning", "info"
+    confidence: float  # 0..1
+    title: str
+    evidence: tuple[Evidence, ...]
+    action: str
+    pane: str  # the pane the UI highlights: cores, memory, interconnect, vcpu
+    score: float = 0.0  # share of the window this cause explains, for ranking
+
+    def to_dict(self) -> dict:
+        return {
+            "cause": self.cause, "kind": self.kind, "severity": self.severity,
+            "confidence": round(self.confidence, 2), "title": self.title,
+            "evidence": [{"name": e.name, "value": round(e.value, 4), "unit": e.unit} for e in self.evidence],
+            "action": self.action,
+        }
+
+
+@dataclass
+class WindowStats:
+    """Averages over the window that several rules share."""
+
+    n: int
+    util: float
+    core_util: np.ndarray
+    allocated: np.ndarray
+    has_ext: bool
+    has_flops: bool
+    flops: float  # FLOP/s per core, mean
+    peak: float  # bf16 FLOP/s per core
+    vcpu_busy: np.ndarray
+    host_busy: float
+    hbm_frac: float | None
+    tensor_active: float | None
+    exposed_comm: float | None
+    input_wait: float | None
+    mem_frac_max: float
+    mem_dev_max: int
+    capacity: int
+    events: list[dict] = field(default_factory=list)
+    training: object | None = None
+    busbw_frac: float | None = None
+    link_frac: float | None = None
+
+
+def window(samples: Sequence[Sample], seconds: float = DEFAULT_WINDOW_S) -> list[Sample]:
+    if not samples:
+        return []
+    end = samples[-1].time_s
+    out = [s for s in samples if s.time_s > end - seconds - 1e-9]
+    return out or [samples[-1]]
+
+
+def stats(ws: Sequence[Sample]) -> WindowStats:
+    last = ws[-1]
+    n = last.n_cores
+    same = [s for s in ws if s.n_cores == n]
+    core_util = np.mean([s.util for s in same], axis=0)
+    mem = np.mean([s.mem.sum(axis=1) for s in same], axis=0)
+    allocated = (mem >= ALLOCATED_BYTES) | (core_util >= 1.0)
+    has_flops = all(s.flops is not None for s in same)
+    flops = float(np.mean([s.flops.mean() for s in same])) if has_flops else 0.0
+    vb = [s.vcpu_busy for s in same if len(s.vcpu_busy)]
+    vcpu = np.mean(vb, axis=0) if vb and len({len(v) for v in vb}) == 1 else (vb[-1] if vb else np.zeros(0))
+    host_busy = float(np.mean([100 - s.sys_idle for s in same])) if any(s.sys_idle for s in same) else 0.0
+    ext = [s for s in same if s.has_extension]
+    has_ext = len(ext) == len(same)
+    hbm_frac = tensor = comm = wait = busbw = linkf = None
+    if has_ext:
+        bw = last.hbm_bw / max(1, last.cores_per_device)
+        if bw:
+            hbm_frac = float(np.mean([s.hbm_rate[s.util > 1].mean() if (s.util > 1).any() else 0.0 for s in ext])) / bw
+        tensor = float(np.mean([s.engines[0][s.util > 1].mean() if (s.util > 1).any() else 0.0 for s in ext]))
+        span = sum(s.period_s for s in ext)
+        comm = sum(sum(c.exposed_s for c in s.collectives) for s in ext) / span if span else 0.0
+        inp = [s.input.wait_frac for s in ext if s.input is not None]
+        wait = float(np.mean(inp)) if inp else None
+        bus = [max((c.busbw_bytes_per_s for c in s.collectives), default=0.0) for s in ext]
+        if last.link_bw and any(bus):
+            busbw = float(np.mean(bus)) / last.link_bw
+        lr = [s.link_rate.mean() for s in ext if s.link_rate is not None and len(s.link_rate)]
+        if lr and last.link_bw:
+            linkf = float(np.mean(lr)) / last.link_bw
+    cap = last.hbm_capacity
+    dev = max((int(s.device_mem().max()) for s in same if s.n_devices), default=0)
+    events = [e for s in same for e in s.events]
+    return WindowStats(
+        n=n, util=float(core_util.mean()), core_util=core_util, allocated=allocated, has_ext=has_ext,
+        has_flops=has_flops, flops=flops, peak=last.core_peak_flops, vcpu_busy=vcpu, host_busy=host_busy,
+        hbm_frac=hbm_frac, tensor_active=tensor, exposed_comm=comm, input_wait=wait,
+        mem_frac_max=dev / cap if cap else 0.0, mem_dev_max=dev, capacity=cap, events=events,
+        training=last.training, busbw_frac=busbw, link_frac=linkf,
+    )
+
+
+def _sev(loss: float) -> str:
+    return "critical" if loss >= 0.4 else "warning" if loss >= 0.15 else "info"
+
+
+def compute(samples: Sequence[Sample], threshold: float = DEFAULT_THRESHOLD,
+            window_s: float = DEFAULT_WINDOW_S) -> list[Hint]:
+    """Ranked hints for the last `window_s` seconds of `samples` (most important first)."""
+    ws = window(samples, window_s)
+    if not ws:
+        return []
+    st = stats(ws)
+    hints: list[Hint] = []
+    hints += _advisories(st)
+    if st.util < threshold:
+        hints += _bottlenecks(st, threshold)
+    hints.sort(key=lambda h: (h.kind != "bottleneck" or h.cause == "unexplained", -h.score,
+                              SEVERITY_RANK[h.severity]))
+    return hints
+
+
+def _bottlenecks(st: WindowStats, threshold: float) -> list[Hint]:
+    out: list[Hint] = []
+    util = st.util
+    lost = 1 - util / 100
+    cu = st.core_util
+    alloc = st.allocated
+    busy = alloc & (cu >= 20)
+    idle = alloc & (cu < 5)
+    explained = 0.0
+
+    # Idle allocated cores: hold memory, do nothing, while their peers work.
+    if busy.any() and idle.sum() >= max(1, 0.1 * alloc.sum()):
+        k, m = int(idle.sum()), int(alloc.sum())
+        share = k / max(1, st.n)
+        out.append(Hint(
+            "idle_cores", "bottleneck", _sev(share), 0.9, f"{k} of {m} allocated NeuronCores are idle",
+            (Evidence("idle allocated cores", k, "cores"), Evidence("allocated cores", m, "cores"),
+             Evidence("busy cores' utilisation", float(cu[busy].mean()), "%"),
+             Evidence("average utilisation", util, "%")),
+            f"give the {k} idle cores work (one worker per core, e.g. torchrun --nproc_per_node={m}) "
+            f"or release them (NEURON_RT_VISIBLE_CORES) for another job", "cores", share))
+        explained += share
+
+    # Straggler: one core (or a few) busy all the time while its collective peers wait for it.
+    working = alloc & (cu >= 5)
+    if working.sum() >= 2:
+        idx = np.where(working)[0]
+        # A straggler sits far above the median of the *other* working cores (works for 2 cores too).
+        others_med = {int(i): float(np.median(cu[idx[idx != i]])) for i in idx}
+        hi = np.array([i for i in idx if cu[i] >= 80 and cu[i] >= others_med[int(i)] + 25], dtype=int)
+        if 0 < len(hi) <= max(1, int(0.125 * working.sum())):
+            peers = float(np.delete(cu, hi)[np.delete(working, hi)].mean())
+            core = int(hi[0])
+            share = (100 - peers) / 100
+            out.append(Hint(
+                "straggler", "bottleneck", _sev(share), 0.85,
+                f"core {core} is a straggler: busy {cu[core]:.0f} % while its peers wait",
+                (Evidence(f"NC{core} utilisation", float(cu[core]), "%"),
+                 Evidence("peer cores' utilisation", peers, "%"),
+                 Evidence("slow cores", len(hi), "cores")),
+                f"inspect core {core} (throttling, ECC errors, a different input shape or kernel); "
+                f"exclude it or rebalance work so its {int(working.sum()) - len(hi)} peers stop waiting at each collective",
+                "cores", share))
+            explained += share
+
+    # Input pipeline: the device waits for batches; one or a few host threads are saturated.
+    hot = st.vcpu_busy >= 85 if len(st.vcpu_busy) else np.zeros(0, dtype=bool)
+    n_hot = int(hot.sum())
+    rest = float(st.vcpu_busy[~hot].mean()) if len(st.vcpu_busy) and (~hot).any() else 0.0
+    few_hot = 0 < n_hot <= max(2, len(st.vcpu_busy) // 4) and rest < 40
+    ext_input = st.input_wait is not None and st.input_wait >= 0.1
+    if ext_input or (not st.has_ext and few_hot):
+        share = st.input_wait if st.input_wait is not None else lost
+        ev = []
+        if st.input_wait is not None:
+            ev.append(Evidence("device waiting for input", st.input_wait * 100, "%"))
+        if n_hot:
+            ev.append(Evidence("saturated vCPUs (>= 85 %)", n_hot, "vCPUs"))
+            ev.append(Evidence("other vCPUs busy", rest, "%"))
+        ev.append(Evidence("average utilisation", util, "%"))
+        w_now = n_hot if n_hot else None
+        act = (f"raise the data-loader workers from {w_now} to {max(8, 4 * w_now)} (DataLoader num_workers)"
+               if w_now else "raise the data-loader workers (DataLoader num_workers)")
+        out.append(Hint(
+            "input_pipeline", "bottleneck", _sev(share), 0.9 if st.has_ext else 0.6,
+            "input pipeline bound: the device waits for batches" + (
+                f" while {n_hot} host thread(s) are saturated" if n_hot else ""),
+            tuple(ev), act + ", or pre-tokenise and pack the data set offline", "vcpu", share))
+        explained += share
+
+    if st.has_ext:
+        # Communication: collectives on the critical path.
+        if st.exposed_comm is not None and st.exposed_comm >= 0.2:
+            ev = [Evidence("time in exposed collectives", st.exposed_comm * 100, "%")]
+            if st.busbw_frac is not None:
+                ev.append(Evidence("bus bandwidth / link bandwidth", st.busbw_frac * 100, "%"))
+            ev.append(Evidence("average utilisation", util, "%"))
+            out.append(Hint(
+                "communication", "bottleneck", _sev(st.exposed_comm), 0.85,
+                "communication bound: cores wait for collectives", tuple(ev),
+                "overlap the gradient all-reduce with the backward pass (bucketed all-reduce), raise the "
+                "gradient accumulation, and check the links and EFA for degraded bandwidth", "interconnect",
+                st.exposed_comm))
+            explained += st.exposed_comm
+        # HBM bandwidth: streaming at a large share of the peak with low arithmetic intensity.
+        if st.hbm_frac is not None and st.hbm_frac >= 0.5:
+            t = st.training
+            tok = (t.micro_batch * t.seq) if t is not None and t.micro_batch else 0
+            ev = [Evidence("HBM bandwidth used (busy cores)", st.hbm_frac * 100, "%"),
+                  Evidence("FLOP/s of bf16 peak", st.flops / st.peak * 100 if st.peak else 0.0, "%"),
+                  Evidence("average utilisation", util, "%")]
+            if tok:
+                ev.append(Evidence("tokens per micro-batch", tok, "tokens"))
+            act = ("double the micro-batch" + (f" (from {t.micro_batch} x {t.seq} tokens)" if tok else "")
+                   + " or fuse element-wise ops to raise arithmetic intensity")
+            share = max(0.0, lost)
+            out.append(Hint("hbm_bandwidth", "bottleneck", _sev(share), 0.8,
+                            "HBM-bandwidth bound: low arithmetic intensity", tuple(ev), act, "memory", share))
+            explained += share
+        elif (st.training is not None and st.training.micro_batch and
+              st.training.micro_batch * st.training.seq < 512 and st.hbm_frac is not None):
+            t = st.training
+            share = max(0.0, lost - explained)
+            out.append(Hint(
+                "small_batch", "bottleneck", _sev(share), 0.6, "small batch: per-op overheads dominate",
+                (Evidence("tokens per micro-batch", t.micro_batch * t.seq, "tokens"),
+                 Evidence("HBM bandwidth used", (st.hbm_frac or 0) * 100, "%"),
+                 Evidence("average utilisation", util, "%")),
+                f"double the micro-batch (from {t.micro_batch}) and cut gradient accumulation to match",
+                "cores", share))
+            explained += share
+
+    # Host synchronisation: device and host both mostly idle, and nothing else explains it.
+    if not out:
+        host_idle = st.host_busy < 30 and n_hot == 0
+        if st.has_ext and host_idle and (st.input_wait or 0) < 0.05 and (st.exposed_comm or 0) < 0.1 \
+                and (st.hbm_frac or 0) < 0.5:
+            out.append(Hint(
+                "host_sync", "bottleneck", _sev(lost), 0.7,
+                "host synchronisation: device and host both mostly idle",
+                (Evidence("average utilisation", util, "%"), Evidence("host CPU busy", st.host_busy, "%"),
+                 Evidence("device waiting for input", (st.input_wait or 0) * 100, "%"),
+                 Evidence("time in exposed collectives", (st.exposed_comm or 0) * 100, "%")),
+                "remove per-step host synchronisation (loss.item(), print, tensor.cpu() in the loop); "
+                "log every N steps asynchronously and keep graph building out of the step", "cores", lost))
+        else:
+            ev = [Evidence("average utilisation", util, "%"), Evidence("threshold", threshold, "%")]
+            if len(st.vcpu_busy):
+                ev.append(Evidence("host CPU busy", st.host_busy, "%"))
+            out.append(Hint(
+                "unexplained", "bottleneck", "info", 0.3,
+                f"utilisation {util:.0f} % is below {threshold:.0f} %; this telemetry cannot tell why",
+                tuple(ev),
+                "capture per-engine activity (neuron-profile) or run under the simulator's extension to "
+                "separate host synchronisation, communication and memory stalls", "cores", 0.0))
+    return out
+
+
+def _advisories(st: WindowStats) -> list[Hint]:
+    out: list[Hint] = []
+    for e in st.events:
+        if e.get("type") == "oom":
+            out.append(Hint(
+                "out_of_memory", "advisory", "critical", 1.0, "out of device memory",
+                (Evidence("requested per core", e.get("requested_bytes", 0) / 2**30, "GiB"),
+                 Evidence("capacity per core", e.get("capacity_bytes", 0) / 2**30, "GiB")),
+                "shard the optimizer state (ZeRO-1), enable activation checkpointing or halve the micro-batch",
+                "memory", 1.0))
+            break
+    if st.capacity and st.mem_frac_max >= 0.90:
+        out.append(Hint(
+            "hbm_capacity", "advisory", "warning" if st.mem_frac_max < 0.97 else "critical", 0.95,
+            f"device memory {st.mem_frac_max * 100:.0f} % full",
+            (Evidence("device memory used", st.mem_frac_max * 100, "%"),
+             Evidence("used on fullest device", st.mem_dev_max / 2**30, "GiB"),
+             Evidence("capacity per device", st.capacity / 2**30, "GiB")),
+            "free tensors kept across steps, shard optimizer state (ZeRO-1) or enable activation "
+            "checkpointing before a larger batch runs out of memory", "memory", st.mem_frac_max))
+    if st.util >= 50 and st.has_flops and st.peak:
+        if st.has_ext and st.tensor_active:
+            productive = st.flops / (st.tensor_active * st.peak) if st.tensor_active else 1.0
+            limit = 0.35
+            cond = productive < limit and (st.hbm_frac or 0) < 0.5
+        else:
+            productive = st.flops / (st.util / 100 * st.peak)
+            limit = 0.2
+            cond = productive < limit
+        if cond:
+            out.append(Hint(
+                "fp32_precision", "advisory", "warning", 0.8 if st.has_ext else 0.5,
+                "busy but not productive: FLOP rate fits fp32, not bf16",
+                (Evidence("average utilisation", st.util, "%"),
+                 Evidence("FLOP/s per core", st.flops / 1e12, "TFLOP/s"),
+                 Evidence("FLOP/s of bf16 peak while busy", productive * 100, "%")),
+                "enable bf16 autocast (or XLA_USE_BF16=1) and keep fp32 master weights in the optimizer",
+                "cores", 1 - productive))
+    return out
+
+
+class HintTracker:
+    """Hysteresis: a cause shows after it held for `on_s` and clears after absent for `off_s`."""
+
+    def __init__(self, on_s: float = 3.0, off_s: float = 5.0) -> None:
+        self.on_s, self.off_s = on_s, off_s
+        self.first_seen: dict[str, float] = {}
+        self.last_seen: dict[str, float] = {}
+        self.shown: dict[str, Hint] = {}
+
+    def update(self, hints: Sequence[Hint], now: float) -> list[Hint]:
+        present = {h.cause: h for h in hints}
+        for cause, h in present.items():
+            self.first_seen.setdefault(cause, now)
+            self.last_seen[cause] = now
+            if cause in self.shown or now - self.first_seen[cause] >= self.on_s:
+                self.shown[cause] = h
+        for cause in list(self.first_seen):
+            if cause not in present:
+                if cause in self.shown and now - self.last_seen[cause] < self.off_s:
+                    continue
+                self.first_seen.pop(cause, None)
+                self.shown.pop(cause, None)
+        order = {h.cause: i for i, h in enumerate(hints)}
+        return sorted(self.shown.values(), key=lambda h: (order.get(h.cause, len(order)), -h.score))
+
+    def reset(self) -> None:
+        self.first_seen.clear()
+        self.last_seen.clear()
+        self.shown.clear()

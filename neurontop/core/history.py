@@ -1,0 +1,71 @@
+"""Fixed-size ring buffers per metric (numpy), for sparklines and hint windows."""
+
+from __future__ import annotations
+
+import numpy as np
+
+DEFAULT_CAPACITY = 6000  # 10 minutes at 10 reports/s, 100 minutes at 1/s
+
+
+class Ring:
+    """A ring of float64 values; `values()` returns them oldest first."""
+
+    def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
+        self.buf = np.full(capacity, np.nan)
+        self.capacity = capacity
+        self.n = 0  # values ever appended
+
+    def append(self, value: float) -> None:
+        self.buf[self.n % self.capacity] = value
+        self.n += 1
+
+    def __len__(self) -> int:
+        return min(self.n, self.capacity)
+
+    def values(self, last: int | None = None) -> np.ndarray:
+        k = len(self) if last is None else min(last, len(self))
+        if k == 0:
+            return self.buf[:0]
+        end = self.n % self.capacity
+        idx = (np.arange(end - k, end)) % self.capacity
+        return self.buf[idx]
+
+    def clear(self) -> None:
+        self.buf[:] = np.nan
+        self.n = 0
+
+
+class History:
+    """The metrics the UI charts, one ring each, fed one Sample at a time."""
+
+    METRICS = ("time_s", "util_avg", "hbm_bw_frac", "link_frac", "flops", "tokens_per_s", "loss")
+
+    def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
+        self.capacity = capacity
+        self.rings = {m: Ring(capacity) for m in self.METRICS}
+        self.device_util: dict[int, Ring] = {}
+
+    def add(self, s) -> None:  # s: Sample
+        r = self.rings
+        r["time_s"].append(s.time_s)
+        r["util_avg"].append(s.avg_util)
+        bw = s.hbm_bw * s.n_devices
+        r["hbm_bw_frac"].append(float(s.hbm_rate.sum()) / bw * 100 if s.hbm_rate is not None and bw else np.nan)
+        if s.link_rate is not None and len(s.link_rate) and s.link_bw:
+            r["link_frac"].append(float(s.link_rate.mean()) / s.link_bw * 100)
+        else:
+            r["link_frac"].append(np.nan)
+        r["flops"].append(float(s.flops.sum()) if s.flops is not None else np.nan)
+        t = s.training
+        r["tokens_per_s"].append(float(t.tokens_per_s) if t else np.nan)
+        r["loss"].append(float(t.loss) if t and t.loss is not None else np.nan)
+        if s.cores_per_device:
+            per_dev = s.util.reshape(-1, s.cores_per_device).mean(axis=1) if s.n_cores % s.cores_per_device == 0 \
+                else np.array([s.avg_util])
+            for d, v in enumerate(per_dev):
+                self.device_util.setdefault(d, Ring(self.capacity)).append(float(v))
+
+    def clear(self) -> None:
+        for r in self.rings.values():
+            r.clear()
+        self.device_util.clear()

@@ -1,0 +1,93 @@
+"""Reading neuron-monitor JSON-lines logs: plain, gzip or zstd, with line numbers for errors."""
+
+from __future__ import annotations
+
+import gzip
+import io
+from collections.abc import Iterator
+from typing import BinaryIO
+
+import zstandard
+
+from .sample import DecodeError, Decoder, Sample
+
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+GZIP_MAGIC = b"\x1f\x8b"
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+class InputError(Exception):
+    """Bad user input: one line naming the file, the line and what is wrong (exit status 2)."""
+
+
+def sniff(path: str) -> str:
+    """'profile', 'gzip', 'zstd' or 'jsonl', by content, not by name."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory") from None
+    except PermissionError:
+        raise InputError(f"{path}: permission denied") from None
+    if head.startswith(SQLITE_MAGIC):
+        return "profile"
+    if head.startswith(GZIP_MAGIC):
+        return "gzip"
+    if head.startswith(ZSTD_MAGIC):
+        return "zstd"
+    return "jsonl"
+
+
+def open_log(path: str) -> BinaryIO:
+    kind = sniff(path)
+    if kind == "gzip":
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    if kind == "zstd":
+        fh = open(path, "rb")
+        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(fh, closefd=True))  # type: ignore[arg-type]
+    if kind == "profile":
+        raise InputError(f"{path}: is a profile, not a log")
+    return open(path, "rb")
+
+
+def iter_lines(stream: BinaryIO, name: str) -> Iterator[tuple[int, bytes]]:
+    """(line number, line) for each non-empty line; a broken compressed stream is an InputError."""
+    lineno = 0
+    try:
+        for raw in stream:
+            lineno += 1
+            line = raw.strip()
+            if line:
+                yield lineno, line
+    except (EOFError, OSError, zstandard.ZstdError) as exc:
+        raise InputError(f"{name}: line {lineno + 1}: truncated or corrupt compressed data ({exc})") from None
+
+
+def read_samples(stream: BinaryIO, name: str, skip_bad: bool = False,
+                 on_skip=None) -> Iterator[Sample]:
+    """Decode a neuron-monitor log. A bad line is an InputError naming it, unless skip_bad."""
+    dec = Decoder()
+    for lineno, line in iter_lines(stream, name):
+        if line.startswith(b'{"type"'):  # protocol notices (hello, dropped) in a captured socket stream
+            continue
+        try:
+            yield dec.decode(line)
+        except DecodeError as exc:
+            if skip_bad:
+                if on_skip:
+                    on_skip(lineno, str(exc))
+                continue
+            raise InputError(f"{name}: line {lineno}: {exc}"
+                             + ("" if line.endswith(b"}") else " (line truncated?)")) from None
+
+
+def log_samples(path: str, skip_bad: bool = False, on_skip=None) -> Iterator[Sample]:
+    if path == "-":
+        import sys
+
+        yield from read_samples(sys.stdin.buffer, "<stdin>", skip_bad, on_skip)
+        return
+    with open_log(path) as f:
+        yield from read_samples(f, path, skip_bad, on_skip)

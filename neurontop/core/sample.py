@@ -1,0 +1,266 @@
+"""The sample model: one decoded report as arrays, and the stateful decoder that makes them.
+
+Headless: no Textual. Rates come from the extension's cumulative counters over the client's own
+interval when they are present (so dropped reports do not distort them), else from
+neuron-monitor's per-window fields.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import msgspec
+import numpy as np
+
+from .hardware import chip_for
+from .schema import ExtCollective, ExtInput, ExtTraining, Report, report_decoder
+
+MEM_CATEGORIES = ("tensors", "constants", "model_code", "model_shared_scratchpad", "runtime_memory")
+MEM_LABELS = ("Tensors", "Constants", "Model Code", "Model Scratchpad", "Runtime Memory")
+ENGINE_NAMES = ("tensor", "vector", "scalar", "gpsimd", "dma")
+
+
+class DecodeError(ValueError):
+    """A report that is not valid neuron-monitor JSON; the message names the field."""
+
+
+@dataclass(frozen=True, eq=False)
+class Sample:
+    seq: int
+    time_s: float  # since the start of the stream
+    timestamp: float | None  # unix time, when the source knows it
+    period_s: float
+    instance_type: str
+    device_type: str
+    core_version: str
+    n_devices: int
+    cores_per_device: int
+    hbm_capacity: int  # bytes per device, 0 when unknown
+    hbm_bw: float  # bytes/s per device, 0 when unknown
+    core_peak_flops: float  # dense bf16 FLOP/s per logical core, 0 when unknown
+    util: np.ndarray  # [cores] percent, max over runtimes
+    flops: np.ndarray | None  # [cores] FLOP/s; None when the report has no flops field
+    mem: np.ndarray  # [cores, 5] bytes by MEM_CATEGORIES
+    host_mem: tuple[int, int, int, int]  # application_memory, constants, dma_buffers, tensors
+    runtime_user: float
+    runtime_system: float
+    sys_user: float
+    sys_system: float
+    sys_idle: float
+    sys_iowait: float
+    vcpu_busy: np.ndarray  # [vcpus] percent busy (100 - idle)
+    host_mem_total: int
+    host_mem_used: int
+    runtimes: tuple[tuple[int, str], ...]  # (pid, tag)
+    runtime_util: tuple[np.ndarray, ...]  # per runtime [cores]
+    executions: int
+    latency_p50: float | None
+    device_latency_p50: float | None
+    engines: np.ndarray | None = None  # [5, cores] active fraction (extension)
+    hbm_rate: np.ndarray | None = None  # [cores] bytes/s (extension)
+    link_pairs: tuple[tuple[int, int], ...] = ()
+    link_rate: np.ndarray | None = None  # [links] bytes/s
+    link_bw: float = 0.0
+    collectives: tuple[ExtCollective, ...] = ()
+    efa_rate: float | None = None
+    efa_bw: float = 0.0
+    training: ExtTraining | None = None
+    input: ExtInput | None = None
+    events: tuple[dict, ...] = ()
+    extras: dict = field(default_factory=dict)
+
+    @property
+    def n_cores(self) -> int:
+        return len(self.util)
+
+    @property
+    def has_extension(self) -> bool:
+        return self.engines is not None
+
+    @property
+    def avg_util(self) -> float:
+        return float(self.util.mean()) if len(self.util) else 0.0
+
+    def device_mem(self) -> np.ndarray:
+        """[devices] bytes used on each device."""
+        per_core = self.mem.sum(axis=1)
+        return per_core.reshape(self.n_devices, -1).sum(axis=1) if self.n_devices else per_core
+
+
+class Decoder:
+    """Decodes report lines into Samples; keeps the previous counters to compute rates."""
+
+    def __init__(self) -> None:
+        self._prev: tuple[float, np.ndarray, np.ndarray, np.ndarray, np.ndarray, float] | None = None
+        self._count = 0
+        self._time = 0.0
+
+    def decode(self, line: bytes | str) -> Sample:
+        try:
+            rep = report_decoder.decode(line)
+        except msgspec.ValidationError as exc:
+            raise DecodeError(f"invalid report: {exc}") from None
+        except msgspec.DecodeError as exc:
+            raise DecodeError(f"not JSON: {exc}") from None
+        return self.from_report(rep)
+
+    def from_report(self, rep: Report) -> Sample:
+        if not rep.neuron_runtime_data and rep.neuron_hardware_info is None and rep.system_data is None:
+            raise DecodeError("not a neuron-monitor report: no neuron_runtime_data, system_data or "
+                              "neuron_hardware_info")
+        hw = rep.neuron_hardware_info
+        inst = rep.instance_info.instance_type if rep.instance_info else ""
+        n_dev = hw.neuron_device_count if hw and hw.neuron_device_count else 0
+        cpd = hw.neuroncore_per_device_count if hw and hw.neuroncore_per_device_count else 0
+        max_idx = -1
+        for rt in rep.neuron_runtime_data:
+            nc = rt.report.neuroncore_counters
+            if nc:
+                for k in nc.neuroncores_in_use:
+                    max_idx = max(max_idx, _core_index(k, "neuroncores_in_use"))
+        n = n_dev * cpd if n_dev and cpd else max_idx + 1
+        n = max(n, max_idx + 1)
+        if not n_dev:
+            n_dev, cpd = (1, n) if n else (0, 0)
+        dtype = hw.neuron_device_type if hw else ""
+        chip = chip_for(dtype, inst)
+        cap = hw.neuron_device_memory_size if hw and hw.neuron_device_memory_size else (chip.hbm_bytes if chip else 0)
+        peak = chip.bf16_flops / max(1, cpd) if chip and cpd else 0.0
+
+        util = np.zeros(n)
+        flops = None
+        mem = np.zeros((n, 5), dtype=np.int64)
+        host = [0, 0, 0, 0]
+        rt_user = rt_sys = 0.0
+        runtimes, rt_utils = [], []
+        period = 0.0
+        executions = 0
+        lat = dlat = None
+        for rt in rep.neuron_runtime_data:
+            r = rt.report
+            u = np.zeros(n)
+            if r.neuroncore_counters:
+                period = period or float(r.neuroncore_counters.period)
+                for k, c in r.neuroncore_counters.neuroncores_in_use.items():
+                    i = int(k)
+                    u[i] = float(c.neuroncore_utilization)
+                    f = c.flops if c.flops is not None else c.effective_flops
+                    if f is not None:
+                        if flops is None:
+                            flops = np.zeros(n)
+                        flops[i] = max(flops[i], float(f))
+            util = np.maximum(util, u)  # a core listed by several runtimes: take the max (CloudWatch #1713)
+            runtimes.append((rt.pid, rt.neuron_runtime_tag or str(rt.pid)))
+            rt_utils.append(u)
+            if r.memory_used:
+                ub = r.memory_used.neuron_runtime_used_bytes.usage_breakdown
+                for k, cm in ub.neuroncore_memory_usage.items():
+                    i = _core_index(k, "neuroncore_memory_usage")
+                    if i < n:
+                        mem[i] += (cm.tensors, cm.constants, cm.model_code, cm.model_shared_scratchpad,
+                                   cm.runtime_memory)
+                h = ub.host
+                host = [host[0] + h.application_memory, host[1] + h.constants, host[2] + h.dma_buffers,
+                        host[3] + h.tensors]
+            if r.neuron_runtime_vcpu_usage:
+                rt_user += float(r.neuron_runtime_vcpu_usage.vcpu_usage.user)
+                rt_sys += float(r.neuron_runtime_vcpu_usage.vcpu_usage.system)
+            if r.execution_stats:
+                executions += int(r.execution_stats.execution_summary.get("completed", 0))
+                ls = r.execution_stats.latency_stats
+                if ls.total_latency is not None:
+                    lat = float(ls.total_latency.p50)
+                if ls.device_latency is not None:
+                    dlat = float(ls.device_latency.p50)
+        sd = rep.system_data
+        su = ss = si = sw = 0.0
+        busy = np.zeros(0)
+        mt = mu = 0
+        if sd and sd.vcpu_usage:
+            v = sd.vcpu_usage
+            if v.average_usage:
+                su, ss, si, sw = (float(v.average_usage.user), float(v.average_usage.system),
+                                  float(v.average_usage.idle), float(v.average_usage.io_wait))
+            if v.usage_data:
+                busy = np.array([100.0 - float(c.idle) for c in v.usage_data.values()])
+            period = period or float(v.period)
+        if sd and sd.memory_info:
+            mt, mu = sd.memory_info.memory_total_bytes, sd.memory_info.memory_used_bytes
+        ext = rep.neuron_top
+        period = float(ext.period_s) if ext and ext.period_s else (period or 1.0)
+        self._count += 1
+        if ext is not None:
+            time_s = float(ext.time_s)
+            seq = ext.seq
+        else:
+            self._time += period
+            time_s = self._time
+            seq = self._count
+        kw: dict = {}
+        if ext is not None:
+            kw = self._extension(ext, n, time_s)
+            if "util" in kw:
+                util = kw.pop("util")
+                f2 = kw.pop("flops")
+                flops = f2 if flops is not None or f2.any() else flops
+        return Sample(
+            seq=seq, time_s=time_s, timestamp=float(ext.timestamp) if ext and ext.timestamp else None,
+            period_s=period, instance_type=inst, device_type=dtype or (_guess_device(inst)),
+            core_version=hw.neuroncore_version if hw else "", n_devices=n_dev, cores_per_device=cpd,
+            hbm_capacity=int(cap), hbm_bw=float(chip.hbm_bw) if chip else 0.0, core_peak_flops=peak,
+            util=np.clip(util, 0.0, 100.0), flops=flops, mem=mem, host_mem=tuple(host),  # type: ignore[arg-type]
+            runtime_user=rt_user, runtime_system=rt_sys, sys_user=su, sys_system=ss, sys_idle=si,
+            sys_iowait=sw, vcpu_busy=busy, host_mem_total=mt, host_mem_used=mu, runtimes=tuple(runtimes),
+            runtime_util=tuple(rt_utils), executions=executions, latency_p50=lat, device_latency_p50=dlat, **kw,
+        )
+
+    def _extension(self, ext, n: int, time_s: float) -> dict:
+        out: dict = {}
+        c = ext.cores
+        if c and len(c.busy_ns) == n:
+            busy = np.asarray(c.busy_ns, dtype=np.float64)
+            fl = np.asarray(c.flops, dtype=np.float64)
+            hb = np.asarray(c.hbm_read_bytes, dtype=np.float64) + np.asarray(c.hbm_write_bytes, dtype=np.float64)
+            links = np.asarray(ext.links.bytes, dtype=np.float64) if ext.links else np.zeros(0)
+            efa = float(ext.efa.bytes) if ext.efa else 0.0
+            prev = self._prev
+            if prev is not None and time_s > prev[0] and len(prev[4]) == len(links):
+                dt = time_s - prev[0]
+                d = lambda now, before: np.maximum(now - before, 0.0) / dt  # noqa: E731
+                out["util"] = d(busy, prev[1]) / 1e7
+                out["flops"] = d(fl, prev[2])
+                out["hbm_rate"] = d(hb, prev[3])
+                out["link_rate"] = d(links, prev[4])
+                out["efa_rate"] = max(0.0, efa - prev[5]) / dt
+            else:
+                # First report: the window's own figures, and averages since the counters' zero.
+                t = max(time_s, 1e-9)
+                out["hbm_rate"] = hb / t
+                out["link_rate"] = links / t
+                out["efa_rate"] = efa / t
+            self._prev = (time_s, busy, fl, hb, links, efa)
+            e = c.engines
+            cols = [e.tensor, e.vector, e.scalar, e.gpsimd, e.dma]
+            if all(len(x) == n for x in cols):
+                out["engines"] = np.asarray(cols, dtype=np.float64)
+        if ext.links:
+            out["link_pairs"] = tuple(tuple(p) for p in ext.links.pairs)
+            out["link_bw"] = float(ext.links.bandwidth_bytes_per_s)
+        if ext.efa:
+            out["efa_bw"] = float(ext.efa.bandwidth_bytes_per_s)
+        out["collectives"] = tuple(ext.collectives)
+        out["training"] = ext.training
+        out["input"] = ext.input
+        out["events"] = tuple(ext.events)
+        return out
+
+
+def _core_index(key: str, where: str) -> int:
+    if not key.isdigit():
+        raise DecodeError(f"invalid report: core key {key!r} in {where} is not a number")
+    return int(key)
+
+
+def _guess_device(instance_type: str) -> str:
+    fam = instance_type.split(".")[0]
+    return {"trn1": "trainium", "trn1n": "trainium", "trn2": "trainium2", "trn2u": "trainium2"}.get(fam, "")
