@@ -1,0 +1,399 @@
+"""neuron-top command line: the live monitor and its record / replay / export / import / diagnose."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import sys
+import time
+
+SUBCOMMANDS = ("record", "replay", "export", "import", "diagnose")
+_UNITS = {"ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "": 1.0}
+
+
+class UsageError(Exception):
+    """Bad input from the user: one line, exit status 2."""
+
+
+def parse_duration(text: str) -> float:
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(ms|s|m|h)?\s*", text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (examples: 1s, 500ms, 10m)")
+    return float(m.group(1)) * _UNITS[m.group(2) or ""]
+
+
+def parse_time(text: str) -> float:
+    """Seconds from the start: '90', '1:30', '01:02:03', or a duration such as '5m'."""
+    if ":" in text:
+        secs = 0.0
+        try:
+            for p in text.split(":"):
+                secs = secs * 60 + float(p)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a time: {text!r}") from None
+        return secs
+    return parse_duration(text)
+
+
+def _live_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="neuron-top",
+        description="Terminal monitor for Trainium-class accelerators. With no source it runs the built-in "
+                    "device simulator. Subcommands: record, replay, export, import, diagnose (neuron-top CMD -h).")
+    ap.add_argument("source", nargs="?", help="'-' to read neuron-monitor JSON lines from stdin")
+    ap.add_argument("--connect", metavar="PATH|HOST:PORT", help="a running devicesim; never starts one")
+    ap.add_argument("--exec", dest="exec_cmd", metavar="CMD", help="run CMD (e.g. 'neuron-monitor -c mon.json') "
+                                                                   "and read its stdout")
+    _sim_args(ap)
+    ap.add_argument("--refresh", type=parse_duration, default=1.0, help="display refresh interval (default 1s)")
+    ap.add_argument("--hint-threshold", type=float, default=70.0, help="utilisation %% below which hints fire")
+    ap.add_argument("--hint-window", type=parse_duration, default=10.0, help="hint window (default 10s)")
+    ap.add_argument("--record-dir", default=".", help="folder for recordings started with the r key")
+    return ap
+
+
+def _sim_args(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--preset", default="trn1.32xlarge", help="simulator preset (default trn1.32xlarge)")
+    ap.add_argument("--scenario", default="healthy", help="simulator scenario (default healthy)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--period", type=parse_duration, default=1.0, help="simulator report period (default 1s)")
+
+
+def _sub_parser(cmd: str) -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog=f"neuron-top {cmd}")
+    if cmd == "record":
+        ap.add_argument("source", nargs="?", help="'-' (stdin), a socket PATH or HOST:PORT; default: the "
+                                                  "running simulator, else a built-in one")
+        ap.add_argument("-o", "--output", required=True, help="profile file to create (.ntprof)")
+        ap.add_argument("--duration", type=parse_duration, help="stop after this long (e.g. 10m)")
+        ap.add_argument("--count", type=int, help="stop after this many reports")
+        _sim_args(ap)
+    elif cmd == "replay":
+        ap.add_argument("file", help="a profile or a neuron-monitor log (.jsonl, .gz, .zst)")
+        ap.add_argument("--speed", type=float, default=1.0, help="1/16 to 64 (default 1)")
+        ap.add_argument("--start", type=parse_time, help="start position (seconds, 1:30, 5m)")
+        ap.add_argument("--skip-bad", action="store_true", help="skip unreadable lines of a log")
+        ap.add_argument("--hint-threshold", type=float, default=70.0)
+    elif cmd == "export":
+        ap.add_argument("source", help="a profile, a neuron-monitor log, or - for stdin")
+        ap.add_argument("-o", "--output", required=True, help="CSV file, or - for stdout")
+        ap.add_argument("--fields", help="groups: util,flops,engines,hbm,links,vcpu,training,hints or all")
+        ap.add_argument("--from", dest="t_from", type=parse_time, help="start time from the beginning")
+        ap.add_argument("--to", dest="t_to", type=parse_time, help="end time from the beginning")
+        ap.add_argument("--every", type=parse_duration, help="resample: mean over intervals of this length")
+        ap.add_argument("--layout", choices=("wide", "long"), default="wide")
+        ap.add_argument("--skip-bad", action="store_true", help="skip unreadable lines of a log")
+        ap.add_argument("--hint-threshold", type=float, default=70.0)
+    elif cmd == "import":
+        ap.add_argument("log", help="neuron-monitor JSON lines (.jsonl, .gz, .zst)")
+        ap.add_argument("-o", "--output", required=True)
+        ap.add_argument("--skip-bad", action="store_true")
+    elif cmd == "diagnose":
+        ap.add_argument("source", help="a profile, a neuron-monitor log, or - for stdin")
+        ap.add_argument("--json", action="store_true", help="print a JSON object (docs/hints.md)")
+        ap.add_argument("--hint-threshold", type=float, default=70.0)
+        ap.add_argument("--hint-window", type=parse_duration, default=10.0)
+        ap.add_argument("--skip-bad", action="store_true")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv and argv[0] in SUBCOMMANDS:
+            args = _sub_parser(argv[0]).parse_args(argv[1:])
+            return {"record": cmd_record, "replay": cmd_replay, "export": cmd_export, "import": cmd_import,
+                    "diagnose": cmd_diagnose}[argv[0]](args)
+        return cmd_live(_live_parser().parse_args(argv))
+    except UsageError as exc:
+        print(f"neuron-top: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:
+        from .core.logs import InputError
+
+        if isinstance(exc, (InputError, ValueError, OSError)):
+            print(f"neuron-top: error: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+# -- sources -----------------------------------------------------------------------------------------
+def _open_live_source(args, allow_embedded: bool = True):
+    """(source, label, simulator or None). Stdin, a command, a socket, or the embedded simulator."""
+    from .core.embedded import EmbeddedSimulator, SimulatorError
+    from .core.sources import CommandSource, SocketSource, StreamSource, default_socket_path, probe
+
+    source_arg = getattr(args, "source", None)
+    if source_arg == "-":
+        return StreamSource(_stdin_stream(), "stdin"), "stdin", None
+    if getattr(args, "exec_cmd", None):
+        return CommandSource(args.exec_cmd), f"exec: {args.exec_cmd}", None
+    addr = getattr(args, "connect", None) or source_arg
+    if addr:
+        return SocketSource(addr), f"socket {addr}", None
+    default = default_socket_path()
+    if probe(default):
+        return SocketSource(default), f"sim @ {default}", None
+    if not allow_embedded:
+        raise UsageError("no simulator is running and none may be started")
+    sim = EmbeddedSimulator(args.preset, args.scenario, args.seed, args.period)
+    try:
+        path = sim.start()
+    except SimulatorError as exc:
+        raise UsageError(f"cannot start the simulator: {exc}") from None
+    return SocketSource(path), f"sim {args.preset} {args.scenario}", sim
+
+
+def _stdin_stream():
+    """Take the report stream from stdin and give the terminal back to the UI (keys come from /dev/tty)."""
+    if sys.stdin.isatty():
+        raise UsageError("'-' reads reports from stdin, but stdin is a terminal; pipe neuron-monitor into it")
+    data_fd = os.dup(0)
+    try:
+        tty = os.open("/dev/tty", os.O_RDWR)
+    except OSError:
+        raise UsageError("no terminal (/dev/tty) to read keys from while reports come on stdin") from None
+    os.dup2(tty, 0)
+    os.close(tty)
+    sys.stdin = open(0, closefd=False)  # noqa: SIM115
+    return os.fdopen(data_fd, "rb")
+
+
+def _require_tty() -> None:
+    if not sys.stdout.isatty():
+        raise UsageError("stdout is not a terminal; for scripts use 'neuron-top record', 'export' or 'diagnose'")
+
+
+def cmd_live(args) -> int:
+    _require_tty()
+    from .core.profile import Recorder
+    from .ui.app import NeuronTopApp
+
+    source, label, sim = _open_live_source(args)
+
+    def recorder_factory():
+        name = time.strftime("neuron-top-%Y%m%d-%H%M%S.ntprof")
+        return Recorder(os.path.join(args.record_dir, name), {"source": json.dumps({"kind": "live", "label": label})})
+
+    signal.signal(signal.SIGHUP, lambda *_: (sim.stop() if sim else None, os._exit(129)))
+    signal.signal(signal.SIGTERM, lambda *_: (sim.stop() if sim else None, os._exit(143)))
+    app = NeuronTopApp(source=source, source_label=label, threshold=args.hint_threshold, window_s=args.hint_window,
+                       refresh_s=args.refresh, recorder_factory=recorder_factory)
+    try:
+        app.run()
+    finally:
+        source.close()
+        if sim:
+            sim.stop()
+    return 0
+
+
+def _load_timeline(path: str, skip_bad: bool):
+    from .core.logs import log_samples, sniff
+    from .core.profile import LogTimeline, Profile
+
+    if path != "-" and sniff(path) == "profile":
+        return Profile(path)
+    return LogTimeline(list(log_samples(path, skip_bad, _warn_skip)))
+
+
+def _warn_skip(lineno: int, msg: str) -> None:
+    print(f"neuron-top: skipped line {lineno}: {msg}", file=sys.stderr)
+
+
+def cmd_replay(args) -> int:
+    from .core.replay import SPEEDS, ReplayClock
+    from .ui.app import NeuronTopApp
+
+    if args.speed < SPEEDS[0] or args.speed > SPEEDS[-1]:
+        raise UsageError(f"--speed must be between 1/16 and 64, not {args.speed:g}")
+    tl = _load_timeline(args.file, args.skip_bad)
+    _require_tty()
+    clock = ReplayClock(tl, speed=args.speed, start_s=args.start)
+    app = NeuronTopApp(replay=clock, source_label=f"replay {os.path.basename(args.file)}",
+                       threshold=args.hint_threshold)
+    app.run()
+    return 0
+
+
+def _samples_of(path: str, skip_bad: bool):
+    """(samples iterator, start unix time or None) for a profile, a log or stdin."""
+    from .core.logs import log_samples, sniff
+    from .core.profile import Profile
+
+    if path != "-" and sniff(path) == "profile":
+        prof = Profile(path)
+        start = prof.meta.get("start_unix")
+        return prof.iter_samples(skip_bad=skip_bad), (float(start) if start else None)
+    # Logs carry no absolute time; export estimates it from the file's mtime.
+    return log_samples(path, skip_bad, _warn_skip), None
+
+
+def cmd_export(args) -> int:
+    from .core.export import CsvExporter, parse_fields
+
+    try:
+        groups = parse_fields(args.fields)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    samples, start = _samples_of(args.source, args.skip_bad)
+    out = sys.stdout if args.output == "-" else None
+    tmp = None
+    if out is None:
+        folder = os.path.dirname(os.path.abspath(args.output))
+        if not os.path.isdir(folder):
+            raise UsageError(f"{args.output}: folder {folder} does not exist")
+        tmp = args.output + ".part"
+        out = open(tmp, "w", newline="", buffering=1 << 20)  # noqa: SIM115
+    mtime_start = None
+    ex = CsvExporter(out, groups, layout=args.layout, every_s=args.every, t_from=args.t_from, t_to=args.t_to,
+                     start_unix=start, threshold=args.hint_threshold)
+    progress = None
+    if tmp is not None and sys.stderr.isatty():
+        from rich.progress import BarColumn, Progress, TextColumn
+
+        progress = Progress(TextColumn("exporting"), BarColumn(), TextColumn("{task.completed} samples"),
+                            transient=True)
+    try:
+        if progress:
+            progress.start()
+            task = progress.add_task("export", total=None)
+        first = True
+        for k, s in enumerate(samples):
+            if first and start is None and s.timestamp is None and args.source != "-":
+                mtime_start = _log_start_estimate(args.source)
+                ex.start_unix = mtime_start
+            first = False
+            ex.add(s)
+            if progress and k % 500 == 0:
+                progress.update(task, completed=k)
+        rows = ex.finish()
+    except BaseException:
+        if tmp:
+            out.close()
+            os.unlink(tmp)
+        raise
+    finally:
+        if progress:
+            progress.stop()
+    if tmp:
+        try:
+            out.close()
+            os.replace(tmp, args.output)
+        except OSError as exc:
+            raise UsageError(f"{args.output}: write failed: {exc}") from None
+        print(f"neuron-top: wrote {rows} rows to {args.output}", file=sys.stderr)
+    return 0
+
+
+def _log_start_estimate(path: str) -> float | None:
+    """A neuron-monitor log has no clock: take its last write as the end of the last report."""
+    from .core.logs import log_samples
+
+    try:
+        last = None
+        for s in log_samples(path, skip_bad=True):
+            last = s
+        if last is None:
+            return None
+        return os.path.getmtime(path) - last.time_s
+    except Exception:
+        return None
+
+
+def cmd_import(args) -> int:
+    from .core.profile import import_log
+
+    n = import_log(args.log, args.output, args.skip_bad, _warn_skip)
+    print(f"neuron-top: imported {n} reports into {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_diagnose(args) -> int:
+    from .core.diagnose import diagnose, format_text
+
+    samples, _ = _samples_of(args.source, args.skip_bad)
+    try:
+        d = diagnose(samples, args.hint_threshold, args.hint_window)
+    except ValueError as exc:
+        from .core.logs import InputError
+
+        if isinstance(exc, InputError):
+            raise
+        raise UsageError(f"{args.source}: {exc}") from None
+    if args.json:
+        out = d.to_dict()
+        out["source"] = args.source
+        print(json.dumps(out, indent=2))
+    else:
+        print(format_text(d, args.source))
+    return 0 if d.healthy else 1
+
+
+def cmd_record(args) -> int:
+    from .core.profile import Recorder
+    from .core.sample import DecodeError, Decoder
+    from .core.sources import Line, Status
+
+    source, label, sim = _open_live_source(args)
+    meta = {"source": json.dumps({"kind": "record", "label": label}), "start_unix": f"{time.time():.3f}"}
+    if sim:
+        meta["simulator"] = json.dumps({"preset": args.preset, "scenario": args.scenario, "seed": args.seed,
+                                        "period_s": args.period})
+    rec = Recorder(args.output, meta)
+    stop = {"flag": False}
+
+    def _stop(*_):
+        stop["flag"] = True
+        source.close()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    dec = Decoder()
+    n = 0
+    t_first = None
+    try:
+        for ev in source.events():
+            if stop["flag"]:
+                break
+            if isinstance(ev, Status):
+                if ev.state in ("lost", "ended", "error"):
+                    rec.event(dec._time if t_first is None else t_first, ev.state, {"detail": ev.detail})
+                    print(f"neuron-top record: {ev.detail}", file=sys.stderr)
+                    if ev.state in ("ended", "error"):
+                        break
+                if ev.state == "connected":
+                    dec = Decoder()
+                continue
+            assert isinstance(ev, Line)
+            try:
+                s = dec.decode(ev.data)
+            except DecodeError as exc:
+                print(f"neuron-top record: skipped a bad report: {exc}", file=sys.stderr)
+                continue
+            if t_first is None:
+                t_first = s.time_s
+            rec.append(ev.data, s)
+            n += 1
+            if (args.count and n >= args.count) or (args.duration and s.time_s - t_first >= args.duration - 1e-9):
+                break
+    finally:
+        try:
+            rec.close()
+        finally:
+            source.close()
+            if sim:
+                sim.stop()
+    print(f"neuron-top: recorded {n} reports to {args.output}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

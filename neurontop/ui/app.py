@@ -1,0 +1,459 @@
+"""The neuron-top Textual app: live (a worker reads the source) or replay (a clock walks a profile)."""
+
+from __future__ import annotations
+
+import collections
+import os
+import time
+from collections.abc import Callable
+
+import numpy as np
+import psutil
+from textual import work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.worker import get_current_worker
+
+from ..core.hints import DEFAULT_THRESHOLD, DEFAULT_WINDOW_S, Hint, HintTracker, compute
+from ..core.history import History
+from ..core.replay import ReplayClock, parse_jump
+from ..core.sample import DecodeError, Decoder, Sample
+from ..core.sources import Line, Status
+from .screens import HelpScreen, JumpScreen
+from .widgets import (
+    CoreGrid,
+    HeaderBar,
+    HintsPane,
+    HistoryPane,
+    InterconnectPane,
+    KeyLegend,
+    MemoryPane,
+    MemoryTree,
+    TabBar,
+    TimelineBar,
+    VcpuPane,
+)
+
+REFRESH_STEPS = [0.1, 0.2, 0.5, 1.0, 2.0, 5.0]
+
+
+class SampleReceived(Message):
+    def __init__(self, sample: Sample) -> None:
+        super().__init__()
+        self.sample = sample
+
+
+class SourceStatus(Message):
+    def __init__(self, status: Status) -> None:
+        super().__init__()
+        self.status = status
+
+
+class NeuronTopApp(App):
+    CSS_PATH = "neurontop.tcss"
+    TITLE = "neuron-top"
+    ENABLE_COMMAND_PALETTE = False
+
+    BINDINGS = [
+        Binding("q", "quit", "quit"),
+        Binding("ctrl+c", "quit", "quit", show=False, priority=True),
+        Binding("question_mark", "help", "help"),
+        Binding("f", "toggle_flops", "FLOPS on/off"),
+        Binding("e", "toggle_engines", "per-engine activity"),
+        Binding("p", "pause_display", "pause display"),
+        Binding("a", "tab(-1)", "previous tab"),
+        Binding("d", "tab(1)", "next tab"),
+        Binding("x", "tree_all", "expand/collapse tree"),
+        Binding("plus,equals_sign", "refresh_rate(-1)", "faster refresh"),
+        Binding("minus", "refresh_rate(1)", "slower refresh"),
+        Binding("r", "record", "record on/off"),
+        Binding("comma", "device(-1)", "previous device", show=False),
+        Binding("full_stop", "device(1)", "next device", show=False),
+        Binding("space", "replay_pause", "pause replay", show=False),
+        Binding("left_square_bracket", "replay_step(-1)", "one sample back", show=False),
+        Binding("right_square_bracket", "replay_step(1)", "one sample forward", show=False),
+        Binding("left", "replay_seek(-10)", "10 s back", show=False),
+        Binding("right", "replay_seek(10)", "10 s forward", show=False),
+        Binding("j", "replay_jump", "jump to a time", show=False),
+        Binding("less_than_sign", "replay_speed(-1)", "halve speed", show=False),
+        Binding("greater_than_sign", "replay_speed(1)", "double speed", show=False),
+        Binding("home", "replay_edge(0)", "start", show=False),
+        Binding("end", "replay_edge(1)", "end", show=False),
+    ] + [Binding(str(i), f"select_tab({i - 1})", show=False) for i in range(1, 10)]
+
+    def __init__(self, source=None, replay: ReplayClock | None = None, source_label: str = "",
+                 threshold: float = DEFAULT_THRESHOLD, window_s: float = DEFAULT_WINDOW_S,
+                 refresh_s: float = 1.0, recorder_factory: Callable[[], object] | None = None,
+                 on_exit: Callable[[], None] | None = None, stop_after: int | None = None) -> None:
+        super().__init__()
+        self.source = source
+        self.replay = replay
+        self.source_label = source_label
+        self.threshold = threshold
+        self.window_s = window_s
+        self.refresh_s = refresh_s
+        self.recorder_factory = recorder_factory
+        self.recorder = None
+        self.on_exit = on_exit
+        self.history = History()
+        self.samples: collections.deque[Sample] = collections.deque(maxlen=4000)
+        self.tracker = HintTracker()
+        self.hints: list[Hint] = []
+        self.latest: Sample | None = None
+        self.dirty = False
+        self.paused = False
+        self.state = "REPLAY" if replay else "CONNECTING"
+        self.tab = 0
+        self.device = 0
+        self.bad_lines = 0
+        self.received = 0
+        self.stop_after = stop_after
+        self.proc = psutil.Process(os.getpid())
+        self.first_frame_at: float | None = None
+        self._last_tick = time.monotonic()
+
+    # -- layout ----------------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield HeaderBar(id="header")
+        with VerticalScroll(id="body"):
+            with Horizontal(id="columns"):
+                with Vertical(id="left"):
+                    yield CoreGrid(id="grid")
+                    yield HintsPane(id="hints")
+                    yield HistoryPane(id="history")
+                with Vertical(id="right"):
+                    yield VcpuPane(id="vcpu")
+                    yield MemoryPane(id="memory")
+                    yield MemoryTree(id="tree")
+                    yield InterconnectPane(id="interconnect")
+        if self.replay:
+            yield TimelineBar(id="timeline")
+        yield TabBar(id="tabs")
+        yield KeyLegend(replay=self.replay is not None, id="legend")
+
+    def on_mount(self) -> None:
+        self.header = self.query_one(HeaderBar)
+        self.header.source = self.source_label
+        self.header.state = self.state
+        self.grid = self.query_one(CoreGrid)
+        self._apply_width(self.size.width)
+        self.set_interval(2.0, self._self_usage)
+        self._self_usage()
+        self._display_timer = self.set_interval(self.refresh_s, self._render_if_dirty)
+        if self.replay:
+            self._replay_reload()
+            self.set_interval(0.05, self._replay_tick)
+        elif self.source is not None:
+            self._read_source()
+        self.query_one(MemoryTree).focus()
+
+    def on_resize(self, event) -> None:
+        self._apply_width(event.size.width)
+
+    def _apply_width(self, width: int) -> None:
+        self.query_one("#columns").set_class(width < 110, "narrow")
+
+    # -- live data -------------------------------------------------------------------------------
+    @work(thread=True, exclusive=True, group="source")
+    def _read_source(self) -> None:
+        worker = get_current_worker()
+        decoder = Decoder()
+        for ev in self.source.events():
+            if worker.is_cancelled:
+                break
+            if isinstance(ev, Status):
+                if ev.state == "connected":
+                    decoder = Decoder()  # a new stream restarts its counters
+                self.post_message(SourceStatus(ev))
+                continue
+            try:
+                sample = decoder.decode(ev.data)
+            except DecodeError as exc:
+                self.post_message(SourceStatus(Status("bad", str(exc))))
+                continue
+            rec = self.recorder
+            if rec is not None:
+                try:
+                    rec.append(ev.data, sample)
+                except Exception as exc:  # disk full, file removed: stop recording, keep the live view
+                    self.recorder = None
+                    self.post_message(SourceStatus(Status("record_error", f"recording stopped: {exc}")))
+            self.post_message(SampleReceived(sample))
+
+    def on_source_status(self, msg: SourceStatus) -> None:
+        st = msg.status
+        if st.state == "connected":
+            self.state = "LIVE" if not self.paused else "PAUSED"
+            self.header.note = ""
+        elif st.state == "lost":
+            self.state = "STALE (reconnecting)"
+            self.header.note = st.detail
+        elif st.state == "ended":
+            self.state = "ENDED"
+            self.header.note = st.detail
+        elif st.state == "bad":
+            self.bad_lines += 1
+            self.header.note = f"{self.bad_lines} bad report(s) skipped: {st.detail[:80]}"
+        elif st.state in ("error", "record_error", "dropped"):
+            self.header.note = st.detail
+            if st.state == "record_error":
+                self.header.recording = ""
+        self.header.state = self.state
+        self.header.refresh()
+
+    def on_sample_received(self, msg: SampleReceived) -> None:
+        self._ingest(msg.sample)
+        self.received += 1
+        if self.stop_after is not None and self.received >= self.stop_after:
+            self.exit()
+
+    def _ingest(self, s: Sample) -> None:
+        if self.latest is not None and (s.n_cores != self.latest.n_cores or s.time_s < self.latest.time_s):
+            self.history.clear()
+            self.samples.clear()
+            self.tracker.reset()
+        self.samples.append(s)
+        self.history.add(s)
+        raw = compute(list(self._window()), self.threshold, self.window_s)
+        self.hints = self.tracker.update(raw, s.time_s)
+        self.latest = s
+        self.dirty = True
+        for rt in s.runtimes:
+            if rt[1] not in self.query_one(TabBar).tabs:
+                self.query_one(TabBar).tabs.append(rt[1])
+        if self.first_frame_at is None:
+            self._render_if_dirty()
+
+    def _window(self):
+        if not self.samples:
+            return []
+        end = self.samples[-1].time_s
+        out = []
+        for s in reversed(self.samples):
+            if s.time_s <= end - self.window_s - 1e-9:
+                break
+            out.append(s)
+        return reversed(out)
+
+    # -- rendering -------------------------------------------------------------------------------
+    def _render_if_dirty(self) -> None:
+        if not self.dirty or self.latest is None or (self.paused and self.first_frame_at is not None):
+            return
+        self.dirty = False
+        s = self.latest
+        util = s.util
+        if self.tab > 0 and self.tab - 1 < len(s.runtime_util):
+            util = s.runtime_util[self.tab - 1]
+        self.device = min(self.device, max(0, s.n_devices - 1))
+        self.grid.selected = self.device
+        self.grid.set_data(s, util)
+        self.query_one(HintsPane).set_hints(self.hints, float(np.mean(util)), self.threshold)
+        self.query_one(HistoryPane).set_history(self.history, s, self.device)
+        for pane in (VcpuPane, MemoryPane, InterconnectPane):
+            self.query_one(pane).set_sample(s)
+        self.query_one(MemoryTree).set_sample(s)
+        panes = {h.pane for h in self.hints}
+        for name in ("grid", "memory", "interconnect", "vcpu"):
+            key = "cores" if name == "grid" else name
+            self.query_one(f"#{name}").set_class(key in panes, "hinted")
+        self.header.sample = s
+        self.header.state = self.state
+        self.header.refresh()
+        self.query_one(TabBar).refresh()
+        if self.replay:
+            tl = self.query_one(TimelineBar)
+            tl.pos, tl.duration, tl.speed = self.replay.position, self.replay.duration, self.replay.speed
+            tl.paused, tl.at_end = self.replay.paused, self.replay.at_end
+            tl.refresh()
+        if self.first_frame_at is None:
+            self.first_frame_at = time.monotonic()
+            if os.environ.get("NEURON_TOP_FIRST_FRAME_MARK"):
+                with open(os.environ["NEURON_TOP_FIRST_FRAME_MARK"], "w") as f:
+                    f.write(f"{time.time():.6f}\n")
+
+    def _self_usage(self) -> None:
+        try:
+            self.header.self_cpu = self.proc.cpu_percent(None)
+            self.header.self_rss = self.proc.memory_info().rss
+        except psutil.Error:
+            return
+        self.header.refresh()
+
+    # -- replay ----------------------------------------------------------------------------------
+    def _replay_tick(self) -> None:
+        now = time.monotonic()
+        dt, self._last_tick = now - self._last_tick, now
+        r = self.replay
+        assert r is not None
+        passed = r.advance(dt)
+        if len(passed) > 200:  # far jump at high speed: rebuild instead of feeding every sample
+            self._replay_reload()
+            return
+        for i in passed:
+            self._ingest(r.tl.sample(i))
+        if r.at_end and self.state != "REPLAY (end)":
+            self.state = "REPLAY (end)"
+            self.dirty = True
+        elif passed or self.dirty:
+            self.state = "PAUSED" if r.paused else "REPLAY"
+        if passed:
+            self._render_if_dirty()
+
+    def _replay_reload(self) -> None:
+        """After a seek: rebuild history and hint state from the samples before the position."""
+        r = self.replay
+        assert r is not None
+        self.history.clear()
+        self.samples.clear()
+        self.tracker.reset()
+        self.latest = None
+        start = max(0, r.index - 600)
+        t_end = r.times[r.index]
+        for i in range(start, r.index + 1):
+            s = r.tl.sample(i)
+            self.samples.append(s)
+            self.history.add(s)
+            if s.time_s >= t_end - self.window_s - self.tracker.on_s - 1:
+                raw = compute(list(self._window()), self.threshold, self.window_s)
+                self.hints = self.tracker.update(raw, s.time_s)
+            self.latest = s
+        self.state = "PAUSED" if r.paused else ("REPLAY (end)" if r.at_end else "REPLAY")
+        self.dirty = True
+        self._render_if_dirty()
+
+    # -- actions ---------------------------------------------------------------------------------
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen(self.BINDINGS, replay=self.replay is not None))
+
+    def action_toggle_flops(self) -> None:
+        self.grid.show_flops = not self.grid.show_flops
+        self.grid.refresh()
+
+    def action_toggle_engines(self) -> None:
+        self.grid.show_engines = not self.grid.show_engines
+
+    def action_pause_display(self) -> None:
+        if self.replay:
+            self.action_replay_pause()
+            return
+        self.paused = not self.paused
+        self.state = "PAUSED" if self.paused else ("LIVE" if self.state.startswith("PAUSED") else self.state)
+        self.header.state = self.state
+        self.header.refresh()
+        if not self.paused:
+            self.dirty = True
+            self._render_if_dirty()
+
+    def action_tab(self, delta: int) -> None:
+        tabs = self.query_one(TabBar)
+        self.action_select_tab((tabs.active + delta) % len(tabs.tabs))
+
+    def action_select_tab(self, index: int) -> None:
+        tabs = self.query_one(TabBar)
+        if 0 <= index < len(tabs.tabs):
+            tabs.active = self.tab = index
+            tabs.refresh()
+            self.dirty = True
+            self._render_if_dirty()
+
+    def action_tree_all(self) -> None:
+        self.query_one(MemoryTree).toggle_all()
+        self.dirty = True
+        self._render_if_dirty()
+
+    def action_refresh_rate(self, delta: int) -> None:
+        i = min(range(len(REFRESH_STEPS)), key=lambda k: abs(REFRESH_STEPS[k] - self.refresh_s))
+        self.refresh_s = REFRESH_STEPS[min(len(REFRESH_STEPS) - 1, max(0, i + delta))]
+        self._display_timer.stop()
+        self._display_timer = self.set_interval(self.refresh_s, self._render_if_dirty)
+        self.header.note = f"refresh every {self.refresh_s:g} s"
+        self.header.refresh()
+
+    def action_device(self, delta: int) -> None:
+        self.grid.move(delta)
+
+    def on_core_grid_device_selected(self, msg: CoreGrid.DeviceSelected) -> None:
+        self.device = msg.device
+        self.dirty = True
+        self._render_if_dirty()
+
+    def on_key(self, event) -> None:
+        if self.focused is self.grid and event.key in ("up", "down"):
+            self.grid.move(-1 if event.key == "up" else 1)
+            event.stop()
+
+    def action_record(self) -> None:
+        if self.replay is not None or self.recorder_factory is None:
+            self.header.note = "recording is available in live mode"
+            self.header.refresh()
+            return
+        if self.recorder is not None:
+            rec, self.recorder = self.recorder, None
+            rec.close()
+            self.header.recording = ""
+            self.header.note = f"saved {rec.path}"
+        else:
+            try:
+                self.recorder = self.recorder_factory()
+                self.header.recording = self.recorder.path
+            except Exception as exc:  # unwritable folder, full disk: say so, keep the live view
+                self.header.note = f"cannot record: {exc}"
+        self.header.refresh()
+
+    def action_replay_pause(self) -> None:
+        if self.replay:
+            self.replay.paused = not self.replay.paused
+            self.state = "PAUSED" if self.replay.paused else "REPLAY"
+            self.dirty = True
+            self._render_if_dirty()
+
+    def action_replay_step(self, n: int) -> None:
+        if self.replay:
+            self.replay.paused = True
+            self.replay.step(n)
+            self._replay_reload()
+
+    def action_replay_seek(self, seconds: float) -> None:
+        if self.replay:
+            self.replay.seek_relative(seconds)
+            self._replay_reload()
+
+    def action_replay_speed(self, direction: int) -> None:
+        if self.replay:
+            (self.replay.faster if direction > 0 else self.replay.slower)()
+            self.dirty = True
+            self._render_if_dirty()
+
+    def action_replay_edge(self, which: int) -> None:
+        if self.replay:
+            (self.replay.end if which else self.replay.home)()
+            self._replay_reload()
+
+    def action_replay_jump(self) -> None:
+        if self.replay:
+            def done(text: str | None) -> None:
+                if not text:
+                    return
+                try:
+                    t = parse_jump(text, self.replay.position)
+                except ValueError:
+                    self.header.note = f"not a time: {text!r} (try 90, 1:30, +10s, -2m)"
+                    self.header.refresh()
+                    return
+                self.replay.seek(self.replay.t0 + t)
+                self._replay_reload()
+
+            self.push_screen(JumpScreen(), done)
+
+    async def action_quit(self) -> None:
+        if self.recorder is not None:
+            self.recorder.close()
+            self.recorder = None
+        if self.source is not None:
+            self.source.close()
+        self.exit()
+
+
+__all__ = ["NeuronTopApp", "SampleReceived", "SourceStatus", "Line"]

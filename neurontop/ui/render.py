@@ -1,0 +1,81 @@
+"""Rich renderables for the panes: bars, sparklines, sizes. Pure functions of their inputs."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from rich.text import Text
+
+SPARK = " ▁▂▃▄▅▆▇█"
+EIGHTHS = " ▏▎▍▌▋▊▉█"
+
+
+def level_style(pct: float) -> str:
+    """Colour by level, as neuron-top and nvtop do: low is dim, busy is green, saturated is red."""
+    if pct >= 90:
+        return "bold red"
+    if pct >= 70:
+        return "green"
+    if pct >= 30:
+        return "yellow"
+    return "cyan"
+
+
+def bar(frac: float, width: int, style: str) -> Text:
+    """A horizontal bar with eighth-block resolution."""
+    width = max(1, width)
+    frac = 0.0 if not math.isfinite(frac) else min(1.0, max(0.0, frac))
+    cells = frac * width
+    full = int(cells)
+    rem = int((cells - full) * 8)
+    s = "█" * full + (EIGHTHS[rem] if full < width and rem else "")
+    t = Text(s, style=style)
+    t.append(" " * (width - len(s)), style="dim")
+    return t
+
+
+def sparkline(values: np.ndarray, width: int, lo: float = 0.0, hi: float | None = None) -> str:
+    v = values[-width:] if width > 0 else values[:0]
+    if len(v) == 0:
+        return " " * max(0, width)
+    top = hi if hi is not None else (np.nanmax(v) if np.isfinite(v).any() else 1.0)
+    top = top if top and top > lo else lo + 1.0
+    out = []
+    for x in v:
+        if not math.isfinite(x):
+            out.append(" ")
+        else:
+            out.append(SPARK[int(round(min(1.0, max(0.0, (x - lo) / (top - lo))) * 8))])
+    return "".join(out).rjust(width)
+
+
+def human_bytes(n: float) -> str:
+    n = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1024 or unit == "TB":
+            return f"{n:.1f}{unit}" if unit != "B" else f"{int(n)}B"
+        n /= 1024
+    return f"{n:.1f}TB"
+
+
+def human_rate(bps: float) -> str:
+    """Bytes per second in decimal units, as link and HBM bandwidths are quoted."""
+    for unit, div in (("TB/s", 1e12), ("GB/s", 1e9), ("MB/s", 1e6), ("KB/s", 1e3)):
+        if bps >= div:
+            return f"{bps / div:.1f} {unit}"
+    return f"{bps:.0f} B/s"
+
+
+def human_count(x: float) -> str:
+    for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(x) >= div:
+            return f"{x / div:.1f}{unit}"
+    return f"{x:.0f}"
+
+
+def fmt_clock(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    h, rem = divmod(int(seconds), 3600)
+    m, s = divmod(rem, 60)
+    return f"{h:02d}:{m:02d}:{s:02d}"

@@ -1,0 +1,62 @@
+"""Modal screens: help (every key) and the replay jump prompt."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Input, Static
+
+KEY_NAMES = {"question_mark": "?", "plus,equals_sign": "+", "minus": "-", "comma": ",", "full_stop": ".",
+             "left_square_bracket": "[", "right_square_bracket": "]", "less_than_sign": "<",
+             "greater_than_sign": ">", "space": "space", "ctrl+c": "ctrl+c"}
+
+EXTRA = [("↑ ↓", "move the tree selection (or the device, when the grid has focus)"),
+         ("enter", "expand/collapse the tree item"), ("tab", "move focus between the grid and the tree"),
+         ("click", "select a device row in the grid")]
+
+
+class HelpScreen(ModalScreen):
+    BINDINGS = [Binding("escape,q,question_mark", "dismiss", "close")]
+
+    def __init__(self, bindings, replay: bool) -> None:
+        super().__init__()
+        self.items = bindings
+        self.replay = replay
+
+    def compose(self) -> ComposeResult:
+        t = Table(title="neuron-top keys", show_header=True, header_style="bold", box=None)
+        t.add_column("key", style="bold cyan")
+        t.add_column("action")
+        seen = set()
+        for b in self.items:
+            if b.action in seen or b.key.isdigit() and b.key != "1":
+                continue
+            seen.add(b.action)
+            key = "1-9" if b.key == "1" else KEY_NAMES.get(b.key, b.key)
+            desc = b.description or b.action
+            if b.action.startswith("replay") and not self.replay:
+                desc += " (replay)"
+            t.add_row(key, desc)
+        for k, d in EXTRA:
+            t.add_row(k, d)
+        with Vertical(id="help"):
+            yield Static(t)
+            yield Static("esc or ? closes", classes="dim")
+
+
+class JumpScreen(ModalScreen[str | None]):
+    BINDINGS = [Binding("escape", "cancel", "cancel")]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="jump"):
+            yield Static("Jump to: 90 · 1:30 · 01:02:03 (from the start), +10s · -2m (relative)")
+            yield Input(placeholder="time", id="jump-input")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

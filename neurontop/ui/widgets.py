@@ -1,0 +1,464 @@
+"""The panes. Each is one widget that renders one Rich renderable (no widget per bar), and
+re-renders only when its data changed (Textual's cost grows with the number of widgets)."""
+
+from __future__ import annotations
+
+import numpy as np
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+from textual.events import Click
+from textual.message import Message
+from textual.reactive import reactive
+from textual.widget import Widget
+from textual.widgets import Tree
+
+from ..core.hints import Hint
+from ..core.history import History
+from ..core.sample import ENGINE_NAMES, MEM_LABELS, Sample
+from .render import bar, fmt_clock, human_bytes, human_count, human_rate, level_style, sparkline
+
+
+class Pane(Widget):
+    """A bordered pane whose content is one renderable built from the latest data."""
+
+    DEFAULT_CSS = "Pane { height: auto; }"
+    sample: Sample | None = None
+
+    def set_sample(self, sample: Sample | None) -> None:
+        self.sample = sample
+        self.refresh(layout=True)
+
+
+class HeaderBar(Widget):
+    DEFAULT_CSS = "HeaderBar { height: 2; }"
+
+    def __init__(self, **kw) -> None:
+        super().__init__(**kw)
+        self.sample: Sample | None = None
+        self.source = ""
+        self.state = "CONNECTING"
+        self.self_cpu = 0.0
+        self.self_rss = 0
+        self.recording = ""
+        self.note = ""
+
+    def render(self) -> Text:
+        s = self.sample
+        t = Text()
+        t.append(" neuron-top ", style="bold reverse")
+        if s:
+            dev = s.device_type or "neuron device"
+            t.append(f" {s.instance_type or 'unknown instance'} · {s.n_devices}x {dev}"
+                     f" ({s.n_cores} cores{', NC-' + s.core_version if s.core_version else ''})")
+        t.append(f" · {self.source}", style="dim")
+        state_style = {"LIVE": "bold green", "PAUSED": "bold yellow", "STALE": "bold red", "REPLAY": "bold cyan",
+                       "ENDED": "bold magenta"}.get(self.state.split()[0], "bold")
+        t.append("  ")
+        t.append(f" {self.state} ", style=state_style + " reverse")
+        if self.recording:
+            t.append("  ")
+            t.append(" REC ", style="bold white on red")
+            t.append(f" {self.recording}", style="red")
+        t.append("\n")
+        tr = s.training if s else None
+        if tr is not None:
+            t.append(f" step {tr.step}", style="bold")
+            if tr.loss is not None:
+                t.append(f" · loss {tr.loss:.3f}" + (" (proxy)" if tr.loss_source == "proxy" else ""))
+            t.append(f" · {human_count(tr.tokens_per_s)} tok/s · MFU {tr.mfu * 100:.1f}%")
+            t.append(f" · {tr.workload} {tr.dtype}", style="dim")
+        elif s is not None:
+            t.append(f" t={s.time_s:.0f}s · {s.executions} executions", style="bold")
+            if s.latency_p50:
+                t.append(f" · latency p50 {s.latency_p50 * 1e3:.1f} ms")
+        if self.note:
+            t.append(f" · {self.note}", style="yellow")
+        t.append(f"   self CPU {self.self_cpu:.1f}% RSS {self.self_rss / 2**20:.0f} MiB", style="dim")
+        return t
+
+
+class CoreGrid(Pane):
+    """NeuronCore utilisation: one row per device, one column per core, one widget for all bars."""
+
+    can_focus = True
+    show_flops = reactive(False)
+    show_engines = reactive(False)
+    selected = reactive(0)
+
+    class DeviceSelected(Message):
+        def __init__(self, device: int) -> None:
+            super().__init__()
+            self.device = device
+
+    def __init__(self, **kw) -> None:
+        super().__init__(**kw)
+        self.util: np.ndarray | None = None
+        self.border_title = "NeuronCore Utilization"
+
+    def set_data(self, sample: Sample, util: np.ndarray) -> None:
+        self.sample = sample
+        self.util = util
+        cv = sample.core_version or ""
+        self.border_title = f"NeuronCore {cv + ' ' if cv else ''}Utilization (Avg: {float(util.mean()):.2f}%)"
+        self.refresh(layout=self.show_engines)
+
+    def watch_show_engines(self) -> None:
+        self.refresh(layout=True)
+
+    def on_click(self, event: Click) -> None:
+        s = self.sample
+        if s is None:
+            return
+        row = event.y - 1  # first content row is the NC header
+        if 0 <= row < s.n_devices and not self.show_engines:
+            self.selected = row
+            self.post_message(self.DeviceSelected(row))
+
+    def move(self, delta: int) -> None:
+        if self.sample is not None:
+            self.selected = (self.selected + delta) % max(1, self.sample.n_devices)
+            self.post_message(self.DeviceSelected(self.selected))
+
+    def render(self):
+        s, u = self.sample, self.util
+        if s is None or u is None:
+            return Text("waiting for data…", style="dim")
+        if self.show_engines:
+            return self._engines(s)
+        cpd = max(1, s.cores_per_device)
+        width = max(20, self.size.width)
+        label_w = 5
+        cell = max(6, (width - label_w) // cpd)
+        num_w = 7 if self.show_flops else 7
+        bar_w = max(1, cell - num_w - 2)
+        out = Text(" " * label_w)
+        for c in range(cpd):
+            out.append(f"NC{c}".ljust(cell)[:cell], style="bold")
+        for d in range(s.n_devices):
+            out.append("\n")
+            lab = f"ND{d}".ljust(label_w)
+            out.append(lab, style="reverse bold" if d == self.selected else "bold")
+            for c in range(cpd):
+                i = d * cpd + c
+                if i >= len(u):
+                    break
+                pct = float(u[i])
+                style = level_style(pct)
+                if self.show_flops:
+                    if s.flops is None:
+                        val, frac = "   n/a", 0.0
+                    else:
+                        tf = float(s.flops[i]) / 1e12
+                        val = f"{tf:5.1f}T"
+                        frac = float(s.flops[i]) / s.core_peak_flops if s.core_peak_flops else 0.0
+                else:
+                    val, frac = f"{pct:5.1f}%", pct / 100
+                if bar_w >= 3:
+                    out.append_text(bar(frac, bar_w, style))
+                    out.append(" ")
+                out.append(val.rjust(num_w - 1), style=style)
+                out.append(" " * max(1, cell - (bar_w + 1 if bar_w >= 3 else 0) - (num_w - 1)))
+        if self.show_flops and s.flops is None:
+            out.append("\n this telemetry has no flops field", style="dim")
+        return out
+
+    def _engines(self, s: Sample) -> Text:
+        d = min(self.selected, max(0, s.n_devices - 1))
+        cpd = max(1, s.cores_per_device)
+        out = Text(f"ND{d} per-engine activity (e to close, ←→ via grid focus ↑↓ to change device)\n",
+                   style="bold")
+        if s.engines is None:
+            out.append("plain neuron-monitor reports carry no per-engine data", style="dim")
+            return out
+        width = max(30, self.size.width)
+        bar_w = max(4, (width - 8) // len(ENGINE_NAMES) - 10)
+        out.append("      ")
+        for e in ENGINE_NAMES:
+            out.append(e.ljust(bar_w + 8), style="bold")
+        for c in range(cpd):
+            i = d * cpd + c
+            out.append(f"\nNC{c:<3} ")
+            for k in range(len(ENGINE_NAMES)):
+                f = float(s.engines[k, i])
+                out.append_text(bar(f, bar_w, level_style(f * 100)))
+                out.append(f" {f * 100:5.1f}% ")
+        return out
+
+
+class HistoryPane(Pane):
+    def __init__(self, **kw) -> None:
+        super().__init__(**kw)
+        self.history: History | None = None
+        self.device = 0
+        self.border_title = "History"
+
+    def set_history(self, history: History, sample: Sample, device: int) -> None:
+        self.history, self.sample, self.device = history, sample, device
+        self.refresh()
+
+    def render(self):
+        h = self.history
+        if h is None or not len(h.rings["util_avg"]):
+            return Text("no history yet", style="dim")
+        width = max(10, self.size.width - 24)
+        rows = [
+            ("util avg", h.rings["util_avg"].values(width), 100.0, "%"),
+            (f"util ND{self.device}", h.device_util[self.device].values(width) if self.device in h.device_util
+             else np.zeros(0), 100.0, "%"),
+            ("HBM bw", h.rings["hbm_bw_frac"].values(width), 100.0, "%"),
+            ("links", h.rings["link_frac"].values(width), 100.0, "%"),
+        ]
+        out = Text()
+        for i, (name, vals, hi, unit) in enumerate(rows):
+            if i:
+                out.append("\n")
+            last = vals[-1] if len(vals) else np.nan
+            out.append(f"{name:<10}", style="bold")
+            if not np.isfinite(vals).any() if len(vals) else True:
+                out.append("n/a (not in this telemetry)", style="dim")
+                continue
+            out.append(sparkline(vals, width, 0.0, hi), style=level_style(float(last) if np.isfinite(last) else 0))
+            out.append(f" {last:6.1f}{unit}" if np.isfinite(last) else "      -")
+        return out
+
+
+class VcpuPane(Pane):
+    def __init__(self, **kw) -> None:
+        super().__init__(**kw)
+        self.border_title = "vCPU Utilization"
+
+    def render(self):
+        s = self.sample
+        if s is None:
+            return Text("waiting…", style="dim")
+        width = max(10, self.size.width - 36)
+        out = Text()
+        out.append("System vCPU  ", style="bold")
+        out.append_text(bar((s.sys_user + s.sys_system) / 100, width, "green"))
+        out.append(f" [{s.sys_user:5.2f}%,{s.sys_system:5.2f}%]\n")
+        out.append("Runtime vCPU ", style="bold")
+        out.append_text(bar((s.runtime_user + s.runtime_system) / 100, width, "cyan"))
+        out.append(f" [{s.runtime_user:5.2f}%,{s.runtime_system:5.2f}%]")
+        if len(s.vcpu_busy):
+            hot = np.argsort(-s.vcpu_busy)[: max(1, min(8, (self.size.width - 14) // 9))]
+            out.append("\nbusiest     ", style="bold")
+            for i in hot:
+                b = float(s.vcpu_busy[i])
+                out.append(f"{i}:{b:3.0f}% ", style=level_style(b))
+            out.append(f" of {len(s.vcpu_busy)}", style="dim")
+        return out
+
+
+class MemoryPane(Pane):
+    def __init__(self, **kw) -> None:
+        super().__init__(**kw)
+        self.border_title = "Memory Usage Summary"
+
+    def render(self):
+        s = self.sample
+        if s is None:
+            return Text("waiting…", style="dim")
+        hm = s.host_mem
+        out = Text()
+        out.append("Host   ", style="bold")
+        out.append(f"Total {human_bytes(sum(hm))}  Tensors {human_bytes(hm[3])}  Constants {human_bytes(hm[1])}  "
+                   f"DMA Buffers {human_bytes(hm[2])}  App. Memory {human_bytes(hm[0])}\n")
+        tot = s.mem.sum(axis=0)
+        out.append("Device ", style="bold")
+        out.append(f"Total {human_bytes(tot.sum())}  " + "  ".join(
+            f"{lab} {human_bytes(tot[k])}" for k, lab in enumerate(MEM_LABELS)))
+        dm = s.device_mem()
+        cap = s.hbm_capacity
+        width = max(8, self.size.width - 30)
+        for d, used in enumerate(dm):
+            out.append(f"\nND{d:<3}", style="bold")
+            frac = used / cap if cap else 0.0
+            out.append_text(bar(frac, width, level_style(frac * 100)))
+            out.append(f" {human_bytes(used)}/{human_bytes(cap) if cap else '?'}")
+        return out
+
+
+class MemoryTree(Tree):
+    """Memory Usage Details: device > core > category, as neuron-top's tree (enter / x)."""
+
+    def __init__(self, **kw) -> None:
+        super().__init__("Memory Usage Details", **kw)
+        self.show_root = False
+        self._built_for: tuple[int, int] | None = None
+        self.border_title = "Memory Usage Details (enter: expand, x: all)"
+
+    def set_sample(self, s: Sample) -> None:
+        shape = (s.n_devices, s.cores_per_device)
+        if self._built_for != shape:
+            self.clear()
+            for d in range(s.n_devices):
+                dn = self.root.add(f"ND {d}", data=("dev", d))
+                for c in range(s.cores_per_device):
+                    cn = dn.add(f"NC {d * s.cores_per_device + c}", data=("core", d * s.cores_per_device + c))
+                    for k, lab in enumerate(MEM_LABELS):
+                        cn.add_leaf(lab, data=("cat", d * s.cores_per_device + c, k))
+            self._built_for = shape
+        cpd = max(1, s.cores_per_device)
+        for dn in self.root.children:
+            _, d = dn.data
+            used = int(s.mem[d * cpd:(d + 1) * cpd].sum())
+            dn.set_label(Text.assemble((f"ND {d}", "bold"), f"  {human_bytes(used)}"))
+            if not dn.is_expanded:
+                continue
+            for cn in dn.children:
+                _, i = cn.data
+                cn.set_label(Text.assemble(f"NC {i}", f"  {human_bytes(int(s.mem[i].sum()))}"))
+                if cn.is_expanded:
+                    for leaf in cn.children:
+                        _, i2, k = leaf.data
+                        leaf.set_label(f"{MEM_LABELS[k]:<17}{human_bytes(int(s.mem[i2, k]))}")
+
+    def toggle_all(self) -> None:
+        expand = not any(n.is_expanded for n in self.root.children)
+        for n in self.root.children:
+            if expand:
+                n.expand_all()
+            else:
+                n.collapse_all()
+
+
+class InterconnectPane(Pane):
+    def __init__(self, **kw) -> None:
+        super().__init__(**kw)
+        self.border_title = "Interconnect (NeuronLink, collectives, EFA)"
+
+    def render(self):
+        s = self.sample
+        if s is None:
+            return Text("waiting…", style="dim")
+        if s.link_rate is None and not s.collectives:
+            return Text("no link or collective data: plain neuron-monitor reports do not carry it", style="dim")
+        parts = []
+        if s.link_pairs and s.link_rate is not None and len(s.link_rate):
+            rate = s.link_rate
+            bw = s.link_bw or 1.0
+            t = Text()
+            t.append(f"NeuronLink {len(s.link_pairs)} links, {human_rate(bw)} each · "
+                     f"mean {rate.mean() / bw * 100:.1f}% · max {rate.max() / bw * 100:.1f}%\n", style="bold")
+            w = max(20, self.size.width - 2)
+            per = 16
+            cols = max(1, w // per)
+            for k, ((a, b), r) in enumerate(zip(s.link_pairs, rate, strict=False)):
+                frac = r / bw
+                t.append(f"{a:>2}-{b:<2}", style="dim")
+                t.append_text(bar(frac, 5, level_style(frac * 100)))
+                t.append(f"{frac * 100:3.0f}% ")
+                if (k + 1) % cols == 0 and k + 1 < len(s.link_pairs):
+                    t.append("\n")
+            parts.append(t)
+        elif s.n_devices <= 1:
+            parts.append(Text("single device: no NeuronLink links", style="dim"))
+        if s.collectives:
+            tab = Table(box=None, pad_edge=False, expand=False, show_edge=False, header_style="bold")
+            for col in ("collective", "op", "size", "calls", "algbw", "busbw", "exposed"):
+                tab.add_column(col, justify="right" if col not in ("collective", "op") else "left")
+            for c in s.collectives:
+                tab.add_row(c.name, c.op, human_bytes(c.bytes), str(c.count), human_rate(c.algbw_bytes_per_s),
+                            human_rate(c.busbw_bytes_per_s), f"{c.exposed_s / max(s.period_s, 1e-9) * 100:.0f}%")
+            parts.append(tab)
+        if s.efa_rate is not None:
+            frac = s.efa_rate / s.efa_bw if s.efa_bw else 0.0
+            parts.append(Text(f"EFA {human_rate(s.efa_rate)} of {human_rate(s.efa_bw)} ({frac * 100:.1f}%)"))
+        return Group(*parts)
+
+
+class HintsPane(Pane):
+    def __init__(self, **kw) -> None:
+        super().__init__(**kw)
+        self.hints: list[Hint] = []
+        self.util = 0.0
+        self.threshold = 70.0
+        self.border_title = "Why below 70 %? (hints)"
+
+    def set_hints(self, hints: list[Hint], util: float, threshold: float) -> None:
+        self.hints, self.util, self.threshold = hints, util, threshold
+        self.border_title = f"Hints (threshold {threshold:.0f} %)"
+        self.refresh(layout=True)
+
+    def render(self):
+        if not self.hints:
+            ok = self.util >= self.threshold
+            return Text(f"{'✓' if ok else '…'} utilisation {self.util:.1f} % "
+                        f"{'≥' if ok else '<'} {self.threshold:.0f} %" + ("" if ok else " (confirming for a few seconds)"),
+                        style="green" if ok else "yellow")
+        out = Text()
+        for k, h in enumerate(self.hints[:3]):
+            if k:
+                out.append("\n")
+            sev = {"critical": "bold red", "warning": "bold yellow", "info": "cyan"}[h.severity]
+            out.append("● ", style=sev)
+            out.append(h.title, style="bold")
+            out.append(f"  [{h.kind}, {h.severity}, confidence {h.confidence:.0%}]", style="dim")
+            out.append("\n  " + " · ".join(e.text() for e in h.evidence[:4]), style="")
+            out.append("\n  → " + h.action, style="italic")
+        return out
+
+
+class TabBar(Widget):
+    DEFAULT_CSS = "TabBar { height: 1; }"
+
+    def __init__(self, **kw) -> None:
+        super().__init__(**kw)
+        self.tabs: list[str] = ["all"]
+        self.active = 0
+
+    def render(self) -> Text:
+        t = Text(" Neuron Apps  ", style="bold")
+        for i, name in enumerate(self.tabs[:9]):
+            label = f"[{i + 1}]:{name}"
+            if i == self.active:
+                t.append(f">{label}<", style="bold green")
+            else:
+                t.append(f" {label} ")
+            t.append(" ")
+        return t
+
+
+class KeyLegend(Widget):
+    DEFAULT_CSS = "KeyLegend { height: 1; }"
+
+    def __init__(self, replay: bool = False, **kw) -> None:
+        super().__init__(**kw)
+        self.replay = replay
+
+    def render(self) -> Text:
+        keys = [("q", "quit"), ("?", "help"), ("f", "FLOPS"), ("e", "engines"), ("p", "pause"),
+                ("a/d", "tab"), ("enter/x", "tree"), ("+/-", "refresh"), ("r", "record")]
+        if self.replay:
+            keys = [("q", "quit"), ("?", "help"), ("space", "pause"), ("[ ]", "step"), ("←→", "10s"),
+                    ("j", "jump"), ("< >", "speed"), ("f", "FLOPS"), ("e", "engines")]
+        t = Text()
+        for k, v in keys:
+            t.append(f" {k}", style="bold reverse")
+            t.append(f" {v} ")
+        return t
+
+
+class TimelineBar(Widget):
+    DEFAULT_CSS = "TimelineBar { height: 1; }"
+
+    def __init__(self, **kw) -> None:
+        super().__init__(**kw)
+        self.pos = 0.0
+        self.duration = 0.0
+        self.speed = 1.0
+        self.paused = False
+        self.at_end = False
+
+    def render(self) -> Text:
+        t = Text()
+        state = "PAUSED" if self.paused else "▶"
+        t.append(f" {state} {self.speed:g}x ", style="bold reverse")
+        t.append(f" {fmt_clock(self.pos)} / {fmt_clock(self.duration)} ")
+        w = max(5, self.size.width - 40)
+        frac = self.pos / self.duration if self.duration else 1.0
+        t.append_text(bar(frac, w, "cyan"))
+        if self.at_end:
+            t.append(" end of recording", style="bold magenta")
+        return t
