@@ -378,9 +378,11 @@ class Engine:
         au, asys = float(user.mean()), float(system.mean())
         avg = {"user": round(au, 2), "nice": 0, "system": round(asys, 2), "idle": round(100 - au - asys, 2),
                "io_wait": 0, "irq": 0, "soft_irq": 0}
-        w_share = (k.workers + 1) / n
-        rt_user = round(min(100.0, au / max(w_share, 1e-9) * w_share), 2)
-        return avg, per, rt_user, round(asys, 2)
+        # The training process owns the main thread and the workers: its share of the whole host.
+        own = slice(0, 1 + min(k.workers, n - 1))
+        rt_user = round(float(user[own].sum()) / n, 2)
+        rt_sys = round(float(system[own].sum()) / n, 2)
+        return avg, per, rt_user, rt_sys
 
     def hello(self) -> dict:
         p = self.preset

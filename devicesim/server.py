@@ -60,7 +60,7 @@ def prepare_socket_path(path: str) -> None:
             probe.close()
 
 
-@dataclass
+@dataclass(eq=False)
 class Client:
     writer: asyncio.StreamWriter
     can_control: bool

@@ -166,23 +166,23 @@ class CoreGrid(Pane):
     def _engines(self, s: Sample) -> Text:
         d = min(self.selected, max(0, s.n_devices - 1))
         cpd = max(1, s.cores_per_device)
-        out = Text(f"ND{d} per-engine activity (e to close, ←→ via grid focus ↑↓ to change device)\n",
-                   style="bold")
+        out = Text(f"ND{d} per-engine activity (e closes; ↑↓ on the grid or , . change device)\n", style="bold")
         if s.engines is None:
             out.append("plain neuron-monitor reports carry no per-engine data", style="dim")
             return out
         width = max(30, self.size.width)
-        bar_w = max(4, (width - 8) // len(ENGINE_NAMES) - 10)
-        out.append("      ")
+        col = max(9, (width - 6) // len(ENGINE_NAMES))
+        bar_w = max(1, col - 8)
+        out.append(" " * 6)
         for e in ENGINE_NAMES:
-            out.append(e.ljust(bar_w + 8), style="bold")
+            out.append(e[:col - 1].ljust(col), style="bold")
         for c in range(cpd):
             i = d * cpd + c
-            out.append(f"\nNC{c:<3} ")
+            out.append(f"\nNC{c:<4}")
             for k in range(len(ENGINE_NAMES)):
                 f = float(s.engines[k, i])
                 out.append_text(bar(f, bar_w, level_style(f * 100)))
-                out.append(f" {f * 100:5.1f}% ")
+                out.append(f"{f * 100:6.1f}% ")
         return out
 
 

@@ -1,0 +1,56 @@
+"""The headless core never imports Textual; devicesim and neurontop never import each other."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+HEADLESS = sorted(p for p in (ROOT / "neurontop" / "core").glob("*.py") if p.name != "__init__.py")
+
+
+@pytest.mark.parametrize("path", HEADLESS, ids=lambda p: p.name)
+def test_headless_module_does_not_load_textual(path: Path) -> None:
+    mod = f"neurontop.core.{path.stem}"
+    code = f"import sys, {mod}; print('textual' in sys.modules or any(m.startswith('textual.') for m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.strip() == "False", f"{mod} pulls in textual"
+
+
+def _imports(package: str) -> set[str]:
+    names: set[str] = set()
+    for py in (ROOT / package).rglob("*.py"):
+        tree = ast.parse(py.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names.update(a.name.split(".")[0] for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names.add(node.module.split(".")[0])
+    return names
+
+
+def test_packages_do_not_import_each_other() -> None:
+    assert "neurontop" not in _imports("devicesim")
+    assert "devicesim" not in _imports("neurontop")
+
+
+def test_devicesim_runtime_does_not_load_neurontop() -> None:
+    code = "import sys, devicesim.cli, devicesim.server; print(any(m.startswith('neurontop') for m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_monitor_hardware_figures_match_simulator_presets() -> None:
+    from devicesim.presets import PRESETS
+    from neurontop.core.hardware import CHIPS
+
+    for p in PRESETS.values():
+        chip = CHIPS[p.device_type]
+        assert chip.hbm_bytes == p.hbm_bytes
+        assert chip.hbm_bw == pytest.approx(p.hbm_bw)
+        assert chip.bf16_flops == pytest.approx(p.chip_bf16_flops)
+        assert chip.phys_cores == p.phys_cores_per_device
