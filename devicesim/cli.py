@@ -96,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--listen", type=parse_listen, metavar="HOST:PORT", help="serve TCP instead")
     where.add_argument("--stdout", action="store_true", help="print reports to stdout only, no hello line")
     s.add_argument("--token", help="token that allows control requests over TCP")
+    s.add_argument("--client-queue", type=int, default=256, help="reports buffered per client before the oldest "
+                   "are dropped (default 256)")
     sub.add_parser("presets", help="print the hardware presets")
     sub.add_parser("scenarios", help="print the scenarios and their injected causes")
     c = sub.add_parser("ctl", help="send a control request to a running simulator")
@@ -174,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
             stream_stdout(engine, args.speed, args.count, args.duration)
         else:
             serve(engine, args.speed, socket_path=None if args.listen else (args.socket or default_socket_path()),
-                  listen=args.listen, token=args.token, count=args.count, duration_s=args.duration)
+                  listen=args.listen, token=args.token, count=args.count, duration_s=args.duration,
+                  queue_reports=max(1, args.client_queue))
         return 0
     except (ServeError, ValueError) as exc:
         print(f"devicesim: error: {exc}", file=sys.stderr)

@@ -72,7 +72,9 @@ class Client:
 
 class Server:
     def __init__(self, engine: Engine, speed: float | None, token: str | None = None,
-                 count: int | None = None, duration_s: float | None = None) -> None:
+                 count: int | None = None, duration_s: float | None = None,
+                 queue_reports: int = QUEUE_REPORTS) -> None:
+        self.queue_reports = queue_reports
         self.engine = engine
         self.speed = speed  # None: as fast as possible
         self.token = token
@@ -116,7 +118,7 @@ class Server:
 
     # -- clients ---------------------------------------------------------------------------------
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, is_unix: bool) -> None:
-        client = Client(writer, is_unix, collections.deque(maxlen=QUEUE_REPORTS), asyncio.Event())
+        client = Client(writer, is_unix, collections.deque(maxlen=self.queue_reports), asyncio.Event())
         writer.write(json.dumps(self.engine.hello(), separators=(",", ":")).encode() + b"\n")
         self.clients.add(client)
         sender = asyncio.create_task(self._send(client))
@@ -229,10 +231,10 @@ async def _serve_async(server: Server, socket_path: str | None, listen: tuple[st
 
 def serve(engine: Engine, speed: float | None, socket_path: str | None = None,
           listen: tuple[str, int] | None = None, token: str | None = None,
-          count: int | None = None, duration_s: float | None = None) -> None:
+          count: int | None = None, duration_s: float | None = None, queue_reports: int = QUEUE_REPORTS) -> None:
     if socket_path and not listen:
         prepare_socket_path(socket_path)
-    server = Server(engine, speed, token, count, duration_s)
+    server = Server(engine, speed, token, count, duration_s, queue_reports)
     asyncio.run(_serve_async(server, socket_path, listen))
 
 
