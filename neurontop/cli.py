@@ -125,14 +125,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # -- sources -----------------------------------------------------------------------------------------
-def _open_live_source(args, allow_embedded: bool = True):
+def _open_live_source(args, allow_embedded: bool = True, for_ui: bool = True):
     """(source, label, simulator or None). Stdin, a command, a socket, or the embedded simulator."""
     from .core.embedded import EmbeddedSimulator, SimulatorError
     from .core.sources import CommandSource, SocketSource, StreamSource, default_socket_path, probe
 
     source_arg = getattr(args, "source", None)
     if source_arg == "-":
-        return StreamSource(_stdin_stream(), "stdin"), "stdin", None
+        return StreamSource(_stdin_stream() if for_ui else sys.stdin.buffer, "stdin"), "stdin", None
     if getattr(args, "exec_cmd", None):
         return CommandSource(args.exec_cmd), f"exec: {args.exec_cmd}", None
     addr = getattr(args, "connect", None) or source_arg
@@ -342,7 +342,7 @@ def cmd_record(args) -> int:
     from .core.sample import DecodeError, Decoder
     from .core.sources import Line, Status
 
-    source, label, sim = _open_live_source(args)
+    source, label, sim = _open_live_source(args, for_ui=False)
     meta = {"source": json.dumps({"kind": "record", "label": label}), "start_unix": f"{time.time():.3f}"}
     if sim:
         meta["simulator"] = json.dumps({"preset": args.preset, "scenario": args.scenario, "seed": args.seed,

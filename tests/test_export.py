@@ -1,0 +1,91 @@
+"""CSV export: fixed header, row counts, value ranges, determinism, long layout and resampling."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import numpy as np
+import pytest
+
+from neurontop.core.export import CsvExporter, parse_fields
+from neurontop.core.sample import Decoder
+
+from .conftest import SAMPLE_JSONL, make_reports, needs_shared, run_cli
+
+
+def export_lines(lines, **kw) -> str:
+    out = io.StringIO()
+    ex = CsvExporter(out, kw.pop("groups", ("util",)), **kw)
+    d = Decoder()
+    for x in lines:
+        ex.add(d.decode(x))
+    ex.finish()
+    return out.getvalue()
+
+
+def test_header_rows_ranges_and_determinism() -> None:
+    lines = make_reports("trn1.32xlarge", "straggler", 20)
+    text = export_lines(lines, groups=parse_fields("all"))
+    rows = list(csv.reader(io.StringIO(text)))
+    header = rows[0]
+    assert header[:3] == ["time_s", "timestamp", "step"]
+    assert header[3] == "nd0_nc0_util_pct" and "nd15_nc1_util_pct" in header
+    assert "nd0_nc0_flops_tflops" in header and "nd0_nc0_tensor_active_pct" in header
+    assert "link_nd0_nd1_bytes_per_s" in header and "hint_straggler" in header
+    assert len(rows) == 21 and all(len(r) == len(header) for r in rows)
+    for r in rows[1:]:
+        assert r[1].endswith("Z")
+        for name, cell in zip(header, r, strict=True):
+            if name.endswith("_pct") and cell:
+                assert 0.0 <= float(cell) <= 100.0
+            if name.endswith("_bytes") or name.endswith("bytes_per_s"):
+                assert cell == "" or cell.isdigit()
+    assert text == export_lines(lines, groups=parse_fields("all"))
+
+
+def test_column_set_is_fixed_by_the_first_row() -> None:
+    lines = make_reports("trn1.2xlarge", "healthy", 4)
+    from .conftest import strip_extension
+
+    mixed = lines[:2] + strip_extension(lines[2:])  # the extension disappears mid-stream
+    rows = list(csv.reader(io.StringIO(export_lines(mixed, groups=("util", "engines")))))
+    assert all(len(r) == len(rows[0]) for r in rows)
+    assert rows[3][-1] == ""  # engines unknown: empty cell, not a shifted row
+
+
+def test_long_layout_and_every_against_a_hand_computation() -> None:
+    lines = make_reports("trn1.2xlarge", "healthy", 10, period=1.0)
+    d = Decoder()
+    samples = [d.decode(x) for x in lines]
+    t = np.array([s.time_s for s in samples]) - samples[0].time_s
+    u = np.array([s.util for s in samples])
+    wide = list(csv.DictReader(io.StringIO(export_lines(lines, every_s=4.0))))
+    assert [float(r["time_s"]) for r in wide] == [0.0, 4.0, 8.0]
+    for r, lo in zip(wide, (0, 4, 8), strict=True):
+        sel = (t >= lo - 1e-9) & (t < lo + 4 - 1e-9)
+        assert float(r["nd0_nc1_util_pct"]) == pytest.approx(u[sel, 1].mean(), abs=0.006)
+    long = list(csv.DictReader(io.StringIO(export_lines(lines, layout="long"))))
+    assert list(long[0]) == ["time_s", "device", "core", "metric", "value"]
+    assert len(long) == 10 * 2
+    row = next(r for r in long if r["core"] == "1" and float(r["time_s"]) == 3.0)
+    assert float(row["value"]) == pytest.approx(u[3, 1], abs=0.006) and row["metric"] == "util_pct"
+
+
+def test_cli_export_range_stdout_and_fields(tmp_path) -> None:
+    log = tmp_path / "r.jsonl"
+    log.write_bytes(b"\n".join(make_reports("trn1.2xlarge", "healthy", 30)) + b"\n")
+    r = run_cli("export", str(log), "-o", "-", "--from", "5s", "--to", "0:14", "--fields", "util,training")
+    assert r.returncode == 0, r.stderr
+    rows = list(csv.reader(io.StringIO(r.stdout.decode())))
+    assert len(rows) == 1 + 10 and "loss" in rows[0] and float(rows[1][0]) == 5.0
+    bad = run_cli("export", str(log), "-o", "-", "--fields", "colour")
+    assert bad.returncode == 2 and b"unknown field group" in bad.stderr
+
+
+@needs_shared
+def test_export_plain_neuron_monitor_log_has_no_unknown_columns() -> None:
+    r = run_cli("export", str(SAMPLE_JSONL), "-o", "-", "--fields", "all")
+    rows = list(csv.reader(io.StringIO(r.stdout.decode())))
+    assert r.returncode == 0 and len(rows) == 2
+    assert "nd15_nc3_util_pct" in rows[0] and not any("tensor_active" in c for c in rows[0])
