@@ -71,22 +71,23 @@ class NeuronTopApp(App):
         Binding("r", "record", "record on/off"),
         Binding("comma", "device(-1)", "previous device", show=False),
         Binding("full_stop", "device(1)", "next device", show=False),
-        Binding("space", "replay_pause", "pause replay", show=False),
+        Binding("space", "replay_pause", "pause replay", show=False, priority=True),
         Binding("left_square_bracket", "replay_step(-1)", "one sample back", show=False),
         Binding("right_square_bracket", "replay_step(1)", "one sample forward", show=False),
-        Binding("left", "replay_seek(-10)", "10 s back", show=False),
-        Binding("right", "replay_seek(10)", "10 s forward", show=False),
+        Binding("left", "replay_seek(-10)", "10 s back", show=False, priority=True),
+        Binding("right", "replay_seek(10)", "10 s forward", show=False, priority=True),
         Binding("j", "replay_jump", "jump to a time", show=False),
         Binding("less_than_sign", "replay_speed(-1)", "halve speed", show=False),
         Binding("greater_than_sign", "replay_speed(1)", "double speed", show=False),
-        Binding("home", "replay_edge(0)", "start", show=False),
-        Binding("end", "replay_edge(1)", "end", show=False),
+        Binding("home", "replay_edge(0)", "start", show=False, priority=True),
+        Binding("end", "replay_edge(1)", "end", show=False, priority=True),
     ] + [Binding(str(i), f"select_tab({i - 1})", show=False) for i in range(1, 10)]
 
     def __init__(self, source=None, replay: ReplayClock | None = None, source_label: str = "",
                  threshold: float = DEFAULT_THRESHOLD, window_s: float = DEFAULT_WINDOW_S,
                  refresh_s: float = 1.0, recorder_factory: Callable[[], object] | None = None,
-                 on_exit: Callable[[], None] | None = None, stop_after: int | None = None) -> None:
+                 stop_after: int | None = None,
+                 show_self: bool = True) -> None:
         super().__init__()
         self.source = source
         self.replay = replay
@@ -96,7 +97,6 @@ class NeuronTopApp(App):
         self.refresh_s = refresh_s
         self.recorder_factory = recorder_factory
         self.recorder = None
-        self.on_exit = on_exit
         self.history = History()
         self.samples: collections.deque[Sample] = collections.deque(maxlen=4000)
         self.tracker = HintTracker()
@@ -110,6 +110,7 @@ class NeuronTopApp(App):
         self.bad_lines = 0
         self.received = 0
         self.stop_after = stop_after
+        self.show_self = show_self  # snapshot tests turn off the one non-deterministic field
         self.proc = psutil.Process(os.getpid())
         self.first_frame_at: float | None = None
         self._last_tick = time.monotonic()
@@ -137,6 +138,7 @@ class NeuronTopApp(App):
         self.header = self.query_one(HeaderBar)
         self.header.source = self.source_label
         self.header.state = self.state
+        self.header.show_self = self.show_self
         self.grid = self.query_one(CoreGrid)
         self._apply_width(self.size.width)
         self.set_interval(2.0, self._self_usage)
@@ -147,7 +149,7 @@ class NeuronTopApp(App):
             self.set_interval(0.05, self._replay_tick)
         elif self.source is not None:
             self._read_source()
-        self.query_one(MemoryTree).focus()
+        self.query_one(MemoryTree).focus(scroll_visible=False)
 
     def on_resize(self, event) -> None:
         self._apply_width(event.size.width)
@@ -319,11 +321,17 @@ class NeuronTopApp(App):
                 raw = compute(list(self._window()), self.threshold, self.window_s)
                 self.hints = self.tracker.update(raw, s.time_s)
             self.latest = s
-        self.state = "PAUSED" if r.paused else ("REPLAY (end)" if r.at_end else "REPLAY")
+        self.state = "REPLAY (end)" if r.at_end else ("PAUSED" if r.paused else "REPLAY")
         self.dirty = True
         self._render_if_dirty()
 
     # -- actions ---------------------------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        # Replay keys exist only in replay; live, the focused widget (the tree) gets them.
+        if action.startswith("replay_") and self.replay is None:
+            return False
+        return True
+
     def action_help(self) -> None:
         self.push_screen(HelpScreen(self.BINDINGS, replay=self.replay is not None))
 

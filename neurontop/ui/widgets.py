@@ -42,6 +42,7 @@ class HeaderBar(Widget):
         self.self_rss = 0
         self.recording = ""
         self.note = ""
+        self.show_self = True
 
     def render(self) -> Text:
         s = self.sample
@@ -74,7 +75,8 @@ class HeaderBar(Widget):
                 t.append(f" · latency p50 {s.latency_p50 * 1e3:.1f} ms")
         if self.note:
             t.append(f" · {self.note}", style="yellow")
-        t.append(f"   self CPU {self.self_cpu:.1f}% RSS {self.self_rss / 2**20:.0f} MiB", style="dim")
+        if self.show_self:
+            t.append(f"   self CPU {self.self_cpu:.1f}% RSS {self.self_rss / 2**20:.0f} MiB", style="dim")
         return t
 
 

@@ -1,0 +1,153 @@
+"""End to end: the installed neuron-top in a real terminal (tmux) against a real devicesim process."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from .conftest import SAMPLE_JSONL, bin_path, needs_shared
+
+pytestmark = [pytest.mark.e2e, pytest.mark.skipif(shutil.which("tmux") is None,
+                                                  reason="tmux is not installed (.ci/run installs it)")]
+
+
+class Tmux:
+    def __init__(self, command: str, width: int = 120, height: int = 40) -> None:
+        self.name = f"nt-{uuid.uuid4().hex[:8]}"
+        self.done = Path(f"/tmp/{self.name}.done")
+        env = f"PATH={os.path.dirname(sys.executable)}:{os.environ.get('PATH', '')}"
+        subprocess.run(["tmux", "new-session", "-d", "-s", self.name, "-x", str(width), "-y", str(height),
+                        f"sleep 0.5; env {env} {command}; echo $? > {self.done}; sleep 60"], check=True)
+        # A detached session starts at 80x24 and is resized a moment later; start the app after that.
+
+    def capture(self) -> str:
+        return subprocess.run(["tmux", "capture-pane", "-p", "-t", self.name], capture_output=True,
+                              text=True).stdout
+
+    def keys(self, *keys: str) -> None:
+        for k in keys:
+            subprocess.run(["tmux", "send-keys", "-t", self.name, k], check=True)
+            time.sleep(0.3)
+
+    def wait_for(self, pattern: str, timeout: float = 20.0) -> str:
+        deadline = time.monotonic() + timeout
+        screen = ""
+        while time.monotonic() < deadline:
+            screen = self.capture()
+            if re.search(pattern, screen):
+                return screen
+            time.sleep(0.2)
+        raise AssertionError(f"{pattern!r} never appeared; screen was:\n{screen}")
+
+    def wait_exit(self, timeout: float = 15.0) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.done.exists():
+                return int(self.done.read_text().strip() or "-1")
+            time.sleep(0.1)
+        raise AssertionError("neuron-top did not exit")
+
+    def kill(self) -> None:
+        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
+        self.done.unlink(missing_ok=True)
+
+
+def start_sim(sock: Path) -> subprocess.Popen:
+    p = subprocess.Popen([bin_path("devicesim"), "serve", "--socket", str(sock), "--period", "0.5s",
+                          "--preset", "trn1.32xlarge", "--scenario", "input_bound"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while not sock.exists():
+        assert time.monotonic() < deadline and p.poll() is None
+        time.sleep(0.05)
+    return p
+
+
+def grid_rows(screen: str) -> list[str]:
+    return [ln for ln in screen.splitlines() if re.search(r"│ ND\d+ ", ln)]
+
+
+def test_live_monitor_against_a_running_simulator(tmp_path) -> None:
+    sock = tmp_path / "sim.sock"
+    sim = start_sim(sock)
+    t = Tmux(f"{bin_path('neuron-top')} --connect {sock}")
+    try:
+        first = t.wait_for(r"ND15 .*%")
+        assert "LIVE" in first
+        assert "Memory Usage Summary" in first and "Interconnect" in first or "vCPU Utilization" in first
+        rows1 = grid_rows(first)
+        time.sleep(2.5)
+        second = t.capture()
+        assert grid_rows(second) != rows1, "the core grid should change as reports arrive"
+        # Kill the simulator: the screen says so; restart it: data resumes without restarting neuron-top.
+        sim.send_signal(signal.SIGKILL)
+        sim.wait()
+        t.wait_for(r"STALE")
+        sim = start_sim(sock)
+        t.wait_for(r"LIVE", timeout=30)
+        t.keys("q")
+        assert t.wait_exit() == 0
+    finally:
+        t.kill()
+        sim.kill()
+
+
+def _sim_children() -> list[str]:
+    out = subprocess.run(["pgrep", "-af", "devicesim serve"], capture_output=True, text=True).stdout
+    return [ln for ln in out.splitlines() if "neuron-top-" in ln and "sim.sock" in ln]
+
+
+def test_embedded_simulator_starts_and_stops_with_neuron_top() -> None:
+    before = set(_sim_children())
+    t = Tmux(f"{bin_path('neuron-top')} --preset trn1.2xlarge --scenario healthy --seed 3")
+    try:
+        screen = t.wait_for(r"ND0 .*%")
+        assert "trn1.2xlarge" in screen
+        assert set(_sim_children()) - before, "a private simulator should be running"
+        t.keys("q")
+        assert t.wait_exit() == 0
+        time.sleep(0.5)
+        assert not (set(_sim_children()) - before), "quitting must leave no simulator running"
+    finally:
+        t.kill()
+
+
+def test_closing_the_terminal_stops_the_embedded_simulator() -> None:
+    before = set(_sim_children())
+    t = Tmux(f"{bin_path('neuron-top')} --preset trn1.2xlarge")
+    try:
+        t.wait_for(r"ND0 .*%")
+        assert set(_sim_children()) - before
+    finally:
+        t.kill()  # the terminal goes away: SIGHUP
+    deadline = time.monotonic() + 10
+    while set(_sim_children()) - before and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not (set(_sim_children()) - before)
+
+
+@needs_shared
+def test_stdin_pipe_in_a_real_terminal() -> None:
+    t = Tmux(f"cat {SAMPLE_JSONL} | {bin_path('neuron-top')} -", 200, 60)
+    try:
+        screen = t.wait_for(r"ND15 .*%")
+        assert "ENDED" in screen or "LIVE" in screen
+        assert len(re.findall(r"\d+\.\d%", grid_rows(screen)[0])) == 4
+        t.keys("q")
+        assert t.wait_exit() == 0
+    finally:
+        t.kill()
+
+
+def test_non_tty_stdout_is_a_clear_error() -> None:
+    r = subprocess.run([bin_path("neuron-top"), "--connect", "/nonexistent.sock"], capture_output=True, timeout=30)
+    assert r.returncode == 2 and b"not a terminal" in r.stderr and b"Traceback" not in r.stderr

@@ -1,0 +1,174 @@
+"""The TUI driven with Textual's Pilot on recorded reports."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import numpy as np
+import pytest
+
+from neurontop.core.sources import StreamSource
+from neurontop.ui.screens import HelpScreen
+from neurontop.ui.widgets import HintsPane, InterconnectPane, MemoryTree, TabBar
+
+from .conftest import REAL_TRN1, SAMPLE_JSONL, make_reports, needs_shared
+from .ui_helpers import decoded, feed, grid_text, make_app
+
+
+def row_values(line: str) -> list[float]:
+    return [float(x) for x in re.findall(r"(\d+\.\d)[%T]", line)]
+
+
+@pytest.mark.parametrize("preset", ["trn1.2xlarge", "trn1.32xlarge", "trn2.48xlarge"])
+async def test_grid_shows_the_right_percentages_for_the_right_cores(preset: str) -> None:
+    samples = decoded(make_reports(preset, "straggler", 12))
+    app = make_app()
+    async with app.run_test(size=(200, 60)) as pilot:
+        await feed(app, pilot, samples)
+        s = samples[-1]
+        lines = grid_text(app)
+        assert lines[0].split() == [f"NC{c}" for c in range(s.cores_per_device)]
+        for d in range(s.n_devices):
+            row = lines[1 + d]
+            assert row.startswith(f"ND{d}")
+            want = [round(float(u), 1) for u in s.util[d * s.cores_per_device:(d + 1) * s.cores_per_device]]
+            assert row_values(row) == pytest.approx(want, abs=0.051)
+        assert f"Avg: {s.util.mean():.2f}%" in app.grid.border_title
+
+
+async def test_f_toggles_tflops_and_e_shows_engines() -> None:
+    samples = decoded(make_reports("trn1.2xlarge", "healthy", 5))
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await feed(app, pilot, samples)
+        await pilot.press("f")
+        row = grid_text(app)[1]
+        assert row_values(row) == pytest.approx([round(float(f) / 1e12, 1) for f in samples[-1].flops], abs=0.051)
+        assert "T" in row
+        await pilot.press("f")
+        assert "%" in grid_text(app)[1]
+        await pilot.press("e")
+        text = "\n".join(grid_text(app))
+        assert "tensor" in text and "dma" in text and "NC1" in text
+        await pilot.press("e")
+
+
+async def test_p_freezes_the_display_while_data_keeps_arriving() -> None:
+    samples = decoded(make_reports("trn1.2xlarge", "input_bound", 20))
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await feed(app, pilot, samples[:10])
+        before = grid_text(app)
+        await pilot.press("p")
+        assert app.state == "PAUSED"
+        await feed(app, pilot, samples[10:])
+        assert grid_text(app) == before and app.latest is samples[-1]
+        await pilot.press("p")
+        await pilot.pause()
+        assert grid_text(app) != before
+
+
+async def test_tabs_tree_help_and_hints() -> None:
+    samples = decoded(make_reports("trn1.32xlarge", "idle_cores", 15))
+    app = make_app()
+    async with app.run_test(size=(200, 60)) as pilot:
+        await feed(app, pilot, samples)
+        tabs = app.query_one(TabBar)
+        assert tabs.tabs == ["all", "4242"]
+        await pilot.press("d")
+        assert tabs.active == 1 and "[2]:4242<" in tabs.render().plain
+        await pilot.press("a")
+        assert tabs.active == 0
+        await pilot.press("2")
+        assert tabs.active == 1
+        await pilot.press("1")
+        tree = app.query_one(MemoryTree)
+        assert not tree.root.children[0].is_expanded
+        await pilot.press("x")
+        assert all(n.is_expanded for n in tree.root.children)
+        await pilot.press("x")
+        assert not any(n.is_expanded for n in tree.root.children)
+        tree.focus()
+        tree.move_cursor(tree.root.children[0])
+        await pilot.press("enter")
+        await pilot.pause()
+        assert tree.root.children[0].is_expanded
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+        hints = app.query_one(HintsPane)
+        assert hints.hints and hints.hints[0].cause == "idle_cores"
+        assert "idle" in hints.render().plain
+        assert app.query_one("#grid").has_class("hinted")
+
+
+async def test_plain_reports_say_what_is_missing() -> None:
+    from .conftest import strip_extension
+
+    samples = decoded(strip_extension(make_reports("trn1.32xlarge", "healthy", 3)))
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await feed(app, pilot, samples)
+        assert "do not carry it" in app.query_one(InterconnectPane).render().plain
+        await pilot.press("e")
+        assert "no per-engine data" in "\n".join(grid_text(app))
+
+
+@needs_shared
+@pytest.mark.parametrize("path, devices, cpd", [(SAMPLE_JSONL, 16, 4), (REAL_TRN1, 1, 2)])
+async def test_stdin_source_renders_every_core(path, devices: int, cpd: int) -> None:
+    src = StreamSource(io.BytesIO(path.read_bytes()), "stdin")
+    app = make_app(source=src, source_label="stdin")
+    async with app.run_test(size=(200, 60)) as pilot:
+        for _ in range(50):
+            await pilot.pause(0.05)
+            if app.state == "ENDED":
+                break
+        app.dirty = True
+        app._render_if_dirty()
+        lines = grid_text(app)
+        assert lines[0].split() == [f"NC{c}" for c in range(cpd)]
+        assert [ln.split()[0] for ln in lines[1:1 + devices]] == [f"ND{d}" for d in range(devices)]
+        assert all(len(row_values(ln)) == cpd for ln in lines[1:1 + devices])
+        assert app.state == "ENDED"
+
+
+async def test_tiny_terminal_does_not_crash() -> None:
+    samples = decoded(make_reports("trn2.48xlarge", "healthy", 3))
+    app = make_app()
+    async with app.run_test(size=(40, 10)) as pilot:
+        await feed(app, pilot, samples)
+        await pilot.press("f", "e", "x")
+        await pilot.pause()
+        assert app.is_running
+
+
+async def test_replay_keys_move_the_clock(tmp_path) -> None:
+    from neurontop.core.profile import LogTimeline
+    from neurontop.core.replay import ReplayClock
+
+    samples = decoded(make_reports("trn1.2xlarge", "healthy", 60))
+    clock = ReplayClock(LogTimeline(samples), speed=1.0)
+    clock.paused = True
+    app = make_app(replay=clock)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        assert app.latest is samples[0]
+        await pilot.press("right_square_bracket")
+        assert clock.index == 1 and app.latest.seq == samples[1].seq
+        await pilot.press("right")
+        assert clock.index == 11
+        await pilot.press("end")
+        assert clock.at_end and app.state == "REPLAY (end)"
+        await pilot.press("home")
+        assert clock.index == 0
+        await pilot.press("greater_than_sign")
+        assert clock.speed == 2
+        await pilot.press("j")
+        await pilot.press(*"0:30", "enter")
+        await pilot.pause()
+        assert clock.index == 30
+        assert len(app.history.rings["util_avg"]) == 31  # history derived from the samples before
+        np.testing.assert_allclose(app.history.rings["util_avg"].values()[-1], samples[30].avg_util)
