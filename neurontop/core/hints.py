@@ -196,7 +196,7 @@ def _bottlenecks(st: WindowStats, threshold: float) -> list[Hint]:
                 f"core {core} is a straggler: busy {cu[core]:.0f} % while its peers wait",
                 (Evidence(f"NC{core} utilisation", float(cu[core]), "%"),
                  Evidence("peer cores' utilisation", peers, "%"),
-                 Evidence("slow cores", len(hi), "cores")),
+                 Evidence("cores this slow", len(hi), "")),
                 f"inspect core {core} (throttling, ECC errors, a different input shape or kernel); "
                 f"exclude it or rebalance work so its {int(working.sum()) - len(hi)} peers stop waiting at each collective",
                 "cores", share))

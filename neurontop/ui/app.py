@@ -122,13 +122,13 @@ class NeuronTopApp(App):
             with Horizontal(id="columns"):
                 with Vertical(id="left"):
                     yield CoreGrid(id="grid")
-                    yield HintsPane(id="hints")
                     yield HistoryPane(id="history")
                 with Vertical(id="right"):
                     yield VcpuPane(id="vcpu")
                     yield MemoryPane(id="memory")
                     yield MemoryTree(id="tree")
                     yield InterconnectPane(id="interconnect")
+        yield HintsPane(id="hints")  # outside the scroll area: the answer stays on screen at 80x24
         if self.replay:
             yield TimelineBar(id="timeline")
         yield TabBar(id="tabs")
@@ -216,6 +216,8 @@ class NeuronTopApp(App):
             self.history.clear()
             self.samples.clear()
             self.tracker.reset()
+        if self.state == "CONNECTING":
+            self.state = "LIVE"
         self.samples.append(s)
         self.history.add(s)
         raw = compute(list(self._window()), self.threshold, self.window_s)

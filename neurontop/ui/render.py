@@ -31,7 +31,7 @@ def bar(frac: float, width: int, style: str) -> Text:
     rem = int((cells - full) * 8)
     s = "█" * full + (EIGHTHS[rem] if full < width and rem else "")
     t = Text(s, style=style)
-    t.append(" " * (width - len(s)), style="dim")
+    t.append("·" * (width - len(s)), style="bright_black")  # the track, so a bar's length reads against it
     return t
 
 

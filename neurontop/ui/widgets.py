@@ -44,24 +44,24 @@ class HeaderBar(Widget):
         self.note = ""
         self.show_self = True
 
-    def render(self) -> Text:
+    def render(self) -> Group:
         s = self.sample
-        t = Text()
+        t = Text(no_wrap=True, overflow="ellipsis")
         t.append(" neuron-top ", style="bold reverse")
+        state_style = {"LIVE": "bold green", "PAUSED": "bold yellow", "STALE": "bold red", "REPLAY": "bold cyan",
+                       "ENDED": "bold magenta"}.get(self.state.split()[0], "bold")
+        t.append(" ")
+        t.append(f" {self.state} ", style=state_style + " reverse")
+        if self.recording:
+            t.append(" ")
+            t.append(" REC ", style="bold white on red")
+            t.append(f" {self.recording}", style="red")
         if s:
             dev = s.device_type or "neuron device"
             t.append(f" {s.instance_type or 'unknown instance'} · {s.n_devices}x {dev}"
                      f" ({s.n_cores} cores{', NC-' + s.core_version if s.core_version else ''})")
         t.append(f" · {self.source}", style="dim")
-        state_style = {"LIVE": "bold green", "PAUSED": "bold yellow", "STALE": "bold red", "REPLAY": "bold cyan",
-                       "ENDED": "bold magenta"}.get(self.state.split()[0], "bold")
-        t.append("  ")
-        t.append(f" {self.state} ", style=state_style + " reverse")
-        if self.recording:
-            t.append("  ")
-            t.append(" REC ", style="bold white on red")
-            t.append(f" {self.recording}", style="red")
-        t.append("\n")
+        line1, t = t, Text(no_wrap=True, overflow="ellipsis")
         tr = s.training if s else None
         if tr is not None:
             t.append(f" step {tr.step}", style="bold")
@@ -77,7 +77,7 @@ class HeaderBar(Widget):
             t.append(f" · {self.note}", style="yellow")
         if self.show_self:
             t.append(f"   self CPU {self.self_cpu:.1f}% RSS {self.self_rss / 2**20:.0f} MiB", style="dim")
-        return t
+        return Group(line1, t)
 
 
 class CoreGrid(Pane):
@@ -305,12 +305,12 @@ class MemoryTree(Tree):
         for dn in self.root.children:
             _, d = dn.data
             used = int(s.mem[d * cpd:(d + 1) * cpd].sum())
-            dn.set_label(Text.assemble((f"ND {d}", "bold"), f"  {human_bytes(used)}"))
+            dn.set_label(Text.assemble((f"ND {d}", "bold"), f" · {human_bytes(used)}"))
             if not dn.is_expanded:
                 continue
             for cn in dn.children:
                 _, i = cn.data
-                cn.set_label(Text.assemble(f"NC {i}", f"  {human_bytes(int(s.mem[i].sum()))}"))
+                cn.set_label(Text(f"NC {i} · {human_bytes(int(s.mem[i].sum()))}"))
                 if cn.is_expanded:
                     for leaf in cn.children:
                         _, i2, k = leaf.data
