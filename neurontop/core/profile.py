@@ -49,6 +49,7 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_time ON events(time_s);
 """
 ZSTD_LEVEL = 9
+CHUNK_RAW_BYTES = 2 * 1024 * 1024  # raw report bytes per chunk before it is sealed
 
 
 class ProfileError(InputError):
@@ -100,6 +101,12 @@ class Recorder:
         self.count = 0
         self.last_flush = time.monotonic()
         self.cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+        self.fast = zstandard.ZstdCompressor(level=1)
+        self.open_id: int | None = None
+        self.open_first = 0
+        self.open_lines: list[bytes] = []
+        self.open_times: list[float] = []
+        self.open_raw = 0
         self.closed = False
         self.bytes_written = 0
 
@@ -119,21 +126,42 @@ class Recorder:
         with self.lock:
             self.pending_events.append((time_s, kind, json.dumps(data)))
 
-    def _flush(self, now: float | None = None) -> None:
+    def _flush(self, now: float | None = None, final: bool = False) -> None:
+        """Commit what arrived since the last flush.
+
+        The open chunk grows (up to CHUNK_RAW_BYTES of raw reports) and is rewritten at each flush
+        with a fast level, so a crash loses at most the last second; when it is full (or on close)
+        it is compressed once more at ZSTD_LEVEL. Bigger chunks compress about twice as well.
+        """
         self.last_flush = time.monotonic() if now is None else now
-        if not self.pending and not self.pending_events:
+        if not self.pending and not self.pending_events and not (final and self.open_id is not None):
             return
         try:
             self.db.execute("BEGIN")
             if self.pending:
-                blob = self.cctx.compress(b"\n".join(self.pending))
-                cur = self.db.execute(
-                    "INSERT INTO chunks (first_seq, n, t_start, t_end, data) VALUES (?, ?, ?, ?, ?)",
-                    (self.count, len(self.pending), self.pending_times[0], self.pending_times[-1], blob))
-                cid = cur.lastrowid
-                self.db.executemany("INSERT INTO samples (idx, time_s, chunk, pos) VALUES (?, ?, ?, ?)",
-                                    [(self.count + k, t, cid, k) for k, t in enumerate(self.pending_times)])
-                self.bytes_written += len(blob)
+                first_pos = len(self.open_lines)
+                self.open_lines.extend(self.pending)
+                self.open_times.extend(self.pending_times)
+                self.open_raw += sum(len(x) + 1 for x in self.pending)
+            if self.open_lines and (self.pending or final):
+                full = final or self.open_raw >= CHUNK_RAW_BYTES
+                blob = (self.cctx if full else self.fast).compress(b"\n".join(self.open_lines))
+                if self.open_id is None:
+                    cur = self.db.execute(
+                        "INSERT INTO chunks (first_seq, n, t_start, t_end, data) VALUES (?, ?, ?, ?, ?)",
+                        (self.open_first, len(self.open_lines), self.open_times[0], self.open_times[-1], blob))
+                    self.open_id = cur.lastrowid
+                else:
+                    self.db.execute("UPDATE chunks SET n = ?, t_end = ?, data = ? WHERE id = ?",
+                                    (len(self.open_lines), self.open_times[-1], blob, self.open_id))
+                if self.pending:
+                    self.db.executemany(
+                        "INSERT INTO samples (idx, time_s, chunk, pos) VALUES (?, ?, ?, ?)",
+                        [(self.count + k, t, self.open_id, first_pos + k) for k, t in enumerate(self.pending_times)])
+                if full:
+                    self.bytes_written += len(blob)
+                    self.open_first = self.count + len(self.pending)
+                    self.open_id, self.open_lines, self.open_times, self.open_raw = None, [], [], 0
             if self.pending_events:
                 self.db.executemany("INSERT INTO events (time_s, kind, data) VALUES (?, ?, ?)", self.pending_events)
             self.db.execute("COMMIT")
@@ -158,7 +186,7 @@ class Recorder:
             if self.closed:
                 return
             try:
-                self._flush()
+                self._flush(final=True)
                 # Leave a plain rollback-journal file: it opens read-only anywhere, with no -wal/-shm.
                 self.db.execute("PRAGMA journal_mode=DELETE")
             finally:

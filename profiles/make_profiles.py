@@ -1,0 +1,66 @@
+"""Regenerate the shipped example profiles: `python profiles/make_profiles.py [--out profiles]`.
+
+Each profile is the simulator's stream with a fixed seed, recorded through neuron-top's own
+Recorder, so the content (every report line and the metadata) is reproducible byte for byte;
+the SQLite file itself is byte-identical with the same sqlite3 and zstandard versions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from devicesim.engine import FIXED_EPOCH, Engine, SimConfig, encode  # noqa: E402
+from devicesim.presets import get_preset  # noqa: E402
+from devicesim.scenarios import SCENARIOS  # noqa: E402
+from neurontop.core.profile import Recorder  # noqa: E402
+from neurontop.core.sample import Decoder  # noqa: E402
+
+DURATION_S = 150
+PERIOD_S = 1.0
+SEED = 2026
+
+PROFILES = [("trn1.32xlarge", name) for name in SCENARIOS] + [("trn2.48xlarge", "healthy")]
+
+
+def make(preset: str, scenario: str, out: Path) -> Path:
+    path = out / f"{preset}-{scenario}.ntprof"
+    if path.exists():
+        path.unlink()
+    eng = Engine(SimConfig(get_preset(preset), scenario=scenario, seed=SEED, period_s=PERIOD_S, numerics=True,
+                           start_time=FIXED_EPOCH))
+    meta = {
+        "created_unix": f"{FIXED_EPOCH:.3f}", "start_unix": f"{FIXED_EPOCH:.3f}",
+        "source": json.dumps({"kind": "simulator", "script": "profiles/make_profiles.py"}),
+        "simulator": json.dumps({"preset": preset, "scenario": scenario, "seed": SEED, "period_s": PERIOD_S,
+                                 "cause": SCENARIOS[scenario].truth}),
+        "description": SCENARIOS[scenario].description,
+    }
+    rec = Recorder(str(path), meta)
+    dec = Decoder()
+    for k in range(int(DURATION_S / PERIOD_S)):
+        line = encode(eng.step_window())
+        rec.append(line, dec.decode(line), now=float(k))
+    rec.close()
+    return path
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parent))
+    args = ap.parse_args()
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    out = Path(args.out)
+    for preset, scenario in PROFILES:
+        p = make(preset, scenario, out)
+        print(f"{p.name}: {p.stat().st_size / 1024:.0f} KiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

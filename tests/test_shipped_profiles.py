@@ -1,0 +1,70 @@
+"""Every shipped profile replays, exports and diagnoses to its documented cause; the script rebuilds them."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from neurontop.core.profile import Profile
+from neurontop.core.replay import ReplayClock
+
+from .conftest import ROOT, run_cli
+from .ui_helpers import make_app
+
+PROFILES = sorted((ROOT / "profiles").glob("*.ntprof"))
+
+
+def test_there_is_one_profile_per_scenario_and_they_are_small() -> None:
+    from devicesim.scenarios import SCENARIOS
+
+    names = {p.name for p in PROFILES}
+    assert {f"trn1.32xlarge-{s}.ntprof" for s in SCENARIOS} <= names
+    assert "trn2.48xlarge-healthy.ntprof" in names
+    assert sum(p.stat().st_size for p in PROFILES) < 6 * 2**20
+
+
+@pytest.mark.parametrize("path", PROFILES, ids=lambda p: p.stem)
+def test_profile_diagnoses_to_its_cause(path: Path) -> None:
+    cause = json.loads(Profile(str(path)).meta["simulator"])["cause"]
+    r = run_cli("diagnose", str(path), "--json")
+    out = json.loads(r.stdout)
+    if cause == "none":
+        assert r.returncode == 0 and out["healthy"]
+    else:
+        assert r.returncode == 1 and out["findings"][0]["cause"] == cause
+
+
+@pytest.mark.parametrize("path", PROFILES[:3], ids=lambda p: p.stem)
+def test_profile_exports(path: Path) -> None:
+    r = run_cli("export", str(path), "-o", "-", "--fields", "all")
+    assert r.returncode == 0
+    rows = list(csv.reader(io.StringIO(r.stdout.decode())))
+    assert len(rows) == 1 + len(Profile(str(path)))
+
+
+@pytest.mark.parametrize("path", [PROFILES[0], PROFILES[-1]], ids=lambda p: p.stem)
+async def test_profile_replays(path: Path) -> None:
+    prof = Profile(str(path))
+    clock = ReplayClock(prof, speed=64)
+    app = make_app(replay=clock)
+    async with app.run_test(size=(120, 40)) as pilot:
+        clock.seek(clock.t0 + 60)
+        app._replay_reload()
+        await pilot.pause()
+        assert app.latest.time_s == prof.times[clock.index]
+        assert "ND15" in app.grid.render().plain
+
+
+def test_script_rebuilds_the_same_content(tmp_path) -> None:
+    subprocess.run([sys.executable, str(ROOT / "profiles" / "make_profiles.py"), "--out", str(tmp_path)],
+                   check=True, capture_output=True, timeout=300)
+    for shipped in PROFILES:
+        a, b = Profile(str(shipped)), Profile(str(tmp_path / shipped.name))
+        assert a.meta == b.meta
+        assert [x for _, x in a.iter_raw()] == [x for _, x in b.iter_raw()]
