@@ -114,6 +114,8 @@ class NeuronTopApp(App):
         self.proc = psutil.Process(os.getpid())
         self.first_frame_at: float | None = None
         self._last_tick = time.monotonic()
+        self._hints_at = -1e18
+        self._slow_at = -1e18  # last repaint of the slow panes (memory, vCPU, interconnect, tree)
 
     # -- layout ----------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -220,13 +222,18 @@ class NeuronTopApp(App):
             self.state = "LIVE"
         self.samples.append(s)
         self.history.add(s)
-        raw = compute(list(self._window()), self.threshold, self.window_s)
-        self.hints = self.tracker.update(raw, s.time_s)
+        # Hints change on the scale of seconds (3 s hysteresis): evaluate them at most once a second.
+        if s.time_s - self._hints_at >= 1.0 - 1e-9 or s.time_s < self._hints_at:
+            self._hints_at = s.time_s
+            raw = compute(list(self._window()), self.threshold, self.window_s)
+            self.hints = self.tracker.update(raw, s.time_s)
         self.latest = s
         self.dirty = True
+        tabs = self.query_one(TabBar)
         for rt in s.runtimes:
-            if rt[1] not in self.query_one(TabBar).tabs:
-                self.query_one(TabBar).tabs.append(rt[1])
+            if rt[1] not in tabs.tabs:
+                tabs.tabs.append(rt[1])
+                tabs.refresh()
         if self.first_frame_at is None:
             self._render_if_dirty()
 
@@ -255,9 +262,14 @@ class NeuronTopApp(App):
         self.grid.set_data(s, util)
         self.query_one(HintsPane).set_hints(self.hints, float(np.mean(util)), self.threshold)
         self.query_one(HistoryPane).set_history(self.history, s, self.device)
-        for pane in (VcpuPane, MemoryPane, InterconnectPane):
-            self.query_one(pane).set_sample(s)
-        self.query_one(MemoryTree).set_sample(s)
+        # Below a 1 s refresh only the grid, history and header follow every frame; the slower
+        # panes repaint at most once a second (their numbers do not move faster than a person reads).
+        now = time.monotonic()
+        if now - self._slow_at >= 0.95 or self.refresh_s >= 1.0 or self.replay is not None:
+            self._slow_at = now
+            for pane in (VcpuPane, MemoryPane, InterconnectPane):
+                self.query_one(pane).set_sample(s)
+            self.query_one(MemoryTree).set_sample(s)
         panes = {h.pane for h in self.hints}
         for name in ("grid", "memory", "interconnect", "vcpu"):
             key = "cores" if name == "grid" else name
@@ -265,7 +277,6 @@ class NeuronTopApp(App):
         self.header.sample = s
         self.header.state = self.state
         self.header.refresh()
-        self.query_one(TabBar).refresh()
         if self.replay:
             tl = self.query_one(TimelineBar)
             tl.pos, tl.duration, tl.speed = self.replay.position, self.replay.duration, self.replay.speed
@@ -312,6 +323,7 @@ class NeuronTopApp(App):
         self.history.clear()
         self.samples.clear()
         self.tracker.reset()
+        self._hints_at = -1e18
         self.latest = None
         start = max(0, r.index - 600)
         t_end = r.times[r.index]
@@ -339,7 +351,6 @@ class NeuronTopApp(App):
 
     def action_toggle_flops(self) -> None:
         self.grid.show_flops = not self.grid.show_flops
-        self.grid.refresh()
 
     def action_toggle_engines(self) -> None:
         self.grid.show_engines = not self.grid.show_engines

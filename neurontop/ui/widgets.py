@@ -5,29 +5,90 @@ from __future__ import annotations
 
 import numpy as np
 from rich.console import Group
+from rich.segment import Segment
+from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 from textual.events import Click
+from textual.geometry import Region
 from textual.message import Message
 from textual.reactive import reactive
+from textual.strip import Strip
 from textual.widget import Widget
 from textual.widgets import Tree
 
 from ..core.hints import Hint
 from ..core.history import History
 from ..core.sample import ENGINE_NAMES, MEM_LABELS, Sample
-from .render import bar, fmt_clock, human_bytes, human_count, human_rate, level_style, sparkline
+from .render import bar, bar_segments, fmt_clock, human_bytes, human_count, human_rate, level_style, sparkline
+
+_STYLES: dict[str, Style] = {}
+
+
+def _style(name: str) -> Style:
+    st = _STYLES.get(name)
+    if st is None:
+        st = _STYLES[name] = Style.parse(name)
+    return st
 
 
 class Pane(Widget):
-    """A bordered pane whose content is one renderable built from the latest data."""
+    """A bordered pane drawn with Textual's line API.
+
+    The pane builds one Rich renderable (`build`), renders it to lines itself, and tells Textual
+    which lines changed: unchanged lines are not repainted, and layout runs only when the number
+    of lines changes. (Rendering whole widgets each second was most of neuron-top's CPU.)
+    """
 
     DEFAULT_CSS = "Pane { height: auto; }"
     sample: Sample | None = None
 
+    def __init__(self, **kw) -> None:
+        super().__init__(**kw)
+        self._strips: list[Strip] = []
+        self._width = -1
+
+    def build(self):
+        return Text("")
+
+    def render(self):  # what the pane shows, as a renderable (tests read it; drawing uses render_line)
+        return self.build()
+
     def set_sample(self, sample: Sample | None) -> None:
         self.sample = sample
-        self.refresh(layout=True)
+        self.update_content()
+
+    def _make_strips(self, width: int) -> list[Strip]:
+        console = self.app.console
+        opts = console.options.update(width=width, height=None, highlight=False)
+        return [Strip(line, width) for line in console.render_lines(self.build(), opts, pad=True)]
+
+    def update_content(self) -> None:
+        width = self.content_region.width
+        if width <= 0:
+            self._width = -1
+            self.refresh(layout=True)
+            return
+        new = self._make_strips(width)
+        old = self._strips if width == self._width else None
+        self._strips, self._width = new, width
+        if old is None or len(old) != len(new):
+            self.refresh(layout=True)
+            return
+        dirty = [Region(0, y, width, 1) for y, (a, b) in enumerate(zip(new, old, strict=True)) if a != b]
+        if dirty:
+            self.refresh(*dirty)
+
+    def get_content_height(self, container, viewport, width: int) -> int:
+        if width != self._width:
+            self._strips, self._width = self._make_strips(width), width
+        return len(self._strips)
+
+    def render_line(self, y: int) -> Strip:
+        width = self.content_region.width
+        if width != self._width and width > 0:
+            self._strips, self._width = self._make_strips(width), width
+        return self._strips[y] if 0 <= y < len(self._strips) else Strip.blank(max(0, width))
 
 
 class HeaderBar(Widget):
@@ -103,10 +164,16 @@ class CoreGrid(Pane):
         self.util = util
         cv = sample.core_version or ""
         self.border_title = f"NeuronCore {cv + ' ' if cv else ''}Utilization (Avg: {float(util.mean()):.2f}%)"
-        self.refresh(layout=self.show_engines)
+        self.update_content()
 
     def watch_show_engines(self) -> None:
-        self.refresh(layout=True)
+        self.update_content()
+
+    def watch_show_flops(self) -> None:
+        self.update_content()
+
+    def watch_selected(self) -> None:
+        self.update_content()
 
     def on_click(self, event: Click) -> None:
         s = self.sample
@@ -122,53 +189,75 @@ class CoreGrid(Pane):
             self.selected = (self.selected + delta) % max(1, self.sample.n_devices)
             self.post_message(self.DeviceSelected(self.selected))
 
-    def render(self):
+    def build(self):
         s, u = self.sample, self.util
         if s is None or u is None:
             return Text("waiting for data…", style="dim")
         if self.show_engines:
             return self._engines(s)
+        out = Text(no_wrap=True, overflow="ellipsis")
+        for k, line in enumerate(self._grid_lines(max(20, self.size.width))):
+            if k:
+                out.append("\n")
+            for seg in line:
+                out.append(seg.text, seg.style)
+        return out
+
+    def _make_strips(self, width: int) -> list[Strip]:
+        if self.sample is None or self.util is None or self.show_engines:
+            return super()._make_strips(width)
+        # The hot path: segments straight from numbers, no Rich layout (most of a frame's cost).
+        return [Strip(line).adjust_cell_length(width) for line in self._grid_lines(width)]
+
+    def _grid_lines(self, width: int) -> list[list[Segment]]:
+        s, u = self.sample, self.util
+        assert s is not None and u is not None
         cpd = max(1, s.cores_per_device)
-        width = max(20, self.size.width)
         label_w = 5
         cell = max(6, (width - label_w) // cpd)
-        num_w = 7 if self.show_flops else 7
-        bar_w = max(1, cell - num_w - 2)
-        out = Text(" " * label_w)
-        for c in range(cpd):
-            out.append(f"NC{c}".ljust(cell)[:cell], style="bold")
+        num_w = 6
+        bar_w = max(0, cell - num_w - 2)
+        if bar_w < 3:
+            bar_w = 0
+        bold, sel = _style("bold"), _style("reverse bold")
+        head = [Segment(" " * label_w)] + [Segment(f"NC{c}".ljust(cell)[:cell], bold) for c in range(cpd)]
+        lines = [head]
+        peak = s.core_peak_flops
         for d in range(s.n_devices):
-            out.append("\n")
-            lab = f"ND{d}".ljust(label_w)
-            out.append(lab, style="reverse bold" if d == self.selected else "bold")
+            segs = [Segment(f"ND{d}".ljust(label_w), sel if d == self.selected else bold)]
             for c in range(cpd):
                 i = d * cpd + c
                 if i >= len(u):
                     break
                 pct = float(u[i])
-                style = level_style(pct)
+                st = _style(level_style(pct))
                 if self.show_flops:
                     if s.flops is None:
-                        val, frac = "   n/a", 0.0
+                        val, frac = "n/a", 0.0
                     else:
-                        tf = float(s.flops[i]) / 1e12
-                        val = f"{tf:5.1f}T"
-                        frac = float(s.flops[i]) / s.core_peak_flops if s.core_peak_flops else 0.0
+                        val = f"{float(s.flops[i]) / 1e12:5.1f}T"
+                        frac = float(s.flops[i]) / peak if peak else 0.0
                 else:
                     val, frac = f"{pct:5.1f}%", pct / 100
-                if bar_w >= 3:
-                    out.append_text(bar(frac, bar_w, style))
-                    out.append(" ")
-                out.append(val.rjust(num_w - 1), style=style)
-                out.append(" " * max(1, cell - (bar_w + 1 if bar_w >= 3 else 0) - (num_w - 1)))
+                used = 0
+                if bar_w:
+                    segs += bar_segments(frac, bar_w, st)
+                    segs.append(Segment(" "))
+                    used = bar_w + 1
+                segs.append(Segment(val.rjust(num_w), st))
+                used += num_w
+                if cell - used > 0:
+                    segs.append(Segment(" " * (cell - used)))
+            lines.append(segs)
         if self.show_flops and s.flops is None:
-            out.append("\n this telemetry has no flops field", style="dim")
-        return out
+            lines.append([Segment(" this telemetry has no flops field", _style("dim"))])
+        return lines
 
     def _engines(self, s: Sample) -> Text:
         d = min(self.selected, max(0, s.n_devices - 1))
         cpd = max(1, s.cores_per_device)
-        out = Text(f"ND{d} per-engine activity (e closes; ↑↓ on the grid or , . change device)\n", style="bold")
+        out = Text(f"ND{d} per-engine activity (e closes; ↑↓ on the grid or , . change device)\n", style="bold",
+                   no_wrap=True, overflow="ellipsis")
         if s.engines is None:
             out.append("plain neuron-monitor reports carry no per-engine data", style="dim")
             return out
@@ -197,9 +286,9 @@ class HistoryPane(Pane):
 
     def set_history(self, history: History, sample: Sample, device: int) -> None:
         self.history, self.sample, self.device = history, sample, device
-        self.refresh()
+        self.update_content()
 
-    def render(self):
+    def build(self):
         h = self.history
         if h is None or not len(h.rings["util_avg"]):
             return Text("no history yet", style="dim")
@@ -211,7 +300,7 @@ class HistoryPane(Pane):
             ("HBM bw", h.rings["hbm_bw_frac"].values(width), 100.0, "%"),
             ("links", h.rings["link_frac"].values(width), 100.0, "%"),
         ]
-        out = Text()
+        out = Text(no_wrap=True, overflow="ellipsis")
         for i, (name, vals, hi, unit) in enumerate(rows):
             if i:
                 out.append("\n")
@@ -230,12 +319,12 @@ class VcpuPane(Pane):
         super().__init__(**kw)
         self.border_title = "vCPU Utilization"
 
-    def render(self):
+    def build(self):
         s = self.sample
         if s is None:
             return Text("waiting…", style="dim")
         width = max(10, self.size.width - 36)
-        out = Text()
+        out = Text(no_wrap=True, overflow="ellipsis")
         out.append("System vCPU  ", style="bold")
         out.append_text(bar((s.sys_user + s.sys_system) / 100, width, "green"))
         out.append(f" [{s.sys_user:5.2f}%,{s.sys_system:5.2f}%]\n")
@@ -257,12 +346,12 @@ class MemoryPane(Pane):
         super().__init__(**kw)
         self.border_title = "Memory Usage Summary"
 
-    def render(self):
+    def build(self):
         s = self.sample
         if s is None:
             return Text("waiting…", style="dim")
         hm = s.host_mem
-        out = Text()
+        out = Text(no_wrap=True, overflow="ellipsis")
         out.append("Host   ", style="bold")
         out.append(f"Total {human_bytes(sum(hm))}  Tensors {human_bytes(hm[3])}  Constants {human_bytes(hm[1])}  "
                    f"DMA Buffers {human_bytes(hm[2])}  App. Memory {human_bytes(hm[0])}\n")
@@ -305,16 +394,21 @@ class MemoryTree(Tree):
         for dn in self.root.children:
             _, d = dn.data
             used = int(s.mem[d * cpd:(d + 1) * cpd].sum())
-            dn.set_label(Text.assemble((f"ND {d}", "bold"), f" · {human_bytes(used)}"))
+            self._label(dn, f"ND {d} · {human_bytes(used)}")
             if not dn.is_expanded:
                 continue
             for cn in dn.children:
                 _, i = cn.data
-                cn.set_label(Text(f"NC {i} · {human_bytes(int(s.mem[i].sum()))}"))
+                self._label(cn, f"NC {i} · {human_bytes(int(s.mem[i].sum()))}")
                 if cn.is_expanded:
                     for leaf in cn.children:
                         _, i2, k = leaf.data
-                        leaf.set_label(f"{MEM_LABELS[k]:<17}{human_bytes(int(s.mem[i2, k]))}")
+                        self._label(leaf, f"{MEM_LABELS[k]:<17}{human_bytes(int(s.mem[i2, k]))}")
+
+    def _label(self, node, text: str) -> None:
+        # set_label repaints the tree; skip it when the text (sizes to 0.1 unit) did not change.
+        if str(node.label) != text:
+            node.set_label(text)
 
     def toggle_all(self) -> None:
         expand = not any(n.is_expanded for n in self.root.children)
@@ -330,7 +424,7 @@ class InterconnectPane(Pane):
         super().__init__(**kw)
         self.border_title = "Interconnect (NeuronLink, collectives, EFA)"
 
-    def render(self):
+    def build(self):
         s = self.sample
         if s is None:
             return Text("waiting…", style="dim")
@@ -340,7 +434,7 @@ class InterconnectPane(Pane):
         if s.link_pairs and s.link_rate is not None and len(s.link_rate):
             rate = s.link_rate
             bw = s.link_bw or 1.0
-            t = Text()
+            t = Text(no_wrap=True, overflow="ellipsis")
             t.append(f"NeuronLink {len(s.link_pairs)} links, {human_rate(bw)} each · "
                      f"mean {rate.mean() / bw * 100:.1f}% · max {rate.max() / bw * 100:.1f}%\n", style="bold")
             w = max(20, self.size.width - 2)
@@ -374,16 +468,19 @@ class HintsPane(Pane):
     def __init__(self, **kw) -> None:
         super().__init__(**kw)
         self.hints: list[Hint] = []
+        self._key: tuple = ()
         self.util = 0.0
         self.threshold = 70.0
         self.border_title = "Why below 70 %? (hints)"
 
     def set_hints(self, hints: list[Hint], util: float, threshold: float) -> None:
+        key = (tuple(h.cause for h in hints), util >= threshold, self.content_region.width)
         self.hints, self.util, self.threshold = hints, util, threshold
         self.border_title = f"Hints (threshold {threshold:.0f} %)"
-        self.refresh(layout=True)
+        self._key = key
+        self.update_content()
 
-    def render(self):
+    def build(self):
         if not self.hints:
             ok = self.util >= self.threshold
             return Text(f"{'✓' if ok else '…'} utilisation {self.util:.1f} % "
