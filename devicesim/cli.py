@@ -170,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         start = args.start_time if args.start_time is not None else (time.time() if realtime else None)
         cfg = SimConfig(preset=preset, scenario=args.scenario, seed=args.seed, period_s=args.period,
                         numerics=not args.no_numerics, workload=args.workload, overrides=parse_set(args.set),
-                        start_time=start, pid=os.getpid() if realtime else 4242)
+                        start_time=start, wall_clock=realtime and args.start_time is None,
+                        pid=os.getpid() if realtime else 4242)
         engine = Engine(cfg)
         if args.stdout:
             stream_stdout(engine, args.speed, args.count, args.duration)

@@ -37,6 +37,7 @@ class SimConfig:
     workload: str | None = None
     overrides: dict = field(default_factory=dict)
     start_time: float | None = None
+    wall_clock: bool = False  # timestamps follow the wall clock (real-time serving)
     pid: int = 4242
 
 

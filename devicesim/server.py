@@ -87,6 +87,10 @@ class Server:
     async def produce(self) -> None:
         period = self.engine.cfg.period_s
         start = time.monotonic()
+        if self.engine.cfg.wall_clock:
+            # The k-th report is sent at start + (k-1)p and its time_s is the window's end, kp:
+            # shift the clock so that a report's timestamp is the moment it is written.
+            self.engine.epoch = time.time() - self.engine.sim_time - period
         produced = 0
         while not self.stop_event.is_set():
             report = self.engine.step_window()
@@ -250,6 +254,8 @@ def stream_stdout(engine: Engine, speed: float | None, count: int | None, durati
         stop = True
 
     signal.signal(signal.SIGTERM, _stop)
+    if engine.cfg.wall_clock:
+        engine.epoch = time.time() - engine.sim_time - engine.cfg.period_s
     try:
         while not stop:
             out.write(encode(engine.step_window()) + b"\n")

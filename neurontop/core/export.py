@@ -7,6 +7,7 @@ column names; docs/export.md lists every column and its precision.
 
 from __future__ import annotations
 
+import collections
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -125,7 +126,7 @@ def row_values(s: Sample, cols: list[Column], hints: set[str]) -> list[float | N
                 v = float(v) if v is not None else None
         elif g == "hints":
             v = 1.0 if c.metric[len("hint_"):] in hints else 0.0
-        vals.append(v)
+        vals.append(v if v is None or math.isfinite(v) else None)
     return vals
 
 
@@ -157,18 +158,25 @@ class CsvExporter:
         self.t0: float | None = None
         self.rows = 0
         self.tracker = HintTracker() if "hints" in groups else None
-        self.window: list[Sample] = []
+        self.window: collections.deque[Sample] = collections.deque()
+        self._hints_at = -1e18
+        self._shown: set[str] = set()
         self.threshold = threshold
         self._bin: list[tuple[float, float | None, int, list[float | None]]] = []
         self._bin_index: int | None = None
+        self._template: str | None = None
 
     def _hints(self, s: Sample) -> set[str]:
         if self.tracker is None:
             return set()
         self.window.append(s)
         while self.window and self.window[0].time_s <= s.time_s - 10.0 - 1e-9:
-            self.window.pop(0)
-        return {h.cause for h in self.tracker.update(compute(self.window, self.threshold), s.time_s)}
+            self.window.popleft()
+        # As in the live view: hints are evaluated at most once a second of the recording.
+        if s.time_s - self._hints_at >= 1.0 - 1e-9:
+            self._hints_at = s.time_s
+            self._shown = {h.cause for h in self.tracker.update(compute(list(self.window), self.threshold), s.time_s)}
+        return self._shown
 
     def add(self, s: Sample) -> None:
         if self.t0 is None:
@@ -228,9 +236,15 @@ class CsvExporter:
                 lines.append(f"{t},{dev},{core},{c.metric},{fmt(v, c.decimals)}\n")
             self.out.write("".join(lines))
         else:
-            cells = [f"{rel:.3f}", iso(ts), str(step)]
-            cells += [fmt(v, c.decimals) for c, v in zip(self.cols, vals, strict=True)]
-            self.out.write(",".join(cells) + "\n")
+            head = f"{rel:.3f},{iso(ts)},{step},"
+            if None in vals:
+                self.out.write(head + ",".join(fmt(v, c.decimals) for c, v in zip(self.cols, vals, strict=True)) + "\n")
+            else:
+                # One format call per row (a per-cell function call is most of the export's time).
+                if self._template is None:
+                    self._template = ",".join("{:.0f}" if c.decimals == 0 else f"{{:.{c.decimals}f}}"
+                                              for c in self.cols) + "\n"
+                self.out.write(head + self._template.format(*vals))
 
     def finish(self) -> int:
         if self.every:

@@ -321,9 +321,11 @@ def _advisories(st: WindowStats) -> list[Hint]:
             limit = 0.35
             cond = productive < limit and (st.hbm_frac or 0) < 0.5
         else:
+            # Without per-engine data a memory-bound kernel also looks unproductive; only a core
+            # that is busy nearly all the time at an fp32-like rate supports the claim.
             productive = st.flops / (st.util / 100 * st.peak)
             limit = 0.2
-            cond = productive < limit
+            cond = productive < limit and st.util >= 80
         if cond:
             out.append(Hint(
                 "fp32_precision", "advisory", "warning", 0.8 if st.has_ext else 0.5,

@@ -115,6 +115,8 @@ class NeuronTopApp(App):
         self.first_frame_at: float | None = None
         self._last_tick = time.monotonic()
         self._hints_at = -1e18
+        log = os.environ.get("NEURON_TOP_LATENCY_LOG")
+        self._latency_log = open(log, "a") if log else None  # noqa: SIM115
         self._slow_at = -1e18  # last repaint of the slow panes (memory, vCPU, interconnect, tree)
 
     # -- layout ----------------------------------------------------------------------------------
@@ -209,6 +211,10 @@ class NeuronTopApp(App):
 
     def on_sample_received(self, msg: SampleReceived) -> None:
         self._ingest(msg.sample)
+        if self._latency_log is not None and msg.sample.timestamp is not None:
+            # benchmarks/: report written by the simulator -> applied by the UI, in seconds
+            self._latency_log.write(f"{time.time() - msg.sample.timestamp:.6f}\n")
+            self._latency_log.flush()
         self.received += 1
         if self.stop_after is not None and self.received >= self.stop_after:
             self.exit()

@@ -1,0 +1,56 @@
+"""python -m benchmarks [--quick] [--only NAME[,NAME]] [--out results.json]
+
+Runs the real installed programs, one measurement at a time, and prints a markdown table.
+Figures are ratios within one run where a comparison is made (these machines are shared).
+See BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from . import monitors, profiles_bench, simulator, telemetry
+from .common import Results, machine
+
+SECTIONS = {
+    "throughput": simulator.throughput,
+    "simulator": simulator.simulator_cost,
+    "telemetry": telemetry.run,
+    "startup": monitors.startup,
+    "monitors": monitors.overhead,
+    "profiles": profiles_bench.run,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks")
+    ap.add_argument("--quick", action="store_true", help="a short smoke run (used as a test)")
+    ap.add_argument("--only", help=f"comma-separated sections: {', '.join(SECTIONS)}")
+    ap.add_argument("--out", help="write the JSON results here")
+    args = ap.parse_args(argv)
+    only = [s.strip() for s in args.only.split(",")] if args.only else list(SECTIONS)
+    bad = [s for s in only if s not in SECTIONS]
+    if bad:
+        print(f"benchmarks: unknown section(s) {', '.join(bad)}; choose from {', '.join(SECTIONS)}", file=sys.stderr)
+        return 2
+    res = Results(quick=args.quick)
+    t0 = time.monotonic()
+    for name in only:
+        s0 = time.monotonic()
+        print(f"## {name}", file=sys.stderr, flush=True)
+        SECTIONS[name](res)
+        print(f"   ({time.monotonic() - s0:.0f} s)", file=sys.stderr, flush=True)
+    out = {"machine": machine(), "quick": args.quick, "elapsed_s": round(time.monotonic() - t0, 1),
+           "figures": res.figures, "notes": res.notes}
+    print(res.markdown(out["machine"], out["elapsed_s"]))
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(out, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,189 @@
+"""Profiles: size per hour, recording overhead, open/seek in a 24-hour profile, CSV export speed."""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+
+from devicesim.engine import FIXED_EPOCH, Engine, SimConfig, encode
+from devicesim.presets import get_preset
+from neurontop.core.profile import Profile, Recorder
+
+from .common import Results, TmuxWindow, bin_path, start_sim, stop
+from .procstat import measure
+
+
+@dataclass
+class _T:
+    """What the recorder needs of a sample when the benchmark writes without decoding."""
+
+    time_s: float
+    events: tuple = ()
+
+
+def make_profile(path: str, preset: str, period: float, count: int, seed: int = 1) -> float:
+    eng = Engine(SimConfig(get_preset(preset), seed=seed, period_s=period, numerics=False, start_time=FIXED_EPOCH))
+    rec = Recorder(path, {"simulator": {"preset": preset, "period_s": period}})
+    t0 = time.perf_counter()
+    for k in range(count):
+        rep = eng.step_window()
+        rec.append(encode(rep), _T(rep["neuron_top"]["time_s"]), now=k * period)  # type: ignore[arg-type]
+    rec.close()
+    return time.perf_counter() - t0
+
+
+def _run_measured(args: list[str]) -> tuple[float, float]:
+    """(wall seconds, peak RSS MiB) of a child process, from wait4's rusage."""
+    t0 = time.perf_counter()
+    p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, ru = os.wait4(p.pid, 0)
+    wall = time.perf_counter() - t0
+    p.returncode = os.waitstatus_to_exitcode(status)
+    if p.returncode != 0:
+        raise RuntimeError(f"{args[:3]} exited {p.returncode}")
+    return wall, ru.ru_maxrss / 1024
+
+
+def _ensure(mod: str):
+    try:
+        return importlib.import_module(mod)
+    except ImportError:
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", mod], capture_output=True, timeout=900)
+        try:
+            return importlib.import_module(mod)
+        except ImportError:
+            return None
+
+
+def run(res: Results) -> None:
+    quick = res.quick
+    tmp = tempfile.mkdtemp(prefix="ntbench-prof-")
+    # 1. Size per hour.
+    for period, count in ((1.0, 120 if quick else 900), (0.1, 200 if quick else 1800)):
+        path = os.path.join(tmp, f"size-{period}.ntprof")
+        make_profile(path, "trn1.32xlarge", period, count)
+        per_hour = os.path.getsize(path) / (count * period) * 3600 / 1e6
+        res.add("profiles", f"profile size per hour, trn1.32xlarge at {period:g}s", [per_hour], "MB/hour",
+                target="<= 2 MB/hour" if period == 1.0 else "")
+    # 2. Recording overhead on the live view.
+    recording_overhead(res, tmp)
+    # 3. Open and seek in a 24-hour profile at 1 s.
+    n24 = 3600 if quick else 86400
+    big = os.path.join(tmp, "day.ntprof")
+    gen = make_profile(big, "trn1.32xlarge", 1.0, n24)
+    res.note(f"generated a {n24}-sample profile ({os.path.getsize(big) / 1e6:.1f} MB) in {gen:.0f} s")
+    opens, seeks = [], []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        prof = Profile(big)
+        opens.append(time.perf_counter() - t0)
+        rng = random.Random(0)
+        for _ in range(30):
+            t = rng.uniform(0, n24)
+            t0 = time.perf_counter()
+            prof.sample(_bisect(prof.times, t))  # last sample at or before t, as replay's seek does
+            seeks.append(time.perf_counter() - t0)
+        prof.close()
+    label = "24-hour" if not quick else "1-hour"
+    res.add("profiles", f"open a {label} profile at 1 s ({n24} samples)", [x * 1e3 for x in opens], "ms")
+    res.add("profiles", f"seek to a random time in the {label} profile and decode it", [x * 1e3 for x in seeks],
+            "ms", target="<= 50 ms")
+    # 4. Export one hour at 0.1 s (36,000 samples), --fields all.
+    export_bench(res, tmp)
+
+
+def _bisect(times: list[float], t: float) -> int:
+    import bisect
+
+    return max(0, bisect.bisect_right(times, times[0] + t) - 1)
+
+
+def recording_overhead(res: Results, tmp: str) -> None:
+    secs = 4.0 if res.quick else 20.0
+    sock = os.path.join(tmp, "rec.sock")
+    for recording in (False, True):
+        sim = start_sim(sock, "trn1.32xlarge", 1.0)
+        w = TmuxWindow(f"{bin_path('neuron-top')} --connect {sock} --record-dir {tmp}")
+        try:
+            time.sleep(3.0)
+            if recording:
+                w.keys("r")
+                time.sleep(1.0)
+            m = measure(w.pid(), secs, include_children=False)
+            if recording and "REC" not in w.capture():
+                res.note("recording overhead: the REC indicator did not appear")
+            w.keys("r" if recording else "", "q")
+        finally:
+            w.close()
+            stop(sim)
+        res.add("profiles", f"neuron-top trn1.32xlarge at 1 s CPU, {'recording' if recording else 'not recording'}",
+                [m["cpu_pct"]], "% of one core")
+
+
+def export_bench(res: Results, tmp: str) -> None:
+    n = 600 if res.quick else 36000
+    path = os.path.join(tmp, "hour.ntprof")
+    make_profile(path, "trn1.32xlarge", 0.1, n, seed=3)
+    out = os.path.join(tmp, "hour.csv")
+    w, r = _run_measured([bin_path("neuron-top"), "export", path, "-o", out, "--fields", "all"])
+    walls, rss = [w], [r]
+    size = os.path.getsize(out)
+    with open(out) as f:
+        header = f.readline().count(",") + 1
+    res.add("profiles", f"export {n} samples at 0.1 s to CSV, --fields all ({header} columns, {size / 1e6:.0f} MB), "
+            "neuron-top (decode + hints + format)", walls, "s")
+    res.add("profiles", "export peak RSS (whole process)", rss, "MiB")
+    # Flat memory: a tenth of the length must not need less memory than the whole.
+    short = os.path.join(tmp, "short.ntprof")
+    make_profile(short, "trn1.32xlarge", 0.1, max(60, n // 10), seed=3)
+    _, r_short = _run_measured([bin_path("neuron-top"), "export", short, "-o", out + ".short", "--fields", "all"])
+    res.add("profiles", "export peak RSS growth from 1/10 of the length to the whole", [rss[0] - r_short], "MiB",
+            target="<= 100 MiB")
+    # The same table written by other CSV writers, in this run.
+    pa = _ensure("pyarrow")
+    if pa is not None:
+        import pyarrow.csv as pacsv
+
+        table = pacsv.read_csv(out)
+        t0 = time.perf_counter()
+        pacsv.write_csv(table, out + ".pa")
+        t_pa = time.perf_counter() - t0
+        res.add("profiles", "pyarrow.csv.write_csv of the same table (in memory already)", [t_pa], "s")
+        res.add("profiles", "neuron-top export time / pyarrow write time", [walls[0] / t_pa], "x",
+                target="<= 1 (no slower than pyarrow)")
+        pl = _ensure("polars")
+        if pl is not None:
+            df = pl.from_arrow(table)
+            t0 = time.perf_counter()
+            df.write_csv(out + ".pl")
+            res.add("profiles", "polars write_csv of the same table", [time.perf_counter() - t0], "s")
+        rows = table.to_pylist()
+        t0 = time.perf_counter()
+        with open(out + ".csvmod", "w", newline="") as f:
+            wr = csv.writer(f)
+            wr.writerow(table.column_names)
+            for r in rows:
+                wr.writerow(r.values())
+        res.add("profiles", "stdlib csv.writer of the same table", [time.perf_counter() - t0], "s")
+    else:
+        res.note("pyarrow unavailable: CSV writer comparison skipped")
+    # The physical limit: writing the same number of bytes raw, flushed.
+    data = os.urandom(min(size, 64 * 2**20))
+    t0 = time.perf_counter()
+    with open(out + ".raw", "wb") as f:
+        left = size
+        while left > 0:
+            f.write(data[: min(left, len(data))])
+            left -= len(data)
+        f.flush()
+        os.fsync(f.fileno())
+    raw = time.perf_counter() - t0
+    res.add("profiles", f"raw write of the same {size / 1e6:.0f} MB with fsync (disk limit)", [raw], "s",
+            mb_per_s=size / raw / 1e6)
