@@ -51,10 +51,12 @@ def _run_measured(args: list[str]) -> tuple[float, float]:
     return wall, ru.ru_maxrss / 1024
 
 
-def _ensure(mod: str):
+def _ensure(mod: str, install: bool = True):
     try:
         return importlib.import_module(mod)
     except ImportError:
+        if not install:
+            return None
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", mod], capture_output=True, timeout=900)
         try:
             return importlib.import_module(mod)
@@ -147,7 +149,7 @@ def export_bench(res: Results, tmp: str) -> None:
     res.add("profiles", "export peak RSS growth from 1/10 of the length to the whole", [rss[0] - r_short], "MiB",
             target="<= 100 MiB")
     # The same table written by other CSV writers, in this run.
-    pa = _ensure("pyarrow")
+    pa = _ensure("pyarrow", install=not res.quick)
     if pa is not None:
         import pyarrow.csv as pacsv
 
@@ -158,7 +160,7 @@ def export_bench(res: Results, tmp: str) -> None:
         res.add("profiles", "pyarrow.csv.write_csv of the same table (in memory already)", [t_pa], "s")
         res.add("profiles", "neuron-top export time / pyarrow write time", [walls[0] / t_pa], "x",
                 target="<= 1 (no slower than pyarrow)")
-        pl = _ensure("polars")
+        pl = _ensure("polars", install=not res.quick)
         if pl is not None:
             df = pl.from_arrow(table)
             t0 = time.perf_counter()

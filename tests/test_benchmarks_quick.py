@@ -1,0 +1,30 @@
+"""`python -m benchmarks --quick` runs the real programs end to end, so the harness cannot rot."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import ROOT
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (.ci/run installs it)")
+def test_quick_benchmark_run(tmp_path) -> None:
+    out = tmp_path / "results.json"
+    r = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--out", str(out)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    data = json.loads(out.read_text())
+    names = {f["name"] for f in data["figures"]}
+    sections = {f["section"] for f in data["figures"]}
+    assert sections == {"throughput", "simulator", "telemetry", "startup", "monitors", "profiles"}
+    assert any(n.startswith("neuron-top trn1.2xlarge refresh 1s CPU") for n in names)
+    for f in data["figures"]:
+        assert f["n"] >= 1 and f["min"] <= f["median"] <= f["max"], f
+    lat = next(f for f in data["figures"] if f["name"].startswith("end-to-end latency p50"))
+    assert 0 <= lat["median"] < 5000  # a timestamp from the future would be a clock bug
+    assert "| section | figure |" in r.stdout
