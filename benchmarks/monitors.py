@@ -66,8 +66,8 @@ def _measure_window(command: str, warmup: float, seconds: float, env: dict | Non
 
 def overhead(res: Results) -> None:
     quick = res.quick
-    warm, secs = (3.0, 4.0) if quick else (5.0, 30.0)
-    peer_secs = 4.0 if quick else 20.0
+    warm, secs = (3.0, 4.0) if quick else (5.0, 20.0)
+    peer_secs = 4.0 if quick else 15.0
     nt = {}
     configs = [("trn1.2xlarge", 1.0)] if quick else [
         (p, r) for p in ("trn1.32xlarge", "trn2.48xlarge") for r in (1.0, 0.5, 0.1)]

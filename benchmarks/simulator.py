@@ -61,7 +61,7 @@ def throughput(res: Results) -> None:
 
 
 def simulator_cost(res: Results) -> None:
-    secs = 3.0 if res.quick else 15.0
+    secs = 3.0 if res.quick else 10.0
     configs = [("trn2.48xlarge", 1.0, False)] if res.quick else [
         (p, period, num) for p in ("trn1.32xlarge", "trn2.48xlarge") for period in (1.0, 0.1) for num in (False, True)]
     for preset, period, numerics in configs:

@@ -338,6 +338,7 @@ def cmd_diagnose(args) -> int:
 
 
 def cmd_record(args) -> int:
+    from .core.hints import HintMonitor
     from .core.profile import Recorder
     from .core.sample import DecodeError, Decoder
     from .core.sources import Line, Status
@@ -357,6 +358,7 @@ def cmd_record(args) -> int:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     dec = Decoder()
+    hints = HintMonitor()
     n = 0
     t_first = None
     try:
@@ -380,6 +382,8 @@ def cmd_record(args) -> int:
                 continue
             if t_first is None:
                 t_first = s.time_s
+            for hev in hints.feed(s):  # hints are events of the profile, as in the live view
+                rec.event(s.time_s, "hint", hev)
             rec.append(ev.data, s)
             n += 1
             if (args.count and n >= args.count) or (args.duration and s.time_s - t_first >= args.duration - 1e-9):

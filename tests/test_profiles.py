@@ -174,3 +174,32 @@ def test_recorder_refuses_unwritable_places(tmp_path) -> None:
     p.write_bytes(b"")
     with pytest.raises(InputError, match="already exists"):
         Recorder(str(p))
+
+
+def test_record_cli_stores_hint_events(tmp_path) -> None:
+    data = b"\n".join(make_reports("trn1.2xlarge", "input_bound", 20)) + b"\n"
+    path = tmp_path / "h.ntprof"
+    r = subprocess.run([bin_path("neuron-top"), "record", "-", "-o", str(path)], input=data, capture_output=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    prof = Profile(str(path))
+    assert len(prof) == 20
+    hints = [e for e in prof.events() if e[1] == "hint"]
+    assert hints and hints[0][2]["event"] == "start" and hints[0][2]["cause"] == "input_pipeline"
+
+
+def test_full_disk_is_a_clear_error(tmp_path) -> None:
+    """RLIMIT_FSIZE makes writes fail like a full disk would: one line, exit 2, no traceback."""
+    import resource
+
+    data = b"\n".join(make_reports("trn1.32xlarge", "healthy", 40)) + b"\n"
+
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
+
+    r = subprocess.run([bin_path("neuron-top"), "record", "-", "-o", str(tmp_path / "full.ntprof")], input=data,
+                       capture_output=True, timeout=60, preexec_fn=limit)
+    err = r.stderr.decode()
+    assert r.returncode == 2, err
+    assert "Traceback" not in err and "full.ntprof" in err

@@ -172,3 +172,47 @@ async def test_replay_keys_move_the_clock(tmp_path) -> None:
         assert clock.index == 30
         assert len(app.history.rings["util_avg"]) == 31  # history derived from the samples before
         np.testing.assert_allclose(app.history.rings["util_avg"].values()[-1], samples[30].avg_util)
+
+
+async def test_r_records_to_a_profile_with_hint_events(tmp_path) -> None:
+    from neurontop.core.profile import Profile, Recorder
+
+    samples = decoded(make_reports("trn1.2xlarge", "idle_cores", 30))
+    lines = make_reports("trn1.2xlarge", "idle_cores", 30)
+    path = tmp_path / "live.ntprof"
+    app = make_app(recorder_factory=lambda: Recorder(str(path)))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("r")
+        assert app.header.recording == str(path)
+        for line, s in zip(lines, samples, strict=True):  # what the source worker does
+            app.recorder.append(line, s)
+            await feed(app, pilot, [s])
+        await pilot.press("r")
+        assert app.recorder is None and "saved" in app.header.note
+    prof = Profile(str(path))
+    assert len(prof) == 30
+    assert any(k == "hint" and d.get("cause") == "idle_cores" for _, k, d in prof.events())
+
+
+async def test_unwritable_record_folder_keeps_the_live_view(tmp_path) -> None:
+    from neurontop.core.profile import Recorder
+
+    app = make_app(recorder_factory=lambda: Recorder(str(tmp_path / "missing" / "x.ntprof")))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("r")
+        assert app.recorder is None and "cannot record" in app.header.note
+        await feed(app, pilot, decoded(make_reports("trn1.2xlarge", "healthy", 3)))
+        assert app.is_running
+
+
+def test_command_source_reads_a_programs_stdout(tmp_path) -> None:
+    from neurontop.core.sources import CommandSource, Line, Status
+
+    log = tmp_path / "r.jsonl"
+    log.write_bytes(b"\n".join(make_reports("trn1.2xlarge", "healthy", 4)) + b"\n")
+    events = list(CommandSource(f"cat {log}").events())
+    assert isinstance(events[0], Status) and events[0].state == "connected"
+    assert sum(isinstance(e, Line) for e in events) == 4
+    assert events[-1].state == "ended" and "status 0" in events[-1].detail
+    bad = list(CommandSource("/no/such/neuron-monitor").events())
+    assert bad[-1].state == "error"

@@ -7,14 +7,13 @@ column names; docs/export.md lists every column and its precision.
 
 from __future__ import annotations
 
-import collections
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TextIO
 
-from .hints import DEFAULT_THRESHOLD, HintTracker, compute
+from .hints import DEFAULT_THRESHOLD, HintMonitor
 from .sample import ENGINE_NAMES, Sample
 
 GROUPS = ("util", "flops", "engines", "hbm", "links", "vcpu", "training", "hints")
@@ -157,26 +156,16 @@ class CsvExporter:
         self.cols: list[Column] | None = None
         self.t0: float | None = None
         self.rows = 0
-        self.tracker = HintTracker() if "hints" in groups else None
-        self.window: collections.deque[Sample] = collections.deque()
-        self._hints_at = -1e18
-        self._shown: set[str] = set()
-        self.threshold = threshold
+        self.hintmon = HintMonitor(threshold) if "hints" in groups else None
         self._bin: list[tuple[float, float | None, int, list[float | None]]] = []
         self._bin_index: int | None = None
         self._template: str | None = None
 
     def _hints(self, s: Sample) -> set[str]:
-        if self.tracker is None:
+        if self.hintmon is None:
             return set()
-        self.window.append(s)
-        while self.window and self.window[0].time_s <= s.time_s - 10.0 - 1e-9:
-            self.window.popleft()
-        # As in the live view: hints are evaluated at most once a second of the recording.
-        if s.time_s - self._hints_at >= 1.0 - 1e-9:
-            self._hints_at = s.time_s
-            self._shown = {h.cause for h in self.tracker.update(compute(list(self.window), self.threshold), s.time_s)}
-        return self._shown
+        self.hintmon.feed(s)
+        return {h.cause for h in self.hintmon.shown}
 
     def add(self, s: Sample) -> None:
         if self.t0 is None:

@@ -367,3 +367,42 @@ class HintTracker:
         self.first_seen.clear()
         self.last_seen.clear()
         self.shown.clear()
+
+
+class HintMonitor:
+    """Hints over a stream: a sliding window, evaluation at most once a second of stream time, the
+    hysteresis, and the changes as events (for the recorder). Shared by the live view, replay,
+    `record` and `export`."""
+
+    def __init__(self, threshold: float = DEFAULT_THRESHOLD, window_s: float = DEFAULT_WINDOW_S,
+                 every_s: float = 1.0) -> None:
+        import collections
+
+        self.threshold, self.window_s, self.every_s = threshold, window_s, every_s
+        self.window: collections.deque[Sample] = collections.deque()
+        self.tracker = HintTracker()
+        self.shown: list[Hint] = []
+        self._at = -1e18
+
+    def reset(self) -> None:
+        self.window.clear()
+        self.tracker.reset()
+        self.shown = []
+        self._at = -1e18
+
+    def feed(self, s: Sample) -> list[dict]:
+        """Add a sample; return hint events ({"event": "start"|"end", "cause": ...}) if the shown set changed."""
+        if self.window and s.time_s < self.window[-1].time_s:
+            self.reset()  # the stream restarted
+        self.window.append(s)
+        while self.window and self.window[0].time_s <= s.time_s - self.window_s - 1e-9:
+            self.window.popleft()
+        if s.time_s - self._at < self.every_s - 1e-9:
+            return []
+        self._at = s.time_s
+        before = {h.cause for h in self.shown}
+        self.shown = self.tracker.update(compute(list(self.window), self.threshold, self.window_s), s.time_s)
+        after = {h.cause: h for h in self.shown}
+        events = [{"event": "start", **h.to_dict()} for c, h in after.items() if c not in before]
+        events += [{"event": "end", "cause": c} for c in sorted(before - set(after))]
+        return events

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import collections
 import os
 import time
 from collections.abc import Callable
@@ -16,7 +15,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.worker import get_current_worker
 
-from ..core.hints import DEFAULT_THRESHOLD, DEFAULT_WINDOW_S, Hint, HintTracker, compute
+from ..core.hints import DEFAULT_THRESHOLD, DEFAULT_WINDOW_S, Hint, HintMonitor
 from ..core.history import History
 from ..core.replay import ReplayClock, parse_jump
 from ..core.sample import DecodeError, Decoder, Sample
@@ -98,8 +97,7 @@ class NeuronTopApp(App):
         self.recorder_factory = recorder_factory
         self.recorder = None
         self.history = History()
-        self.samples: collections.deque[Sample] = collections.deque(maxlen=4000)
-        self.tracker = HintTracker()
+        self.hintmon = HintMonitor(threshold, window_s)
         self.hints: list[Hint] = []
         self.latest: Sample | None = None
         self.dirty = False
@@ -114,7 +112,6 @@ class NeuronTopApp(App):
         self.proc = psutil.Process(os.getpid())
         self.first_frame_at: float | None = None
         self._last_tick = time.monotonic()
-        self._hints_at = -1e18
         log = os.environ.get("NEURON_TOP_LATENCY_LOG")
         self._latency_log = open(log, "a") if log else None  # noqa: SIM115
         self._slow_at = -1e18  # last repaint of the slow panes (memory, vCPU, interconnect, tree)
@@ -222,17 +219,16 @@ class NeuronTopApp(App):
     def _ingest(self, s: Sample) -> None:
         if self.latest is not None and (s.n_cores != self.latest.n_cores or s.time_s < self.latest.time_s):
             self.history.clear()
-            self.samples.clear()
-            self.tracker.reset()
+            self.hintmon.reset()
         if self.state == "CONNECTING":
             self.state = "LIVE"
-        self.samples.append(s)
         self.history.add(s)
-        # Hints change on the scale of seconds (3 s hysteresis): evaluate them at most once a second.
-        if s.time_s - self._hints_at >= 1.0 - 1e-9 or s.time_s < self._hints_at:
-            self._hints_at = s.time_s
-            raw = compute(list(self._window()), self.threshold, self.window_s)
-            self.hints = self.tracker.update(raw, s.time_s)
+        events = self.hintmon.feed(s)
+        self.hints = self.hintmon.shown
+        rec = self.recorder
+        if rec is not None:
+            for ev in events:  # hints are events of the recording too
+                rec.event(s.time_s, "hint", ev)
         self.latest = s
         self.dirty = True
         tabs = self.query_one(TabBar)
@@ -242,17 +238,6 @@ class NeuronTopApp(App):
                 tabs.refresh()
         if self.first_frame_at is None:
             self._render_if_dirty()
-
-    def _window(self):
-        if not self.samples:
-            return []
-        end = self.samples[-1].time_s
-        out = []
-        for s in reversed(self.samples):
-            if s.time_s <= end - self.window_s - 1e-9:
-                break
-            out.append(s)
-        return reversed(out)
 
     # -- rendering -------------------------------------------------------------------------------
     def _render_if_dirty(self) -> None:
@@ -327,20 +312,15 @@ class NeuronTopApp(App):
         r = self.replay
         assert r is not None
         self.history.clear()
-        self.samples.clear()
-        self.tracker.reset()
-        self._hints_at = -1e18
+        self.hintmon.reset()
         self.latest = None
         start = max(0, r.index - 600)
-        t_end = r.times[r.index]
         for i in range(start, r.index + 1):
             s = r.tl.sample(i)
-            self.samples.append(s)
             self.history.add(s)
-            if s.time_s >= t_end - self.window_s - self.tracker.on_s - 1:
-                raw = compute(list(self._window()), self.threshold, self.window_s)
-                self.hints = self.tracker.update(raw, s.time_s)
+            self.hintmon.feed(s)
             self.latest = s
+        self.hints = self.hintmon.shown
         self.state = "REPLAY (end)" if r.at_end else ("PAUSED" if r.paused else "REPLAY")
         self.dirty = True
         self._render_if_dirty()
