@@ -47,6 +47,7 @@ class Pane(Widget):
         super().__init__(**kw)
         self._strips: list[Strip] = []
         self._width = -1
+        self._stale = False
 
     def build(self):
         return Text("")
@@ -63,12 +64,22 @@ class Pane(Widget):
         opts = console.options.update(width=width, height=None, highlight=False)
         return [Strip(line, width) for line in console.render_lines(self.build(), opts, pad=True)]
 
+    def _on_screen(self) -> bool:
+        try:
+            return self in self.screen._compositor.visible_widgets
+        except Exception:  # private API moved: just draw
+            return True
+
     def update_content(self) -> None:
         width = self.content_region.width
         if width <= 0:
             self._width = -1
             self.refresh(layout=True)
             return
+        if self._strips and not self._on_screen():
+            self._stale = True  # scrolled out of view: rebuild when it is drawn again
+            return
+        self._stale = False
         new = self._make_strips(width)
         old = self._strips if width == self._width else None
         self._strips, self._width = new, width
@@ -84,11 +95,15 @@ class Pane(Widget):
             self._strips, self._width = self._make_strips(width), width
         return len(self._strips)
 
+    def on_resize(self) -> None:
+        self._stale = True
+
     def render_line(self, y: int) -> Strip:
-        width = self.content_region.width
-        if width != self._width and width > 0:
-            self._strips, self._width = self._make_strips(width), width
-        return self._strips[y] if 0 <= y < len(self._strips) else Strip.blank(max(0, width))
+        if self._stale or self._width < 0:  # (content_region is costly: not per line)
+            width = self.content_region.width
+            if width > 0:
+                self._strips, self._width, self._stale = self._make_strips(width), width, False
+        return self._strips[y] if 0 <= y < len(self._strips) else Strip.blank(max(0, self._width))
 
 
 class HeaderBar(Widget):
@@ -381,6 +396,8 @@ class MemoryTree(Tree):
 
     def set_sample(self, s: Sample) -> None:
         shape = (s.n_devices, s.cores_per_device)
+        if self._built_for == shape and not self._visible():
+            return
         if self._built_for != shape:
             self.clear()
             for d in range(s.n_devices):
@@ -409,6 +426,12 @@ class MemoryTree(Tree):
         # set_label repaints the tree; skip it when the text (sizes to 0.1 unit) did not change.
         if str(node.label) != text:
             node.set_label(text)
+
+    def _visible(self) -> bool:
+        try:
+            return self in self.screen._compositor.visible_widgets
+        except Exception:
+            return True
 
     def toggle_all(self) -> None:
         expand = not any(n.is_expanded for n in self.root.children)
