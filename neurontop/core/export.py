@@ -8,10 +8,13 @@ column names; docs/export.md lists every column and its precision.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TextIO
+
+import numpy as np
 
 from .hints import DEFAULT_THRESHOLD, HintMonitor
 from .sample import ENGINE_NAMES, Sample
@@ -129,6 +132,10 @@ def row_values(s: Sample, cols: list[Column], hints: set[str]) -> list[float | N
     return vals
 
 
+_NAN = float("nan")
+_EMPTY_NAN = re.compile(r"(?<![^,])nan(?=,|\n)")
+
+
 def fmt(v: float | None, dec: int) -> str:
     if v is None or not math.isfinite(v):
         return ""
@@ -179,7 +186,9 @@ class CsvExporter:
             self._header()
         ts = s.timestamp if s.timestamp is not None else (self.start_unix + rel if self.start_unix is not None else None)
         step = s.training.step if s.training is not None else s.seq
-        vals = row_values(s, self.cols, hints)
+        vals = self._fast_values(s, hints)
+        if vals is None:
+            vals = row_values(s, self.cols, hints)
         if self.every:
             b = int(math.floor(rel / self.every + 1e-9))
             if self._bin_index is not None and b != self._bin_index:
@@ -188,6 +197,44 @@ class CsvExporter:
             self._bin.append((rel, ts, step, vals))
         else:
             self._write(rel, ts, step, vals)
+
+    def _fast_values(self, s: Sample, hints: set[str]) -> list[float | None] | None:
+        """The row as one numpy concatenation (the per-cell path costs ~10x more), or None when this
+        sample's shape differs from the first one's and the careful per-column path must run."""
+        groups = {c.group for c in self.cols or ()}
+        parts: list[np.ndarray] = []
+        try:
+            if "util" in groups:
+                parts.append(s.util)
+            if "flops" in groups:
+                parts.append(s.flops / 1e12)
+            if "engines" in groups:
+                parts.append(s.engines.ravel() * 100)
+            if "hbm" in groups:
+                parts.append(s.device_mem().astype(float))
+                if any(c.group == "hbm" and c.core is not None for c in self.cols):
+                    parts.append(s.hbm_rate)
+            if "links" in groups:
+                parts.append(np.asarray(s.link_rate, dtype=float))
+                parts.append(np.array([s.efa_rate]))
+            if "vcpu" in groups:
+                parts.append(np.array([s.sys_user, s.sys_system, s.sys_idle, s.runtime_user, s.runtime_system,
+                                       s.host_mem_used], dtype=float))
+            if "training" in groups:
+                t = s.training
+                parts.append(np.array([np.nan if t.loss is None else t.loss, t.tokens_per_s, t.mfu * 100,
+                                       t.step_time_s.p50, s.input.wait_frac * 100 if s.input else np.nan], dtype=float))
+            if "hints" in groups:
+                parts.append(np.array([1.0 if c in hints else 0.0 for c in HINT_CAUSES]))
+            row = np.concatenate(parts).astype(float)
+        except (AttributeError, TypeError, ValueError):
+            return None
+        if len(row) != len(self.cols):
+            return None
+        vals = row.tolist()
+        if not np.isfinite(row).all():
+            vals = [v if math.isfinite(v) else None for v in vals]
+        return vals
 
     def _flush_bin(self) -> None:
         if not self._bin or self._bin_index is None:
@@ -226,14 +273,16 @@ class CsvExporter:
             self.out.write("".join(lines))
         else:
             head = f"{rel:.3f},{iso(ts)},{step},"
+            # One format call per row (a per-cell function call was most of the export's time).
+            if self._template is None:
+                self._template = ",".join("{:.0f}" if c.decimals == 0 else f"{{:.{c.decimals}f}}"
+                                          for c in self.cols) + "\n"
             if None in vals:
-                self.out.write(head + ",".join(fmt(v, c.decimals) for c, v in zip(self.cols, vals, strict=True)) + "\n")
+                line = self._template.format(*(_NAN if v is None else v for v in vals))
+                line = _EMPTY_NAN.sub("", line)  # a missing value is an empty cell
             else:
-                # One format call per row (a per-cell function call is most of the export's time).
-                if self._template is None:
-                    self._template = ",".join("{:.0f}" if c.decimals == 0 else f"{{:.{c.decimals}f}}"
-                                              for c in self.cols) + "\n"
-                self.out.write(head + self._template.format(*vals))
+                line = self._template.format(*vals)
+            self.out.write(head + line)
 
     def finish(self) -> int:
         if self.every:

@@ -95,15 +95,24 @@ def window(samples: Sequence[Sample], seconds: float = DEFAULT_WINDOW_S) -> list
     return out or [samples[-1]]
 
 
+def _busy_mean(values: np.ndarray, busy: np.ndarray) -> float:
+    """Mean over windows of the per-window mean over busy cores (0 for a window with none)."""
+    cnt = busy.sum(axis=1)
+    per = np.where(cnt > 0, (values * busy).sum(axis=1) / np.maximum(cnt, 1), 0.0)
+    return float(per.mean())
+
+
 def stats(ws: Sequence[Sample]) -> WindowStats:
     last = ws[-1]
     n = last.n_cores
     same = [s for s in ws if s.n_cores == n]
-    core_util = np.mean([s.util for s in same], axis=0)
-    mem = np.mean([s.mem.sum(axis=1) for s in same], axis=0)
+    U = np.stack([s.util for s in same])  # [samples, cores]: one array op per figure, not one per sample
+    core_util = U.mean(axis=0)
+    M = np.stack([s.mem.sum(axis=1) for s in same])
+    mem = M.mean(axis=0)
     allocated = (mem >= ALLOCATED_BYTES) | (core_util >= 1.0)
     has_flops = all(s.flops is not None for s in same)
-    flops = float(np.mean([s.flops.mean() for s in same])) if has_flops else 0.0
+    flops = float(np.stack([s.flops for s in same]).mean()) if has_flops else 0.0
     vb = [s.vcpu_busy for s in same if len(s.vcpu_busy)]
     vcpu = np.mean(vb, axis=0) if vb and len({len(v) for v in vb}) == 1 else (vb[-1] if vb else np.zeros(0))
     host_busy = float(np.mean([100 - s.sys_idle for s in same])) if any(s.sys_idle for s in same) else 0.0
@@ -111,10 +120,11 @@ def stats(ws: Sequence[Sample]) -> WindowStats:
     has_ext = len(ext) == len(same)
     hbm_frac = tensor = comm = wait = busbw = linkf = None
     if has_ext:
+        busy = U > 1
         bw = last.hbm_bw / max(1, last.cores_per_device)
         if bw:
-            hbm_frac = float(np.mean([s.hbm_rate[s.util > 1].mean() if (s.util > 1).any() else 0.0 for s in ext])) / bw
-        tensor = float(np.mean([s.engines[0][s.util > 1].mean() if (s.util > 1).any() else 0.0 for s in ext]))
+            hbm_frac = _busy_mean(np.stack([s.hbm_rate for s in ext]), busy) / bw
+        tensor = _busy_mean(np.stack([s.engines[0] for s in ext]), busy)
         span = sum(s.period_s for s in ext)
         comm = sum(sum(c.exposed_s for c in s.collectives) for s in ext) / span if span else 0.0
         inp = [s.input.wait_frac for s in ext if s.input is not None]
@@ -126,7 +136,8 @@ def stats(ws: Sequence[Sample]) -> WindowStats:
         if lr and last.link_bw:
             linkf = float(np.mean(lr)) / last.link_bw
     cap = last.hbm_capacity
-    dev = max((int(s.device_mem().max()) for s in same if s.n_devices), default=0)
+    nd = last.n_devices
+    dev = int(M.reshape(len(same), nd, -1).sum(axis=2).max()) if nd and n % nd == 0 else 0
     events = [e for s in same for e in s.events]
     return WindowStats(
         n=n, util=float(core_util.mean()), core_util=core_util, allocated=allocated, has_ext=has_ext,

@@ -141,24 +141,27 @@ class Decoder:
             u = np.zeros(n)
             if r.neuroncore_counters:
                 period = period or float(r.neuroncore_counters.period)
-                for k, c in r.neuroncore_counters.neuroncores_in_use.items():
-                    i = int(k)
-                    u[i] = float(c.neuroncore_utilization)
-                    f = c.flops if c.flops is not None else c.effective_flops
-                    if f is not None:
-                        if flops is None:
-                            flops = np.zeros(n)
-                        flops[i] = max(flops[i], float(f))
+                items = r.neuroncore_counters.neuroncores_in_use.items()
+                idx = [int(k) for k, _ in items]  # keys were checked while sizing n
+                u[idx] = [c.neuroncore_utilization for _, c in items]
+                fl = [c.flops if c.flops is not None else c.effective_flops for _, c in items]
+                if any(f is not None for f in fl):
+                    if flops is None:
+                        flops = np.zeros(n)
+                    fa = np.array([np.nan if f is None else f for f in fl], dtype=float)
+                    flops[idx] = np.fmax(flops[idx], fa)
+                    flops = np.nan_to_num(flops)
             util = np.maximum(util, u)  # a core listed by several runtimes: take the max (CloudWatch #1713)
             runtimes.append((rt.pid, rt.neuron_runtime_tag or str(rt.pid)))
             rt_utils.append(u)
             if r.memory_used:
                 ub = r.memory_used.neuron_runtime_used_bytes.usage_breakdown
-                for k, cm in ub.neuroncore_memory_usage.items():
-                    i = _core_index(k, "neuroncore_memory_usage")
-                    if i < n:
-                        mem[i] += (cm.tensors, cm.constants, cm.model_code, cm.model_shared_scratchpad,
-                                   cm.runtime_memory)
+                rows = [(_core_index(k, "neuroncore_memory_usage"), cm) for k, cm in ub.neuroncore_memory_usage.items()]
+                rows = [(i, cm) for i, cm in rows if i < n]
+                if rows:
+                    mem[[i for i, _ in rows]] += np.array(
+                        [(cm.tensors, cm.constants, cm.model_code, cm.model_shared_scratchpad, cm.runtime_memory)
+                         for _, cm in rows], dtype=np.int64)
                 h = ub.host
                 host = [host[0] + h.application_memory, host[1] + h.constants, host[2] + h.dma_buffers,
                         host[3] + h.tensors]
