@@ -117,6 +117,7 @@ class NeuronTopApp(App):
         log = os.environ.get("NEURON_TOP_LATENCY_LOG")
         self._latency_log = open(log, "a") if log else None  # noqa: SIM115
         self._slow_at = -1e18  # last repaint of the slow panes (memory, vCPU, interconnect, tree)
+        self._self_at = -1e18  # last reading of neuron-top's own CPU and RSS
 
     # -- layout ----------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -144,7 +145,6 @@ class NeuronTopApp(App):
         self.header.show_self = self.show_self
         self.grid = self.query_one(CoreGrid)
         self._apply_width(self.size.width)
-        self.set_interval(2.0, self._self_usage)
         self._self_usage()
         self._display_timer = self.set_interval(self.refresh_s, self._render_if_dirty)
         if self.replay:
@@ -269,6 +269,7 @@ class NeuronTopApp(App):
             self.query_one(f"#{name}").set_class(key in panes, "hinted")
         self.header.sample = s
         self.header.state = self.state
+        self._self_usage()
         self.header.refresh()
         if self.replay:
             tl = self.query_one(TimelineBar)
@@ -282,6 +283,11 @@ class NeuronTopApp(App):
                     f.write(f"{time.time():.6f}\n")
 
     def _self_usage(self) -> None:
+        """neuron-top's own CPU and RSS, read at most every 2 s inside a frame (not a frame of its own)."""
+        now = time.monotonic()
+        if now - self._self_at < 2.0:
+            return
+        self._self_at = now
         try:
             self.header.self_cpu = self.proc.cpu_percent(None)
             self.header.self_rss = self.proc.memory_info().rss
