@@ -144,7 +144,7 @@ class NeuronTopApp(App):
         self.header.state = self.state
         self.header.show_self = self.show_self
         self.grid = self.query_one(CoreGrid)
-        self._apply_width(self.size.width)
+        self._apply_size(self.size.width, self.size.height)
         self._self_usage()
         self._display_timer = self.set_interval(self.refresh_s, self._render_if_dirty)
         if self.replay:
@@ -155,10 +155,12 @@ class NeuronTopApp(App):
         self.query_one(MemoryTree).focus(scroll_visible=False)
 
     def on_resize(self, event) -> None:
-        self._apply_width(event.size.width)
+        self._apply_size(event.size.width, event.size.height)
 
-    def _apply_width(self, width: int) -> None:
+    def _apply_size(self, width: int, height: int) -> None:
         self.query_one("#columns").set_class(width < 110, "narrow")
+        # The hints stay on screen, but never take more than ~40 % of a small terminal.
+        self.query_one(HintsPane).styles.max_height = max(3, min(11, int(height * 0.4)))
 
     # -- live data -------------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="source")
