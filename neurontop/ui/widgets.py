@@ -61,8 +61,17 @@ class Pane(Widget):
 
     def _make_strips(self, width: int) -> list[Strip]:
         console = self.app.console
+        r = self.build()
+        if isinstance(r, Text) and r.no_wrap:
+            # Unwrapped text: split, truncate and render each line directly (Rich's general
+            # wrap/crop/pad pipeline was the larger part of building a pane).
+            out = []
+            for line in r.split("\n", allow_blank=True):
+                line.truncate(width, overflow="ellipsis")
+                out.append(Strip(list(line.render(console)), line.cell_len).adjust_cell_length(width))
+            return out
         opts = console.options.update(width=width, height=None, highlight=False)
-        return [Strip(line, width) for line in console.render_lines(self.build(), opts, pad=True)]
+        return [Strip(line, width) for line in console.render_lines(r, opts, pad=True)]
 
     def _on_screen(self) -> bool:
         try:
