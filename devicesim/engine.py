@@ -406,4 +406,4 @@ def encode(report: dict) -> bytes:
     return _encoder.encode(report)
 
 
-__all__ = ["Engine", "SimConfig", "encode", "PROTOCOL", "PROTOCOL_VERSION", "replace"]
+__all__ = ["Engine", "SimConfig", "encode", "PROTOCOL", "PROTOCOL_VERSION"]

@@ -54,6 +54,9 @@ async def test_profile_replays(path: Path) -> None:
     clock = ReplayClock(prof, speed=64)
     app = make_app(replay=clock)
     async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        assert app.latest is not None and app.state.startswith("REPLAY")
+        clock.paused = True  # the 20 Hz replay tick must not move the clock between seek and check
         clock.seek(clock.t0 + 60)
         app._replay_reload()
         await pilot.pause()

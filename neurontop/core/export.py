@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TextIO
@@ -288,13 +287,3 @@ class CsvExporter:
         if self.every:
             self._flush_bin()
         return self.rows
-
-
-def export(samples: Iterable[Sample], out: TextIO, progress: Callable[[int], None] | None = None,
-           **kw) -> int:
-    ex = CsvExporter(out, **kw)
-    for k, s in enumerate(samples):
-        ex.add(s)
-        if progress and k % 256 == 0:
-            progress(k)
-    return ex.finish()

@@ -19,7 +19,7 @@ from ..core.hints import DEFAULT_THRESHOLD, DEFAULT_WINDOW_S, Hint, HintMonitor
 from ..core.history import History
 from ..core.replay import ReplayClock, parse_jump
 from ..core.sample import DecodeError, Decoder, Sample
-from ..core.sources import Line, Status
+from ..core.sources import Status
 from .screens import HelpScreen, JumpScreen
 from .widgets import (
     CoreGrid,
@@ -85,7 +85,6 @@ class NeuronTopApp(App):
     def __init__(self, source=None, replay: ReplayClock | None = None, source_label: str = "",
                  threshold: float = DEFAULT_THRESHOLD, window_s: float = DEFAULT_WINDOW_S,
                  refresh_s: float = 1.0, recorder_factory: Callable[[], object] | None = None,
-                 stop_after: int | None = None,
                  show_self: bool = True) -> None:
         # ANSI colours pass through to the terminal (its palette, like htop's) instead of being
         # converted to RGB on every line of every frame, which was a fifth of the drawing cost.
@@ -108,8 +107,6 @@ class NeuronTopApp(App):
         self.tab = 0
         self.device = 0
         self.bad_lines = 0
-        self.received = 0
-        self.stop_after = stop_after
         self.show_self = show_self  # snapshot tests turn off the one non-deterministic field
         self.proc = psutil.Process(os.getpid())
         self.first_frame_at: float | None = None
@@ -216,9 +213,6 @@ class NeuronTopApp(App):
             # benchmarks/: report written by the simulator -> applied by the UI, in seconds
             self._latency_log.write(f"{time.time() - msg.sample.timestamp:.6f}\n")
             self._latency_log.flush()
-        self.received += 1
-        if self.stop_after is not None and self.received >= self.stop_after:
-            self.exit()
 
     def _ingest(self, s: Sample) -> None:
         if self.latest is not None and (s.n_cores != self.latest.n_cores or s.time_s < self.latest.time_s):
@@ -473,4 +467,4 @@ class NeuronTopApp(App):
         self.exit()
 
 
-__all__ = ["NeuronTopApp", "SampleReceived", "SourceStatus", "Line"]
+__all__ = ["NeuronTopApp", "SampleReceived", "SourceStatus"]

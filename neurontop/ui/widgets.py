@@ -19,8 +19,9 @@ from textual.widgets import Tree
 
 from ..core.hints import Hint
 from ..core.history import History
+from ..core.replay_fmt import clock
 from ..core.sample import ENGINE_NAMES, MEM_LABELS, Sample
-from .render import bar, bar_segments, fmt_clock, human_bytes, human_count, human_rate, level_style, sparkline
+from .render import bar, bar_segments, human_bytes, human_count, human_rate, level_style, sparkline
 
 _STYLES: dict[str, Style] = {}
 
@@ -586,7 +587,7 @@ class TimelineBar(Widget):
         t = Text()
         state = "PAUSED" if self.paused else "▶"
         t.append(f" {state} {self.speed:g}x ", style="bold reverse")
-        t.append(f" {fmt_clock(self.pos)} / {fmt_clock(self.duration)} ")
+        t.append(f" {clock(self.pos)} / {clock(self.duration)} ")
         w = max(5, self.size.width - 40)
         frac = self.pos / self.duration if self.duration else 1.0
         t.append_text(bar(frac, w, "cyan"))
