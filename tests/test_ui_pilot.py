@@ -216,3 +216,18 @@ def test_command_source_reads_a_programs_stdout(tmp_path) -> None:
     assert events[-1].state == "ended" and "status 0" in events[-1].detail
     bad = list(CommandSource("/no/such/neuron-monitor").events())
     assert bad[-1].state == "error"
+
+
+async def test_garbage_in_the_stream_is_skipped_and_reported() -> None:
+    lines = make_reports("trn1.2xlarge", "healthy", 4)
+    data = b"\n".join([lines[0], b"this is not json", lines[1], b'{"neuron_runtime_data": [{"pid": "x"}]}',
+                       lines[2], lines[3]]) + b"\n"
+    app = make_app(source=StreamSource(io.BytesIO(data), "stdin"), source_label="stdin")
+    async with app.run_test(size=(120, 40)) as pilot:
+        for _ in range(50):
+            await pilot.pause(0.05)
+            if app.state == "ENDED":
+                break
+        assert app.bad_lines == 2 and "2 bad report(s) skipped" in app.header.note
+        assert app.latest is not None and app.is_running
+        assert len(app.history.rings["util_avg"]) == 4

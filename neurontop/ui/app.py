@@ -196,7 +196,7 @@ class NeuronTopApp(App):
             self.header.note = st.detail
         elif st.state == "ended":
             self.state = "ENDED"
-            self.header.note = st.detail
+            self.header.note = st.detail + (f"; {self.bad_lines} bad report(s) skipped" if self.bad_lines else "")
         elif st.state == "bad":
             self.bad_lines += 1
             self.header.note = f"{self.bad_lines} bad report(s) skipped: {st.detail[:80]}"
