@@ -588,7 +588,7 @@ class TimelineBar(Widget):
         state = "PAUSED" if self.paused else "▶"
         t.append(f" {state} {self.speed:g}x ", style="bold reverse")
         t.append(f" {clock(self.pos)} / {clock(self.duration)} ")
-        w = max(5, self.size.width - 40)
+        w = max(5, self.size.width - 50)  # room for the clock and "end of recording"
         frac = self.pos / self.duration if self.duration else 1.0
         t.append_text(bar(frac, w, "cyan"))
         if self.at_end:
