@@ -102,8 +102,18 @@ def test_live_monitor_against_a_running_simulator(tmp_path) -> None:
 
 
 def _sim_children() -> list[str]:
-    out = subprocess.run(["pgrep", "-af", "devicesim serve"], capture_output=True, text=True).stdout
-    return [ln for ln in out.splitlines() if "neuron-top-" in ln and "sim.sock" in ln]
+    """Command lines of running private simulators (from /proc, so no procps is needed)."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmd = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "devicesim serve" in cmd and "neuron-top-" in cmd and "sim.sock" in cmd:
+            found.append(f"{pid} {cmd}")
+    return found
 
 
 def test_embedded_simulator_starts_and_stops_with_neuron_top() -> None:
