@@ -281,7 +281,10 @@ def step_model(preset: Preset, base_cfg: TransformerConfig, knobs: Knobs) -> Ste
     if cfg.nodes > 1:
         grad = (2.0 if dtype == "bf16" else 4.0) * cfg.params / (cfg.tp * cfg.pp)
         efa = 2 * grad * (cfg.nodes - 1) / cfg.nodes * (cfg.tp * cfg.pp)
-    tokens = cfg.micro_batch * accum * max(1, cfg.dp) * cfg.seq
+    # Idle allocated cores train nothing: throughput comes from the working cores only, while MFU
+    # is taken against every core the job holds (the waste shows up as lower MFU).
+    working = int(active.sum()) / max(1, used)
+    tokens = cfg.micro_batch * accum * max(1, cfg.dp) * cfg.seq * working
     return StepModel(
         period_s=period,
         device_s=device_max,
@@ -301,9 +304,9 @@ def step_model(preset: Preset, base_cfg: TransformerConfig, knobs: Knobs) -> Ste
         efa_bytes=efa,
         collectives=stats,
         tokens_per_step=tokens,
-        samples_per_step=samples,
+        samples_per_step=samples * working,
         model_flops_per_step=cfg.flops_per_token() * tokens,
-        peak_flops=max(1, int(active.sum())) * preset.core_bf16_flops,
+        peak_flops=max(1, used) * preset.core_bf16_flops,
         active=active,
         input_wait_s=max(0.0, t_input - device_max),
         worker_busy=min(1.0, t_input / period) if period > 0 else 0.0,
