@@ -257,6 +257,7 @@ class Engine:
                 "collectives": [
                     {"name": c.name, "op": c.kind, "bytes": int(c.bytes),
                      "count": int(round(c.calls_per_step * steps_in_window)),
+                     "calls_per_step": c.calls_per_step,
                      "time_s": r4(c.time_s * c.calls_per_step * steps_in_window),
                      "exposed_s": r4(c.exposed_s * steps_in_window),
                      "algbw_bytes_per_s": int(c.algbw), "busbw_bytes_per_s": int(c.busbw)}

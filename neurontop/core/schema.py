@@ -188,6 +188,7 @@ class ExtCollective(S):
     op: str
     bytes: int = 0
     count: int = 0
+    calls_per_step: int = 0
     time_s: Num = 0.0
     exposed_s: Num = 0.0
     algbw_bytes_per_s: Num = 0.0

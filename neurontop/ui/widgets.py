@@ -485,10 +485,11 @@ class InterconnectPane(Pane):
             parts.append(Text("single device: no NeuronLink links", style="dim"))
         if s.collectives:
             tab = Table(box=None, pad_edge=False, expand=False, show_edge=False, header_style="bold")
-            for col in ("collective", "op", "size", "calls", "algbw", "busbw", "exposed"):
+            for col in ("collective", "op", "size", "calls/step", "algbw", "busbw", "exposed"):
                 tab.add_column(col, justify="right" if col not in ("collective", "op") else "left")
             for c in s.collectives:
-                tab.add_row(c.name, c.op, human_bytes(c.bytes), str(c.count), human_rate(c.algbw_bytes_per_s),
+                tab.add_row(c.name, c.op, human_bytes(c.bytes), str(c.calls_per_step or c.count),
+                            human_rate(c.algbw_bytes_per_s),
                             human_rate(c.busbw_bytes_per_s), f"{c.exposed_s / max(s.period_s, 1e-9) * 100:.0f}%")
             parts.append(tab)
         if s.efa_rate is not None:
