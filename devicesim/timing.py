@@ -12,7 +12,7 @@ for input counts as idle; that choice is documented in docs/protocol.md.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -57,8 +57,6 @@ class Knobs:
     extra_tensor_bytes: int = 0  # device memory held beyond the model (cached outputs, a leak)
 
     def apply(self, cfg: TransformerConfig) -> TransformerConfig:
-        from dataclasses import replace
-
         changes = {
             k: v
             for k, v in (
@@ -233,12 +231,11 @@ def step_model(preset: Preset, base_cfg: TransformerConfig, knobs: Knobs) -> Ste
         algbw = c.bytes / t if t > 0 else 0.0
         stats.append(CollectiveStat(c.name, c.kind, c.bytes, calls, t, algbw, algbw * BUS_FACTOR[c.kind](c.ranks), exposed))
     # Gradient all-reduce hides under the last micro-batch's backward pass; only the tail shows.
-    dp_exposed = max(0.0, t_step_comm_overlap - 0.9 * t_bwd) + t_step_comm_serial
-    if t_step_comm_overlap and stats:
-        for i, s in enumerate(stats):
-            if s.name in ("dp_reduce_scatter", "dp_allreduce") and knobs.overlap_grad_allreduce:
-                stats[i] = CollectiveStat(s.name, s.kind, s.bytes, s.calls_per_step, s.time_s, s.algbw, s.busbw,
-                                          max(0.0, t_step_comm_overlap - 0.9 * t_bwd))
+    tail = max(0.0, t_step_comm_overlap - 0.9 * t_bwd)
+    dp_exposed = tail + t_step_comm_serial
+    if t_step_comm_overlap:
+        stats = [replace(st, exposed_s=tail) if st.name in ("dp_reduce_scatter", "dp_allreduce") else st
+                 for st in stats]
 
     host_sync = knobs.host_sync_ms / 1e3 * accum
     t_micro = t_fwd + t_bwd + t_micro_comm

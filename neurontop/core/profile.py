@@ -222,7 +222,6 @@ class Profile:
         self.times = [r[0] for r in rows]
         self.dctx = zstandard.ZstdDecompressor()
         self._chunk_cache: tuple[int, list[bytes]] | None = None
-        self._index_cache: list[tuple[int, int]] | None = None
 
     def __len__(self) -> int:
         return len(self.times)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import msgspec
 import numpy as np
 
-from .hardware import chip_for
+from .hardware import INSTANCE_CHIP, chip_for
 from .schema import ExtCollective, ExtInput, ExtTraining, Report, report_decoder
 
 MEM_CATEGORIES = ("tensors", "constants", "model_code", "model_shared_scratchpad", "runtime_memory")
@@ -208,7 +208,7 @@ class Decoder:
                 flops = f2 if flops is not None or f2.any() else flops
         return Sample(
             seq=seq, time_s=time_s, timestamp=float(ext.timestamp) if ext and ext.timestamp else None,
-            period_s=period, instance_type=inst, device_type=dtype or (_guess_device(inst)),
+            period_s=period, instance_type=inst, device_type=dtype or INSTANCE_CHIP.get(inst.split(".")[0], ""),
             core_version=hw.neuroncore_version if hw else "", n_devices=n_dev, cores_per_device=cpd,
             hbm_capacity=int(cap), hbm_bw=float(chip.hbm_bw) if chip else 0.0, core_peak_flops=peak,
             util=np.clip(util, 0.0, 100.0), flops=flops, mem=mem, host_mem=tuple(host),  # type: ignore[arg-type]
@@ -262,8 +262,3 @@ def _core_index(key: str, where: str) -> int:
     if not key.isdigit():
         raise DecodeError(f"invalid report: core key {key!r} in {where} is not a number")
     return int(key)
-
-
-def _guess_device(instance_type: str) -> str:
-    fam = instance_type.split(".")[0]
-    return {"trn1": "trainium", "trn1n": "trainium", "trn2": "trainium2", "trn2u": "trainium2"}.get(fam, "")

@@ -141,6 +141,14 @@ class NeuronTopApp(App):
         self.header.state = self.state
         self.header.show_self = self.show_self
         self.grid = self.query_one(CoreGrid)
+        # Resolved once: the per-frame and per-sample paths below must not walk the DOM.
+        self.tab_bar = self.query_one(TabBar)
+        self.hints_pane = self.query_one(HintsPane)
+        self.history_pane = self.query_one(HistoryPane)
+        self.mem_tree = self.query_one(MemoryTree)
+        self.slow_panes = [self.query_one(p) for p in (VcpuPane, MemoryPane, InterconnectPane)]
+        self.hint_targets = {"cores": self.grid, "memory": self.query_one(MemoryPane),
+                             "interconnect": self.query_one(InterconnectPane), "vcpu": self.query_one(VcpuPane)}
         self._apply_size(self.size.width, self.size.height)
         self._self_usage()
         self._display_timer = self.set_interval(self.refresh_s, self._render_if_dirty)
@@ -149,7 +157,7 @@ class NeuronTopApp(App):
             self.set_interval(0.05, self._replay_tick)
         elif self.source is not None:
             self._read_source()
-        self.query_one(MemoryTree).focus(scroll_visible=False)
+        self.mem_tree.focus(scroll_visible=False)
 
     def on_resize(self, event) -> None:
         self._apply_size(event.size.width, event.size.height)
@@ -229,7 +237,7 @@ class NeuronTopApp(App):
                 rec.event(s.time_s, "hint", ev)
         self.latest = s
         self.dirty = True
-        tabs = self.query_one(TabBar)
+        tabs = self.tab_bar
         for rt in s.runtimes:
             if rt[1] not in tabs.tabs:
                 tabs.tabs.append(rt[1])
@@ -249,20 +257,19 @@ class NeuronTopApp(App):
         self.device = min(self.device, max(0, s.n_devices - 1))
         self.grid.selected = self.device
         self.grid.set_data(s, util)
-        self.query_one(HintsPane).set_hints(self.hints, float(np.mean(util)), self.threshold)
-        self.query_one(HistoryPane).set_history(self.history, s, self.device)
+        self.hints_pane.set_hints(self.hints, float(np.mean(util)), self.threshold)
+        self.history_pane.set_history(self.history, s, self.device)
         # Below a 1 s refresh only the grid, history and header follow every frame; the slower
         # panes repaint at most once a second (their numbers do not move faster than a person reads).
         now = time.monotonic()
         if now - self._slow_at >= 0.95 or self.refresh_s >= 1.0 or self.replay is not None:
             self._slow_at = now
-            for pane in (VcpuPane, MemoryPane, InterconnectPane):
-                self.query_one(pane).set_sample(s)
-            self.query_one(MemoryTree).set_sample(s)
+            for pane in self.slow_panes:
+                pane.set_sample(s)
+            self.mem_tree.set_sample(s)
         panes = {h.pane for h in self.hints}
-        for name in ("grid", "memory", "interconnect", "vcpu"):
-            key = "cores" if name == "grid" else name
-            self.query_one(f"#{name}").set_class(key in panes, "hinted")
+        for key, widget in self.hint_targets.items():
+            widget.set_class(key in panes, "hinted")
         self.header.sample = s
         self.header.state = self.state
         self._self_usage()
@@ -358,11 +365,10 @@ class NeuronTopApp(App):
             self._render_if_dirty()
 
     def action_tab(self, delta: int) -> None:
-        tabs = self.query_one(TabBar)
-        self.action_select_tab((tabs.active + delta) % len(tabs.tabs))
+        self.action_select_tab((self.tab_bar.active + delta) % len(self.tab_bar.tabs))
 
     def action_select_tab(self, index: int) -> None:
-        tabs = self.query_one(TabBar)
+        tabs = self.tab_bar
         if 0 <= index < len(tabs.tabs):
             tabs.active = self.tab = index
             tabs.refresh()
@@ -370,7 +376,7 @@ class NeuronTopApp(App):
             self._render_if_dirty()
 
     def action_tree_all(self) -> None:
-        self.query_one(MemoryTree).toggle_all()
+        self.mem_tree.toggle_all()
         self.dirty = True
         self._render_if_dirty()
 

@@ -23,6 +23,15 @@ from ..core.replay_fmt import clock
 from ..core.sample import ENGINE_NAMES, MEM_LABELS, Sample
 from .render import bar, bar_segments, human_bytes, human_count, human_rate, level_style, sparkline
 
+
+def on_screen(widget: Widget) -> bool:
+    """Was the widget drawn in the last screen update? (Off-screen panes skip their rebuild.)"""
+    try:
+        return widget in widget.screen._compositor.visible_widgets
+    except Exception:  # private API moved: just draw
+        return True
+
+
 _STYLES: dict[str, Style] = {}
 
 
@@ -74,19 +83,13 @@ class Pane(Widget):
         opts = console.options.update(width=width, height=None, highlight=False)
         return [Strip(line, width) for line in console.render_lines(r, opts, pad=True)]
 
-    def _on_screen(self) -> bool:
-        try:
-            return self in self.screen._compositor.visible_widgets
-        except Exception:  # private API moved: just draw
-            return True
-
     def update_content(self) -> None:
         width = self.content_region.width
         if width <= 0:
             self._width = -1
             self.refresh(layout=True)
             return
-        if self._strips and not self._on_screen():
+        if self._strips and not on_screen(self):
             self._stale = True  # scrolled out of view: rebuild when it is drawn again
             return
         self._stale = False
@@ -406,7 +409,7 @@ class MemoryTree(Tree):
 
     def set_sample(self, s: Sample) -> None:
         shape = (s.n_devices, s.cores_per_device)
-        if self._built_for == shape and not self._visible():
+        if self._built_for == shape and not on_screen(self):
             return
         if self._built_for != shape:
             self.clear()
@@ -436,12 +439,6 @@ class MemoryTree(Tree):
         # set_label repaints the tree; skip it when the text (sizes to 0.1 unit) did not change.
         if str(node.label) != text:
             node.set_label(text)
-
-    def _visible(self) -> bool:
-        try:
-            return self in self.screen._compositor.visible_widgets
-        except Exception:
-            return True
 
     def toggle_all(self) -> None:
         expand = not any(n.is_expanded for n in self.root.children)
