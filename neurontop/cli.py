@@ -252,7 +252,6 @@ def cmd_export(args) -> int:
             raise UsageError(f"{args.output}: folder {folder} does not exist")
         tmp = args.output + ".part"
         out = open(tmp, "w", newline="", buffering=1 << 20)  # noqa: SIM115
-    mtime_start = None
     ex = CsvExporter(out, groups, layout=args.layout, every_s=args.every, t_from=args.t_from, t_to=args.t_to,
                      start_unix=start, threshold=args.hint_threshold)
     progress = None
@@ -268,8 +267,7 @@ def cmd_export(args) -> int:
         first = True
         for k, s in enumerate(samples):
             if first and start is None and s.timestamp is None and args.source != "-":
-                mtime_start = _log_start_estimate(args.source)
-                ex.start_unix = mtime_start
+                ex.start_unix = _log_start_estimate(args.source)
             first = False
             ex.add(s)
             if progress and k % 500 == 0:
@@ -295,17 +293,10 @@ def cmd_export(args) -> int:
 
 def _log_start_estimate(path: str) -> float | None:
     """A neuron-monitor log has no clock: take its last write as the end of the last report."""
-    from .core.logs import log_samples
+    from .core.logs import log_duration
 
-    try:
-        last = None
-        for s in log_samples(path, skip_bad=True):
-            last = s
-        if last is None:
-            return None
-        return os.path.getmtime(path) - last.time_s
-    except Exception:
-        return None
+    last = log_duration(path)
+    return None if last is None else os.path.getmtime(path) - last
 
 
 def cmd_import(args) -> int:

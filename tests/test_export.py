@@ -107,3 +107,16 @@ def test_fast_row_path_equals_the_per_column_path(preset: str) -> None:
         assert fast is not None and len(fast) == len(slow)
         for a, b in zip(fast, slow, strict=True):
             assert (a is None and b is None) or a == pytest.approx(b, rel=1e-12)
+
+
+@needs_shared
+def test_log_clock_prepass_matches_the_decoder(tmp_path) -> None:
+    """export estimates a log's start from a cheap clock-only pass; it must agree with full decoding."""
+    from neurontop.core.logs import log_duration, log_samples
+
+    from .conftest import REAL_TRN1, strip_extension
+
+    plain = tmp_path / "p.jsonl"
+    plain.write_bytes(b"\n".join(strip_extension(make_reports("trn1.2xlarge", "healthy", 7, period=0.5))) + b"\n")
+    for path in (plain, REAL_TRN1, SAMPLE_JSONL):
+        assert log_duration(str(path)) == pytest.approx(list(log_samples(str(path)))[-1].time_s)

@@ -7,6 +7,7 @@ import io
 from collections.abc import Iterator
 from typing import BinaryIO
 
+import msgspec
 import zstandard
 
 from .sample import DecodeError, Decoder, Sample
@@ -91,3 +92,57 @@ def log_samples(path: str, skip_bad: bool = False, on_skip=None) -> Iterator[Sam
         return
     with open_log(path) as f:
         yield from read_samples(f, path, skip_bad, on_skip)
+
+
+class _Period(msgspec.Struct):
+    period: float = 0.0
+
+
+class _RtReport(msgspec.Struct):
+    neuroncore_counters: _Period | None = None
+
+
+class _Rt(msgspec.Struct):
+    report: _RtReport = msgspec.field(default_factory=_RtReport)
+
+
+class _Sys(msgspec.Struct):
+    vcpu_usage: _Period | None = None
+
+
+class _Ext(msgspec.Struct):
+    time_s: float = 0.0
+
+
+class _Clock(msgspec.Struct):
+    neuron_runtime_data: list[_Rt] = []
+    system_data: _Sys | None = None
+    neuron_top: _Ext | None = None
+
+
+_clock_decoder = msgspec.json.Decoder(_Clock)
+
+
+def log_duration(path: str) -> float | None:
+    """Time of a log's last report, as the Decoder counts it, reading only the clock fields (a cheap
+    pre-pass; a full decode of every report would double an export's cost)."""
+    total, last = 0.0, None
+    try:
+        with open_log(path) as f:
+            for _, line in iter_lines(f, path):
+                try:
+                    c = _clock_decoder.decode(line)
+                except msgspec.MsgspecError:
+                    continue
+                if c.neuron_top is not None:
+                    last = c.neuron_top.time_s
+                    continue
+                period = next((rt.report.neuroncore_counters.period for rt in c.neuron_runtime_data
+                               if rt.report.neuroncore_counters and rt.report.neuroncore_counters.period), 0.0)
+                if not period and c.system_data and c.system_data.vcpu_usage:
+                    period = c.system_data.vcpu_usage.period
+                total += period or 1.0
+                last = total
+    except InputError:
+        return None
+    return last
