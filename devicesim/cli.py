@@ -48,26 +48,26 @@ def parse_listen(text: str) -> tuple[str, int]:
     return (host or "127.0.0.1").strip("[]"), int(port)
 
 
+# How a --set value is read; every other knob is a float.
+_KNOB_KIND = {"overlap_grad_allreduce": bool, "zero1": bool, "dtype": str, "recompute": str,
+              "workers": int, "prefetch": int, "straggler_core": int, "idle_cores": int, "micro_batch": int,
+              "global_batch": int, "seq": int, "nodes": int, "extra_tensor_bytes": int}
+
+
 def parse_set(items: list[str]) -> dict:
-    """--set knob=value, typed by the knob's default."""
+    """--set knob=value, typed by _KNOB_KIND."""
     out: dict = {}
     fields = Knobs.__dataclass_fields__
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or key not in fields:
             raise ServeError(f"--set {item!r}: expected KNOB=VALUE with KNOB one of {', '.join(fields)}")
-        default = fields[key].default
+        kind = _KNOB_KIND.get(key, float)
         try:
-            if isinstance(default, bool) or key in ("overlap_grad_allreduce", "zero1"):
+            if kind is bool:
                 value = raw.lower() in ("1", "true", "yes", "on")
-            elif isinstance(default, int) and not isinstance(default, bool) and key not in ("cpu_us_per_token",):
-                value = int(raw)
-            elif key in ("dtype", "recompute"):
-                value = raw
-            elif key in ("micro_batch", "global_batch", "seq", "nodes"):
-                value = int(raw)
             else:
-                value = float(raw)
+                value = kind(raw)
         except ValueError:
             raise ServeError(f"--set {item!r}: {raw!r} is not a valid value for {key}") from None
         out[key] = value
