@@ -68,7 +68,7 @@ def run(res: Results) -> None:
     quick = res.quick
     tmp = tempfile.mkdtemp(prefix="ntbench-prof-")
     # 1. Size per hour.
-    for period, count in ((1.0, 120 if quick else 900), (0.1, 200 if quick else 1800)):
+    for period, count in ((1.0, 120 if quick else 3600), (0.1, 200 if quick else 1800)):
         path = os.path.join(tmp, f"size-{period}.ntprof")
         make_profile(path, "trn1.32xlarge", period, count)
         per_hour = os.path.getsize(path) / (count * period) * 3600 / 1e6

@@ -12,7 +12,9 @@ import time
 
 import numpy as np
 import pytest
+import zstandard
 
+from neurontop.core import colcodec
 from neurontop.core.export import CsvExporter
 from neurontop.core.logs import InputError
 from neurontop.core.profile import Profile, ProfileError, Recorder, import_log
@@ -45,7 +47,10 @@ def test_round_trip_sample_for_sample(tmp_path) -> None:
     assert np.array_equal(prof.sample(17).hbm_rate, live[17].hbm_rate)
     with sqlite3.connect(path) as db:  # inspectable with sqlite3 alone
         assert db.execute("SELECT count(*) FROM samples").fetchone()[0] == 40
-        assert db.execute("SELECT value FROM meta WHERE key='format_version'").fetchone()[0] == "1"
+        assert db.execute("SELECT value FROM meta WHERE key='format_version'").fetchone()[0] == "2"
+        # closing compacted the JSON-lines chunks into one columnar chunk
+        blobs = [r[0] for r in db.execute("SELECT data FROM chunks")]
+    assert len(blobs) == 1 and colcodec.is_columnar(zstandard.ZstdDecompressor().decompress(blobs[0]))
 
 
 def test_export_of_a_profile_equals_export_of_the_live_stream(tmp_path) -> None:

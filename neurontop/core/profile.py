@@ -4,6 +4,10 @@ Raw report lines are stored, zstd-compressed in chunks of consecutive samples (o
 second at most, so a crash loses at most the last second). A `samples` index maps every sample to
 its chunk and its time; `events` holds scenario changes, hints, out-of-memory, reconnects and user
 marks. History is derived on read by decoding the raw reports, never stored.
+
+Chunks are first written as JSON lines (cheap, so a crash loses at most the last second); every
+COMPACT_ROWS samples a background thread rewrites the sealed ones as one columnar chunk
+(colcodec.py), which is 5-6x smaller and returns the same bytes.
 """
 
 from __future__ import annotations
@@ -16,12 +20,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import msgspec
 import zstandard
 
+from . import colcodec
 from .logs import InputError, sniff
 from .sample import DecodeError, Decoder, Sample
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: chunks may be columnar (colcodec); version 1 files are still read
 APPLICATION_ID = 0x4E54_5046  # "NTPF" in the SQLite header, so `file` and we can tell a profile
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -49,7 +55,8 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_time ON events(time_s);
 """
 ZSTD_LEVEL = 9
-CHUNK_RAW_BYTES = 2 * 1024 * 1024  # raw report bytes per chunk before it is sealed
+CHUNK_RAW_BYTES = 2 * 1024 * 1024  # raw report bytes per JSON-lines chunk before it is sealed
+COMPACT_ROWS = 600  # sealed samples rewritten together as one columnar chunk
 
 
 class ProfileError(InputError):
@@ -80,6 +87,8 @@ class Recorder:
             raise ProfileError(f"{path}: already exists (choose another name)")
         try:
             self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            # compaction frees the JSON-lines chunks' pages: reused while recording, returned at close
+            self.db.execute("PRAGMA auto_vacuum=INCREMENTAL")
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.execute(f"PRAGMA application_id={APPLICATION_ID}")
@@ -109,6 +118,11 @@ class Recorder:
         self.open_raw = 0
         self.closed = False
         self.bytes_written = 0
+        # sealed JSON-lines chunks waiting to be rewritten as one columnar chunk
+        self.sealed: list[tuple[int, int, list[bytes]]] = []  # (chunk id, first index, lines)
+        self.sealed_rows = 0
+        self.compact_error: str | None = None
+        self._compactor: threading.Thread | None = None
 
     def append(self, line: bytes, sample: Sample, now: float | None = None) -> None:
         with self.lock:
@@ -121,6 +135,10 @@ class Recorder:
             now = time.monotonic() if now is None else now
             if now - self.last_flush >= self.flush_s or len(self.pending) >= self.chunk_max:
                 self._flush(now)
+            backlog = self.sealed_rows >= 4 * COMPACT_ROWS
+        compactor = self._compactor
+        if backlog and compactor is not None:
+            compactor.join()  # writing faster than the compactor keeps up (an import): wait, bound memory
 
     def event(self, time_s: float, kind: str, data: dict) -> None:
         with self.lock:
@@ -160,22 +178,85 @@ class Recorder:
                         [(self.count + k, t, self.open_id, first_pos + k) for k, t in enumerate(self.pending_times)])
                 if full:
                     self.bytes_written += len(blob)
+                    self.sealed.append((self.open_id, self.open_first, self.open_lines))
+                    self.sealed_rows += len(self.open_lines)
                     self.open_first = self.count + len(self.pending)
                     self.open_id, self.open_lines, self.open_times, self.open_raw = None, [], [], 0
             if self.pending_events:
                 self.db.executemany("INSERT INTO events (time_s, kind, data) VALUES (?, ?, ?)", self.pending_events)
             self.db.execute("COMMIT")
         except sqlite3.Error as exc:
-            try:
-                self.db.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
+            self._rollback()
             self.closed = True
             raise ProfileError(f"{self.path}: write failed: {exc}") from None
         self.count += len(self.pending)
         self.pending.clear()
         self.pending_times.clear()
         self.pending_events.clear()
+        if self.sealed_rows >= COMPACT_ROWS and not final and (self._compactor is None or not self._compactor.is_alive()):
+            self._compactor = threading.Thread(target=self._compact_loop, name="ntprof-compact", daemon=True)
+            self._compactor.start()
+
+    def _take_batch(self, final: bool = False) -> list[tuple[int, int, list[bytes]]]:
+        """Whole sealed chunks from the front, about COMPACT_ROWS samples (caller holds the lock)."""
+        if self.sealed_rows < COMPACT_ROWS and not final:
+            return []
+        batch, rows = [], 0
+        while self.sealed and rows < COMPACT_ROWS:
+            item = self.sealed.pop(0)
+            batch.append(item)
+            rows += len(item[2])
+        self.sealed_rows -= rows
+        return batch
+
+    def _compact_loop(self) -> None:
+        while True:
+            with self.lock:
+                batch = [] if self.closed else self._take_batch()
+            if not batch:
+                return
+            self._compact(batch)
+
+    def _compact(self, batch: list[tuple[int, int, list[bytes]]]) -> None:
+        """Rewrite sealed JSON-lines chunks as one columnar chunk (runs outside the lock: encoding
+        takes a second or two for 600 large reports; the swap is one short transaction)."""
+        if not batch:
+            return
+        lines = [ln for _, _, ls in batch for ln in ls]
+        first = batch[0][1]
+        try:
+            blob = colcodec.encode(lines)
+            if blob is None:
+                return  # not columnar material: the JSON-lines chunks stay as they are
+            # its own compressor: a zstd context must not be shared between threads
+            data = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(blob)
+        except MemoryError:
+            return
+        ids = [cid for cid, _, _ in batch]
+        with self.lock:
+            if self.closed:
+                return
+            try:
+                self.db.execute("BEGIN")
+                marks = ",".join("?" * len(ids))
+                t0, t1 = self.db.execute(f"SELECT min(t_start), max(t_end) FROM chunks WHERE id IN ({marks})",
+                                         ids).fetchone()
+                cur = self.db.execute("INSERT INTO chunks (first_seq, n, t_start, t_end, data) VALUES (?, ?, ?, ?, ?)",
+                                      (first, len(lines), t0, t1, data))
+                new = cur.lastrowid
+                self.db.execute("UPDATE samples SET chunk = ?, pos = idx - ? WHERE idx BETWEEN ? AND ?",
+                                (new, first, first, first + len(lines) - 1))
+                self.db.execute(f"DELETE FROM chunks WHERE id IN ({marks})", ids)
+                self.db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback()
+                self.compact_error = str(exc)  # the JSON-lines chunks are intact: nothing is lost
+
+    def _rollback(self) -> None:
+        try:
+            self.db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # no transaction was open
 
     def flush(self) -> None:
         with self.lock:
@@ -187,8 +268,29 @@ class Recorder:
                 return
             try:
                 self._flush(final=True)
+                if self.open_id is not None:  # the final flush sealed it
+                    self.sealed.append((self.open_id, self.open_first, self.open_lines))
+                    self.open_id, self.open_lines = None, []
+            except BaseException:
+                self.closed = True
+                self.db.close()
+                raise
+            compactor = self._compactor
+        if compactor is not None:
+            compactor.join()
+        while True:
+            with self.lock:
+                batch = self._take_batch(final=True)
+            if not batch:
+                break
+            self._compact(batch)
+        with self.lock:
+            try:
+                self.db.executescript("PRAGMA incremental_vacuum;")  # (execute() frees only one page)
                 # Leave a plain rollback-journal file: it opens read-only anywhere, with no -wal/-shm.
                 self.db.execute("PRAGMA journal_mode=DELETE")
+            except sqlite3.Error:
+                pass  # a full disk here costs free pages, never data
             finally:
                 self.closed = True
                 self.db.close()
@@ -221,7 +323,7 @@ class Profile:
         self.version = version
         self.times = [r[0] for r in rows]
         self.dctx = zstandard.ZstdDecompressor()
-        self._chunk_cache: tuple[int, list[bytes]] | None = None
+        self._chunk_cache: tuple[int, list[bytes] | colcodec.ColumnChunk] | None = None
 
     def __len__(self) -> int:
         return len(self.times)
@@ -237,20 +339,37 @@ class Profile:
             raise ProfileError(f"{self.path}: sample {index} missing from the index")
         return row
 
-    def _chunk(self, cid: int) -> list[bytes]:
+    def _unpack(self, cid: int, data: bytes) -> list[bytes] | colcodec.ColumnChunk:
+        try:
+            plain = self.dctx.decompress(data)
+            if colcodec.is_columnar(plain):
+                return colcodec.decode(plain)
+            return plain.split(b"\n")
+        except (zstandard.ZstdError, TypeError, ValueError, msgspec.DecodeError) as exc:
+            raise ProfileError(f"{self.path}: chunk {cid} is corrupt ({exc})") from None
+
+    def _chunk(self, cid: int) -> list[bytes] | colcodec.ColumnChunk:
         if self._chunk_cache and self._chunk_cache[0] == cid:
             return self._chunk_cache[1]
         try:
             row = self.db.execute("SELECT data FROM chunks WHERE id = ?", (cid,)).fetchone()
-            lines = self.dctx.decompress(row[0]).split(b"\n")
-        except (sqlite3.DatabaseError, zstandard.ZstdError, TypeError) as exc:
+        except sqlite3.DatabaseError as exc:
             raise ProfileError(f"{self.path}: chunk {cid} is corrupt ({exc})") from None
-        self._chunk_cache = (cid, lines)
-        return lines
+        if row is None:
+            raise ProfileError(f"{self.path}: chunk {cid} is missing")
+        chunk = self._unpack(cid, row[0])
+        self._chunk_cache = (cid, chunk)
+        return chunk
 
     def raw(self, index: int) -> bytes:
         cid, pos = self._locate(index)
-        return self._chunk(cid)[pos]
+        chunk = self._chunk(cid)
+        if isinstance(chunk, colcodec.ColumnChunk):
+            try:
+                return chunk.line(pos)
+            except IndexError:
+                raise ProfileError(f"{self.path}: sample {index} missing from chunk {cid}") from None
+        return chunk[pos]
 
     def sample(self, index: int) -> Sample:
         """Decode sample `index`, with the previous one for counter rates."""
@@ -262,14 +381,14 @@ class Profile:
         except DecodeError as exc:
             raise ProfileError(f"{self.path}: sample {index}: {exc}") from None
 
-    def iter_raw(self, start: int = 0) -> Iterator[tuple[int, bytes]]:
+    def iter_raw(self, start: int = 0, exact: bool = True) -> Iterator[tuple[int, bytes]]:
+        """(index, report line) from `start` on; exact=False may pad numbers with spaces (faster;
+        for decoding)."""
         q = self.db.execute("SELECT id, first_seq, n, data FROM chunks WHERE first_seq + n > ? ORDER BY first_seq",
                             (start,))
         for cid, first, _n, data in q:
-            try:
-                lines = self.dctx.decompress(data).split(b"\n")
-            except zstandard.ZstdError as exc:
-                raise ProfileError(f"{self.path}: chunk {cid} is corrupt ({exc})") from None
+            chunk = self._unpack(cid, data)
+            lines = chunk.lines(exact) if isinstance(chunk, colcodec.ColumnChunk) else chunk
             for k, line in enumerate(lines):
                 if first + k >= start:
                     yield first + k, line
@@ -281,7 +400,7 @@ class Profile:
                 dec.decode(self.raw(start - 1))
             except DecodeError:
                 pass
-        for i, line in self.iter_raw(start):
+        for i, line in self.iter_raw(start, exact=False):
             try:
                 yield dec.decode(line)
             except DecodeError as exc:

@@ -1,0 +1,500 @@
+"""Columnar codec for a chunk of report lines (profile format 2; docs/profile-format.md).
+
+Consecutive neuron-monitor reports share their shape: the same keys in the same order, only the
+numbers move. A chunk is split into that shape (a template of literal text) and a matrix of numbers,
+one column per number in the template. Each column is then predicted from what the decoder already
+has: its own previous values (counters and slow gauges), or a related column of the same core or
+vCPU (a per-window figure is the difference of a cumulative counter; HBM writes follow reads), and
+only the residuals are stored, packed to the bytes they need. zstd compresses that several times
+better than the JSON text (the numbers' noise is what is left; docs/profile-format.md has figures).
+
+The encoder checks its own output: a chunk whose decoded text is not byte-identical to the input
+is not encoded (the caller keeps the plain JSON-lines chunk), so a profile always returns the
+reports exactly as they arrived.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from dataclasses import dataclass
+
+import msgspec
+import numpy as np
+
+from . import numtext
+
+MAGIC = b"NTC1"
+_json_decode = msgspec.json.Decoder().decode
+_json_encode = msgspec.json.encode
+_MAX_DEC = 17  # decimals a float may need (a shortest repr of a double has at most 17 digits)
+_LIMIT = 2**62  # scaled values must stay far from int64 overflow
+
+
+def _flatten(doc) -> tuple[list[bytes], list, list[int]]:
+    """A JSON document -> literal texts around its numbers, the numbers, and each number's index key
+    (the nearest list index or digit key above it: the core or vCPU it belongs to)."""
+    lits: list[bytes] = []
+    buf: list[bytes] = []
+    vals: list = []
+    keys: list[int] = []
+
+    def walk(o, key: int) -> None:
+        t = type(o)
+        if t is dict:
+            buf.append(b"{")
+            first = True
+            for k, v in o.items():
+                if not first:
+                    buf.append(b",")
+                first = False
+                buf.append(_json_encode(k))
+                buf.append(b":")
+                walk(v, int(k) if k.isdigit() and len(k) < 9 else key)
+            buf.append(b"}")
+        elif t is list:
+            buf.append(b"[")
+            for i, v in enumerate(o):
+                if i:
+                    buf.append(b",")
+                walk(v, i)
+            buf.append(b"]")
+        elif t is int or t is float:
+            lits.append(b"".join(buf))
+            buf.clear()
+            vals.append(o)
+            keys.append(key)
+        else:
+            buf.append(_json_encode(o))
+
+    walk(doc, -1)
+    lits.append(b"".join(buf))
+    return lits, vals, keys
+
+
+# -- predictors --------------------------------------------------------------------------------
+# Base modes use only the column itself; ref modes use one base column of the same index key.
+RAW, DELTA, DELTA2, REF, REF_D, DREF_D, SUM = range(7)
+_SUM_SPAN = 6  # siblings of a SUM column: nearby columns of the same key and kind (one JSON object)
+
+
+def _shift(a: np.ndarray) -> np.ndarray:
+    out = np.empty_like(a)
+    out[0] = 0
+    out[1:] = a[:-1]
+    return out
+
+
+def _d(a: np.ndarray) -> np.ndarray:
+    return a - _shift(a)  # int64 wraps, and cumsum undoes it exactly
+
+
+def _cost(e: np.ndarray) -> np.ndarray:
+    return np.log2(1.0 + np.abs(e.astype(np.float64))).sum(axis=0)
+
+
+def _predict(k: float, y: np.ndarray) -> np.ndarray:
+    return np.rint(np.clip(k * y.astype(np.float64), -_LIMIT, _LIMIT)).astype(np.int64)
+
+
+def _fit(t: np.ndarray, y: np.ndarray) -> float:
+    ok = y != 0
+    if ok.sum() < 2:
+        return 0.0
+    return float(np.median(t[ok].astype(np.float64) / y[ok].astype(np.float64)))
+
+
+def _residuals(x: np.ndarray, spec: list[list]) -> np.ndarray:
+    d1 = _d(x)
+    res = np.empty_like(x)
+    for j, (m_, r, k) in enumerate(spec):
+        if m_ == RAW:
+            res[:, j] = x[:, j]
+        elif m_ == DELTA:
+            res[:, j] = d1[:, j]
+        elif m_ == DELTA2:
+            res[:, j] = _d(d1[:, j])
+        elif m_ == REF:
+            res[:, j] = x[:, j] - _predict(k, x[:, r])
+        elif m_ == REF_D:
+            res[:, j] = x[:, j] - _predict(k, d1[:, r])
+        elif m_ == SUM:
+            res[:, j] = x[:, j] - (np.int64(k) - x[:, r].sum(axis=1))
+        else:
+            res[:, j] = d1[:, j] - _predict(k, d1[:, r])
+    return res
+
+
+# The references found for a shape, reused by the next chunks of that shape (finding them is most of
+# the encoder's time; the residuals stay exact whatever the references are, only their size varies).
+_SPEC_CACHE: dict[tuple[int, tuple[str, ...]], list[list]] = {}
+
+
+def _choose(x: np.ndarray, keys: list[int], kinds: list[str], shape: int | None = None
+            ) -> tuple[list[list], np.ndarray]:
+    """Per column: [mode, ref, k]; and the residual matrix."""
+    n, m = x.shape
+    cached = _SPEC_CACHE.get((shape, tuple(kinds))) if shape is not None else None
+    if cached is not None and n >= 16:
+        return cached, _residuals(x, cached)
+    d1 = _d(x)
+    d2 = _d(d1)
+    base = np.stack([_cost(x), _cost(d1), _cost(d2)])
+    mode = base.argmin(axis=0)
+    cost = base.min(axis=0)
+    res = np.where(mode == 0, x, np.where(mode == 1, d1, d2))
+    spec: list[list] = [[int(mode[j]), -1, 0.0] for j in range(m)]
+    by_key: dict[int, list[int]] = {}
+    for j, k in enumerate(keys):
+        if k >= 0 and kinds[j] != "x":
+            by_key.setdefault(k, []).append(j)
+    is_ref = np.zeros(m, dtype=bool)
+    is_target = np.zeros(m, dtype=bool)
+    for j in np.argsort(-cost):
+        if cost[j] < 2.0 * n:  # already under ~2 bits a value: a reference cannot pay for itself
+            break
+        cands = [r for r in by_key.get(keys[j], ()) if r != j and not is_ref[r]]
+        if not cands or is_target[j] or kinds[j] == "x":
+            continue
+        best = (cost[j] * 0.9, None)
+        for r in cands:
+            for m_, t, y in ((REF, x[:, j], x[:, r]), (REF_D, x[:, j], d1[:, r]), (DREF_D, d1[:, j], d1[:, r])):
+                k = _fit(t, y)
+                if k == 0.0:
+                    continue
+                e = t - _predict(k, y)
+                c = float(_cost(e))
+                if c < best[0]:
+                    best = (c, (m_, r, k, e))
+        # SUM: the column completes its siblings to a constant (idle = 100 - user - system - ...)
+        sib = [r for r in cands if abs(r - j) <= _SUM_SPAN and kinds[r] == kinds[j]]
+        if len(sib) >= 2:
+            tot = x[:, sib].sum(axis=1)
+            c0 = int(np.median(x[:, j] + tot))
+            e = x[:, j] - (c0 - tot)
+            c = float(_cost(e))
+            if c < best[0]:
+                best = (c, (SUM, sib, c0, e))
+        if best[1] is not None:
+            m_, r, k, e = best[1]
+            spec[j] = [m_, [int(q) for q in r] if m_ == SUM else int(r), k]
+            res[:, j] = e
+            is_ref[j] = True
+            is_target[r] = True
+    if shape is not None and n >= 16:
+        if len(_SPEC_CACHE) > 64:
+            _SPEC_CACHE.clear()
+        _SPEC_CACHE[(shape, tuple(kinds))] = spec
+    return spec, res
+
+
+def _unpredict(res: np.ndarray, spec: list[list]) -> np.ndarray:
+    x = np.empty_like(res)
+    for j, (m_, _r, _k) in enumerate(spec):
+        if m_ == RAW:
+            x[:, j] = res[:, j]
+        elif m_ == DELTA:
+            x[:, j] = np.cumsum(res[:, j])
+        elif m_ == DELTA2:
+            x[:, j] = np.cumsum(np.cumsum(res[:, j]))
+    for j, (m_, r, k) in enumerate(spec):
+        if m_ == REF:
+            x[:, j] = res[:, j] + _predict(k, x[:, r])
+        elif m_ == REF_D:
+            x[:, j] = res[:, j] + _predict(k, _d(x[:, r]))
+        elif m_ == DREF_D:
+            x[:, j] = np.cumsum(res[:, j] + _predict(k, _d(x[:, r])))
+        elif m_ == SUM:
+            x[:, j] = res[:, j] + (np.int64(k) - x[:, r].sum(axis=1))
+    return x
+
+
+# -- packing -------------------------------------------------------------------------------------
+def _pack(res: np.ndarray) -> tuple[list[int], bytes]:
+    z = ((res << 1) ^ (res >> 63)).view(np.uint64)  # zigzag: small magnitudes -> small numbers
+    top = z.max(axis=0) if len(z) else np.zeros(res.shape[1], dtype=np.uint64)
+    widths = np.select([top == 0, top < 2**8, top < 2**16, top < 2**32], [0, 1, 2, 4], 8)
+    parts = []
+    for w in (1, 2, 4, 8):
+        cols = np.flatnonzero(widths == w)
+        if len(cols):
+            a = z[:, cols].astype(f"<u{w}").T.copy()  # [cols, rows]
+            parts.append(a.view(np.uint8).reshape(len(cols), len(z), w).transpose(0, 2, 1).tobytes())
+    return widths.tolist(), b"".join(parts)
+
+
+def _unpack(body: bytes, widths: list[int], n: int) -> np.ndarray:
+    w_arr = np.asarray(widths)
+    z = np.zeros((n, len(widths)), dtype=np.uint64)
+    off = 0
+    for w in (1, 2, 4, 8):
+        cols = np.flatnonzero(w_arr == w)
+        if len(cols):
+            size = len(cols) * n * w
+            a = np.frombuffer(body, dtype=np.uint8, count=size, offset=off).reshape(len(cols), w, n)
+            off += size
+            v = a.transpose(0, 2, 1).copy().view(f"<u{w}").reshape(len(cols), n)
+            z[:, cols] = v.T
+    return ((z >> np.uint64(1)).view(np.int64)) ^ (-(z & np.uint64(1)).view(np.int64))
+
+
+# -- text ------------------------------------------------------------------------------------------
+def _cells(x: np.ndarray, kinds: list[str], xtext: dict[int, list[bytes]], flags: dict[int, np.ndarray],
+           cols: list[int]) -> dict[int, np.ndarray]:
+    """The cells of columns `cols` as uint8 blocks [rows, width]."""
+    out: dict[int, np.ndarray] = {}
+    groups: dict[str, list[int]] = {}
+    for j in cols:
+        groups.setdefault(kinds[j], []).append(j)
+    for kind, js in groups.items():
+        if kind == "x":
+            for j in js:
+                out[j] = numtext.strings(xtext[j])
+            continue
+        dec = None if kind == "i" else int(kind[1:])
+        for j, c in zip(js, numtext.table(x[:, js], dec, shortest=True), strict=True):
+            out[j] = c
+        if kind[0] == "m":
+            assert dec is not None
+            for j in js:
+                as_int = numtext.ints(x[:, j] // 10**dec)
+                w = max(as_int.shape[1], out[j].shape[1])
+                a = np.zeros((len(x), w), dtype=np.uint8)
+                b = np.zeros((len(x), w), dtype=np.uint8)
+                a[:, :as_int.shape[1]] = as_int
+                b[:, :out[j].shape[1]] = out[j]
+                out[j] = np.where(flags[j][:, None], a, b)
+    return out
+
+
+def _render(g: _Group, x: np.ndarray, rows: slice | None = None, exact: bool = True) -> list:
+    n = len(g.rows)
+    flags = {j: np.unpackbits(np.frombuffer(f, dtype=np.uint8), count=n).astype(bool) for j, f in g.flags.items()}
+    xtext = g.xtext
+    if rows is not None:
+        x = x[rows]
+        flags = {j: f[rows] for j, f in flags.items()}
+        xtext = {j: v[rows] for j, v in xtext.items()}
+    n = len(x)
+    m = len(g.kinds)
+    # Columns that do not change in this chunk (most of a report: keys, capacities, categories)
+    # are formatted once and become part of the literal text.
+    const = (x == x[:1]).all(axis=0) if n > 1 else np.ones(m, dtype=bool)
+    for j, v in xtext.items():
+        const[j] = const[j] and all(t == v[0] for t in v)
+    for j, f in flags.items():
+        const[j] = const[j] and bool((f == f[0]).all())
+    fixed = [j for j in range(m) if const[j]]
+    if not exact and any(g.kinds[j] == "x" and not const[j] for j in range(m)):
+        exact = True  # a changing text cell may sit inside a string: padding it would change the string
+    first = _cells(x[:1], g.kinds, {j: v[:1] for j, v in xtext.items()}, {j: f[:1] for j, f in flags.items()}, fixed)
+    moving = _cells(x, g.kinds, xtext, flags, [j for j in range(m) if not const[j]])
+    blocks: list[np.ndarray] = []
+    lit = bytearray()
+    for j in range(m):
+        lit += g.lits[j]
+        if const[j]:
+            row = first[j][0]
+            lit += row[row != 0].tobytes()
+        else:
+            if lit:
+                blocks.append(numtext.literal(bytes(lit), n))
+                lit = bytearray()
+            blocks.append(moving[j])
+    blocks.append(numtext.literal(bytes(lit + g.lits[-1]) + b"\n", n))
+    if exact:
+        return numtext.join(blocks).split(b"\n")[:-1]
+    # For parsing only: pad numbers with spaces (JSON whitespace) and skip the pass that removes
+    # the padding; each line is a fixed-width slice of one buffer.
+    for j in moving:
+        cell = moving[j]
+        cell[cell == 0] = ord(" ")
+    buf = memoryview(np.concatenate(blocks, axis=1).tobytes())
+    w = len(buf) // n if n else 0
+    return [buf[i * w:(i + 1) * w] for i in range(n)]
+
+
+# -- chunk -----------------------------------------------------------------------------------------
+class _Group(msgspec.Struct, array_like=True):
+    rows: list[int]
+    lits: list[bytes]
+    kinds: list[str]
+    spec: list[list]
+    widths: list[int]
+    xtext: dict[int, list[bytes]]
+    flags: dict[int, bytes]
+
+
+class _Header(msgspec.Struct, array_like=True):
+    n: int
+    groups: list[_Group]
+
+
+_NUM = re.compile(rb"([-0-9][0-9.eE+-]*)")  # a superset of JSON numbers; _real() sorts them out
+
+
+def _real(lits: list[bytes]) -> list[bool]:
+    """Which tokens are JSON numbers (the others are digits inside strings: "nc_v3.10", "ami-0c")."""
+    return [a[-1:] in (b":", b",", b"[") and b[:1] in (b",", b"]", b"}") for a, b in zip(lits[:-1], lits[1:], strict=True)]
+
+
+def _index_keys(line: bytes, lits: list[bytes], real: list[bool]) -> list[int]:
+    """The index key of each number token of a shape (from its first line): -1 for tokens that sit
+    inside strings or when the tokens and the document's numbers disagree."""
+    try:
+        _, _, keys = _flatten(_json_decode(line))
+    except (msgspec.DecodeError, RecursionError):
+        return [-1] * len(real)
+    if sum(real) != len(keys):
+        return [-1] * len(real)
+    it = iter(keys)
+    return [next(it) if r else -1 for r in real]
+
+
+def _columns(tokens: list[list[bytes]], real: list[bool]) -> tuple[list[str], np.ndarray, dict[int, list[bytes]], dict[int, bytes]]:
+    """Token rows -> column kinds, the int64 matrix, raw texts of 'x' columns, int flags of 'm' columns.
+
+    Kinds: 'i' integers; 'dD' decimals held as value * 10**D; 'mD' the same with some cells written
+    as integers (flags mark them); 'x' anything else, kept as text."""
+    n, m = len(tokens), len(tokens[0])
+    t = np.array(tokens, dtype=bytes)
+    u = t.view(np.uint8).reshape(n, m, t.dtype.itemsize)
+    dot = (u == ord(".")).any(axis=2)
+    exp = ((u == ord("e")) | (u == ord("E"))).any(axis=2)
+    x = np.zeros((n, m), dtype=np.int64)
+    kinds = ["i"] * m
+    xtext: dict[int, list[bytes]] = {}
+    flags: dict[int, bytes] = {}
+    if u.shape[2] > 1:  # "007" and "-01" are not how a number prints: keep such columns as text
+        digit1 = (u[:, :, 1] >= ord("0")) & (u[:, :, 1] <= ord("9"))
+        lead0 = (u[:, :, 0] == ord("0")) & digit1
+        if u.shape[2] > 2:
+            lead0 |= (u[:, :, 0] == ord("-")) & (u[:, :, 1] == ord("0")) & (u[:, :, 2] >= ord("0")) & (u[:, :, 2] <= ord("9"))
+        exp |= lead0
+    col_exp = exp.any(axis=0) | ~np.asarray(real, dtype=bool)
+    col_dot_all = dot.all(axis=0)
+    col_dot_any = dot.any(axis=0)
+    ints = np.flatnonzero(~col_dot_any & ~col_exp)
+    if len(ints):
+        try:
+            x[:, ints] = t[:, ints].astype(np.int64)
+        except (OverflowError, ValueError):
+            for j in ints:
+                try:
+                    x[:, j] = t[:, j].astype(np.int64)
+                except (OverflowError, ValueError):
+                    kinds[j] = "x"
+    fl = np.flatnonzero(col_dot_any & ~col_exp)
+    if len(fl):
+        v = t[:, fl].astype(np.float64)
+        found = np.full(len(fl), -1)
+        for d in range(_MAX_DEC + 1):
+            p = 10.0**d
+            s = np.rint(v * p)
+            ok = (found < 0) & (np.abs(s) < 2**53).all(axis=0) & (s / p == v).all(axis=0)
+            found[ok] = d
+            if (found >= 0).all():
+                break
+        for jj, j in enumerate(fl):
+            d = int(found[jj])
+            if d < 0:
+                kinds[j] = "x"
+                continue
+            d = max(d, 1)
+            x[:, j] = np.rint(v[:, jj] * 10.0**d).astype(np.int64)
+            kinds[j] = f"d{d}" if col_dot_all[j] else f"m{d}"
+            if not col_dot_all[j]:
+                flags[int(j)] = np.packbits(~dot[:, j]).tobytes()
+    for j in np.flatnonzero(col_exp):
+        kinds[j] = "x"
+    for j, k in enumerate(kinds):
+        if k == "x":
+            xtext[int(j)] = t[:, j].tolist()
+            x[:, j] = 0
+    return kinds, x, xtext, flags
+
+
+def encode(lines: list[bytes]) -> bytes | None:
+    """Columnar form of the lines (to be zstd-compressed by the caller), or None when it does not
+    reproduce them byte for byte."""
+    if not lines:
+        return None
+    shapes: dict[bytes, tuple[list[bytes], list[int], list[list[bytes]]]] = {}
+    for i, line in enumerate(lines):
+        parts = _NUM.split(line.rstrip(b"\n"))
+        lits = parts[0::2]
+        key = b"\x00".join(lits)
+        g = shapes.get(key)
+        if g is None:
+            g = shapes[key] = (lits, [], [])
+        g[1].append(i)
+        g[2].append(parts[1::2])
+    if len(shapes) > max(4, len(lines) // 8):
+        return None  # the shape keeps changing: no columns to speak of
+    groups: list[_Group] = []
+    bodies: list[bytes] = []
+    for lits, rows, tokens in shapes.values():
+        m = len(lits) - 1
+        if m:
+            real = _real(lits)
+            kinds, x, xtext, flags = _columns(tokens, real)
+            keys = _index_keys(lines[rows[0]], lits, real)
+            spec, res = _choose(x, keys, kinds, hash(b"\x00".join(lits)))
+        else:
+            kinds, x, xtext, flags, spec, res = [], np.zeros((len(rows), 0), dtype=np.int64), {}, {}, [], \
+                np.zeros((len(rows), 0), dtype=np.int64)
+        widths, body = _pack(res)
+        groups.append(_Group(rows, lits, kinds, spec, widths, xtext, flags))
+        bodies.append(body)
+    head = msgspec.msgpack.encode(_Header(len(lines), groups))
+    blob = MAGIC + struct.pack("<I", len(head)) + head + b"".join(bodies)
+    try:
+        if decode(blob).lines() != [ln.rstrip(b"\n") for ln in lines]:
+            return None
+    except Exception:  # any doubt: keep the JSON lines
+        return None
+    return blob
+
+
+@dataclass
+class ColumnChunk:
+    n: int
+    groups: list[tuple[_Group, np.ndarray]]  # each group with its decoded number matrix
+
+    def lines(self, exact: bool = True) -> list:
+        """The reports, byte for byte; with exact=False, JSON that parses to the same values but
+        may carry extra spaces (faster: for decoding, not for storing)."""
+        out: list = [b""] * self.n
+        for g, x in self.groups:
+            for i, text in zip(g.rows, _render(g, x, exact=exact), strict=True):
+                out[i] = text
+        return out
+
+    def line(self, i: int) -> bytes:
+        for g, x in self.groups:
+            if i in g.rows:
+                k = g.rows.index(i)
+                return _render(g, x, slice(k, k + 1))[0]
+        raise IndexError(i)
+
+
+def is_columnar(blob: bytes) -> bool:
+    return blob[:4] == MAGIC
+
+
+def decode(blob: bytes) -> ColumnChunk:
+    if blob[:4] != MAGIC:
+        raise ValueError("not a columnar chunk")
+    (hl,) = struct.unpack_from("<I", blob, 4)
+    head = msgspec.msgpack.decode(blob[8:8 + hl], type=_Header)
+    off = 8 + hl
+    groups = []
+    for g in head.groups:
+        n = len(g.rows)
+        size = sum(g.widths) * n
+        res = _unpack(blob[off:off + size], g.widths, n)
+        off += size
+        groups.append((g, _unpredict(res, g.spec)))
+    if off != len(blob):
+        raise ValueError("columnar chunk has trailing bytes")
+    return ColumnChunk(head.n, groups)
