@@ -84,16 +84,21 @@ async def test_tabs_tree_help_and_hints() -> None:
         assert tabs.active == 1
         await pilot.press("1")
         tree = app.query_one(MemoryTree)
-        assert not tree.root.children[0].is_expanded
+        assert not tree.is_expanded("dev", 0) and len(tree.rows()) == 16
         await pilot.press("x")
-        assert all(n.is_expanded for n in tree.root.children)
+        assert all(tree.is_expanded("dev", d) for d in range(16)) and len(tree.rows()) == 16 * (1 + 2 * 6)
         await pilot.press("x")
-        assert not any(n.is_expanded for n in tree.root.children)
+        assert not any(tree.is_expanded("dev", d) for d in range(16))
         tree.focus()
-        tree.move_cursor(tree.root.children[0])
-        await pilot.press("enter")
+        await pilot.press("down", "enter")
         await pilot.pause()
-        assert tree.root.children[0].is_expanded
+        assert tree.is_expanded("dev", 1) and not tree.is_expanded("dev", 0)
+        text = tree.render().plain
+        assert "▼ ND 1 · " in text and "NC 2 · " in text and "NC 3 · " in text
+        await pilot.press("down", "enter", "down")
+        assert tree.is_expanded("core", 2) and "Tensors" in tree.render().plain
+        await pilot.click(MemoryTree, offset=(3, 1))  # the first row: ND 0
+        assert tree.is_expanded("dev", 0)
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
         await pilot.press("escape")

@@ -7,15 +7,14 @@ import numpy as np
 from rich.console import Group
 from rich.segment import Segment
 from rich.style import Style
-from rich.table import Table
 from rich.text import Text
+from textual.binding import Binding
 from textual.events import Click
 from textual.geometry import Region
 from textual.message import Message
 from textual.reactive import reactive
 from textual.strip import Strip
 from textual.widget import Widget
-from textual.widgets import Tree
 
 from ..core.hints import Hint
 from ..core.history import History
@@ -42,6 +41,14 @@ def _style(name: str) -> Style:
     return st
 
 
+def fit(segments: list[Segment], width: int) -> Strip:
+    """One line of exactly `width` cells; an ellipsis marks a cut (as Rich's overflow="ellipsis")."""
+    strip = Strip(segments)
+    if strip.cell_length > width:
+        return Strip.join([strip.crop(0, max(0, width - 1)), Strip([Segment("…")])])
+    return strip.adjust_cell_length(width)
+
+
 class Pane(Widget):
     """A bordered pane drawn with Textual's line API.
 
@@ -59,8 +66,20 @@ class Pane(Widget):
         self._width = -1
         self._stale = False
 
+    WAITING = "waiting…"
+
     def build(self):
-        return Text("")
+        """The pane as Rich text; panes with a segment fast path get it from their segments."""
+        lines = self.segment_lines(max(20, self.size.width - 4))
+        if lines is None:
+            return Text(self.WAITING, style="dim")
+        out = Text(no_wrap=True, overflow="ellipsis")
+        for k, line in enumerate(lines):
+            if k:
+                out.append("\n")
+            for seg in line:
+                out.append(seg.text, seg.style)
+        return out
 
     def render(self):  # what the pane shows, as a renderable (tests read it; drawing uses render_line)
         return self.build()
@@ -69,7 +88,14 @@ class Pane(Widget):
         self.sample = sample
         self.update_content()
 
+    def segment_lines(self, width: int) -> list[list[Segment]] | None:
+        """Lines as segments, for panes with a fast path (no Rich layout); None: use build()."""
+        return None
+
     def _make_strips(self, width: int) -> list[Strip]:
+        seg_lines = self.segment_lines(width)
+        if seg_lines is not None:
+            return [fit(line, width) for line in seg_lines]
         console = self.app.console
         r = self.build()
         if isinstance(r, Text) and r.no_wrap:
@@ -374,79 +400,149 @@ class MemoryPane(Pane):
         super().__init__(**kw)
         self.border_title = "Memory Usage Summary"
 
-    def build(self):
+    CELL = 27  # one device's bar and figures; wide panes put several devices on a line
+
+    def segment_lines(self, width: int) -> list[list[Segment]] | None:
         s = self.sample
         if s is None:
-            return Text("waiting…", style="dim")
+            return None
+        bold = _style("bold")
         hm = s.host_mem
-        out = Text(no_wrap=True, overflow="ellipsis")
-        out.append("Host   ", style="bold")
-        out.append(f"Total {human_bytes(sum(hm))}  Tensors {human_bytes(hm[3])}  Constants {human_bytes(hm[1])}  "
-                   f"DMA Buffers {human_bytes(hm[2])}  App. Memory {human_bytes(hm[0])}\n")
         tot = s.mem.sum(axis=0)
-        out.append("Device ", style="bold")
-        out.append(f"Total {human_bytes(tot.sum())}  " + "  ".join(
-            f"{lab} {human_bytes(tot[k])}" for k, lab in enumerate(MEM_LABELS)))
+        lines = [
+            [Segment("Host   ", bold), Segment(
+                f"Total {human_bytes(sum(hm))}  Tensors {human_bytes(hm[3])}  Constants {human_bytes(hm[1])}  "
+                f"DMA Buffers {human_bytes(hm[2])}  App. Memory {human_bytes(hm[0])}")],
+            [Segment("Device ", bold), Segment(f"Total {human_bytes(tot.sum())}  " + "  ".join(
+                f"{lab} {human_bytes(tot[k])}" for k, lab in enumerate(MEM_LABELS)))],
+        ]
         dm = s.device_mem()
         cap = s.hbm_capacity
-        width = max(8, self.size.width - 30)
+        cap_text = human_bytes(cap) if cap else "?"
+        per_line = max(1, width // self.CELL) if len(dm) > 1 else 1
+        cell = width // per_line
+        text_w = 2 + 2 * max(len(cap_text), 6)  # " 16.5GB/32.0GB"
+        bar_w = max(4, cell - 5 - text_w - 1)
+        line: list[Segment] = []
         for d, used in enumerate(dm):
-            out.append(f"\nND{d:<3}", style="bold")
+            if d % per_line == 0:
+                line = []
+                lines.append(line)
             frac = used / cap if cap else 0.0
-            out.append_text(bar(frac, width, level_style(frac * 100)))
-            out.append(f" {human_bytes(used)}/{human_bytes(cap) if cap else '?'}")
-        return out
+            text = f" {human_bytes(used)}/{cap_text}"
+            line.append(Segment(f"ND{d:<3}", bold))
+            line += bar_segments(frac, bar_w, _style(level_style(frac * 100)))
+            line.append(Segment(text.ljust(cell - 5 - bar_w)))
+        return lines
 
 
-class MemoryTree(Tree):
-    """Memory Usage Details: device > core > category, as neuron-top's tree (enter / x)."""
+class MemoryTree(Pane):
+    """Memory Usage Details: device > core > category, as neuron-top's tree (enter / x).
+
+    Drawn with the line API like the other panes: only the rows in view are labelled, and only
+    lines whose text changed are repainted (Textual's Tree widget repainted itself on every
+    label change and cost about as much as all the other panes together).
+    """
+
+    can_focus = True
+    BINDINGS = [
+        Binding("up", "cursor(-1)", show=False), Binding("down", "cursor(1)", show=False),
+        Binding("pageup", "cursor(-10)", show=False), Binding("pagedown", "cursor(10)", show=False),
+        Binding("home", "cursor(-1000000)", show=False), Binding("end", "cursor(1000000)", show=False),
+        Binding("enter", "toggle", show=False),
+    ]
 
     def __init__(self, **kw) -> None:
-        super().__init__("Memory Usage Details", **kw)
-        self.show_root = False
-        self._built_for: tuple[int, int] | None = None
+        super().__init__(**kw)
         self.border_title = "Memory Usage Details (enter: expand, x: all)"
+        self.expanded: set[tuple[str, int]] = set()  # ("dev", d) and ("core", i)
+        self.cursor = 0
+        self.top = 0
+        self._shape: tuple[int, int] | None = None
 
-    def set_sample(self, s: Sample) -> None:
-        shape = (s.n_devices, s.cores_per_device)
-        if self._built_for == shape and not on_screen(self):
-            return
-        if self._built_for != shape:
-            self.clear()
-            for d in range(s.n_devices):
-                dn = self.root.add(f"ND {d}", data=("dev", d))
-                for c in range(s.cores_per_device):
-                    cn = dn.add(f"NC {d * s.cores_per_device + c}", data=("core", d * s.cores_per_device + c))
-                    for k, lab in enumerate(MEM_LABELS):
-                        cn.add_leaf(lab, data=("cat", d * s.cores_per_device + c, k))
-            self._built_for = shape
+    def set_sample(self, sample: Sample | None) -> None:
+        if sample is not None and (sample.n_devices, sample.cores_per_device) != self._shape:
+            self._shape = (sample.n_devices, sample.cores_per_device)
+            self.expanded.clear()
+            self.cursor = self.top = 0
+        super().set_sample(sample)
+
+    def rows(self) -> list[tuple[str, int, int]]:
+        """Visible rows as (kind, id, depth): kind dev / core / cat; a cat's id is core * 5 + category."""
+        s = self.sample
+        if s is None:
+            return []
         cpd = max(1, s.cores_per_device)
-        for dn in self.root.children:
-            _, d = dn.data
-            used = int(s.mem[d * cpd:(d + 1) * cpd].sum())
-            self._label(dn, f"ND {d} · {human_bytes(used)}")
-            if not dn.is_expanded:
-                continue
-            for cn in dn.children:
-                _, i = cn.data
-                self._label(cn, f"NC {i} · {human_bytes(int(s.mem[i].sum()))}")
-                if cn.is_expanded:
-                    for leaf in cn.children:
-                        _, i2, k = leaf.data
-                        self._label(leaf, f"{MEM_LABELS[k]:<17}{human_bytes(int(s.mem[i2, k]))}")
+        out: list[tuple[str, int, int]] = []
+        for d in range(s.n_devices):
+            out.append(("dev", d, 0))
+            if ("dev", d) in self.expanded:
+                for i in range(d * cpd, (d + 1) * cpd):
+                    out.append(("core", i, 1))
+                    if ("core", i) in self.expanded:
+                        out.extend(("cat", i * len(MEM_LABELS) + k, 2) for k in range(len(MEM_LABELS)))
+        return out
 
-    def _label(self, node, text: str) -> None:
-        # set_label repaints the tree; skip it when the text (sizes to 0.1 unit) did not change.
-        if str(node.label) != text:
-            node.set_label(text)
+    def is_expanded(self, kind: str, ident: int) -> bool:
+        return (kind, ident) in self.expanded
+
+    def _label(self, kind: str, ident: int) -> str:
+        s = self.sample
+        assert s is not None
+        cpd = max(1, s.cores_per_device)
+        if kind == "dev":
+            return f"ND {ident} · {human_bytes(int(s.mem[ident * cpd:(ident + 1) * cpd].sum()))}"
+        if kind == "core":
+            return f"NC {ident} · {human_bytes(int(s.mem[ident].sum()))}"
+        i, k = divmod(ident, len(MEM_LABELS))
+        return f"{MEM_LABELS[k]:<17}{human_bytes(int(s.mem[i, k]))}"
+
+    def build(self):
+        rows = self.rows()
+        if not rows:
+            return Text("waiting…", style="dim")
+        h = max(1, self.content_region.height)
+        self.cursor = min(max(0, self.cursor), len(rows) - 1)
+        self.top = min(max(self.top, self.cursor - h + 1), self.cursor, max(0, len(rows) - h))
+        out = Text(no_wrap=True, overflow="ellipsis")
+        for y, (kind, ident, depth) in enumerate(rows[self.top:self.top + h]):
+            if y:
+                out.append("\n")
+            mark = "  " if kind == "cat" else ("▼ " if (kind, ident) in self.expanded else "▶ ")
+            style = "reverse" if self.top + y == self.cursor and self.has_focus else ""
+            out.append("  " * depth + mark + self._label(kind, ident), style=style)
+        return out
+
+    def action_cursor(self, delta: int) -> None:
+        self.cursor += delta
+        self.update_content()
+
+    def action_toggle(self) -> None:
+        rows = self.rows()
+        if 0 <= self.cursor < len(rows) and rows[self.cursor][0] != "cat":
+            key = rows[self.cursor][:2]
+            self.expanded.symmetric_difference_update({key})
+            self.update_content()
+
+    def on_click(self, event: Click) -> None:
+        self.cursor = self.top + event.y - 1  # the first content row is below the border
+        self.action_toggle()
+
+    def on_focus(self) -> None:
+        self.update_content()
+
+    def on_blur(self) -> None:
+        self.update_content()
 
     def toggle_all(self) -> None:
-        expand = not any(n.is_expanded for n in self.root.children)
-        for n in self.root.children:
-            if expand:
-                n.expand_all()
-            else:
-                n.collapse_all()
+        s = self.sample
+        if s is None:
+            return
+        if any(k == "dev" for k, _ in self.expanded):
+            self.expanded.clear()
+        else:
+            self.expanded = {("dev", d) for d in range(s.n_devices)} | {("core", i) for i in range(s.n_cores)}
+        self.update_content()
 
 
 class InterconnectPane(Pane):
@@ -454,45 +550,47 @@ class InterconnectPane(Pane):
         super().__init__(**kw)
         self.border_title = "Interconnect (NeuronLink, collectives, EFA)"
 
-    def build(self):
+    def segment_lines(self, width: int) -> list[list[Segment]] | None:
         s = self.sample
         if s is None:
-            return Text("waiting…", style="dim")
+            return None
+        dim, bold = _style("dim"), _style("bold")
         if s.link_rate is None and not s.collectives:
-            return Text("no link or collective data: plain neuron-monitor reports do not carry it", style="dim")
-        parts = []
+            return [[Segment("no link or collective data: plain neuron-monitor reports do not carry it", dim)]]
+        lines: list[list[Segment]] = []
         if s.link_pairs and s.link_rate is not None and len(s.link_rate):
             rate = s.link_rate
             bw = s.link_bw or 1.0
-            t = Text(no_wrap=True, overflow="ellipsis")
-            t.append(f"NeuronLink {len(s.link_pairs)} links, {human_rate(bw)} each · "
-                     f"mean {rate.mean() / bw * 100:.1f}% · max {rate.max() / bw * 100:.1f}%\n", style="bold")
-            w = max(20, self.size.width - 2)
-            per = 16
-            cols = max(1, w // per)
-            for k, ((a, b), r) in enumerate(zip(s.link_pairs, rate, strict=False)):
+            lines.append([Segment(f"NeuronLink {len(s.link_pairs)} links, {human_rate(bw)} each · "
+                                  f"mean {rate.mean() / bw * 100:.1f}% · max {rate.max() / bw * 100:.1f}%", bold)])
+            cols = max(1, max(20, width) // 16)
+            line: list[Segment] = []
+            for k, ((a, b), r) in enumerate(zip(s.link_pairs, rate.tolist(), strict=False)):
+                if k % cols == 0:
+                    line = []
+                    lines.append(line)
                 frac = r / bw
-                t.append(f"{a:>2}-{b:<2}", style="dim")
-                t.append_text(bar(frac, 5, level_style(frac * 100)))
-                t.append(f"{frac * 100:3.0f}% ")
-                if (k + 1) % cols == 0 and k + 1 < len(s.link_pairs):
-                    t.append("\n")
-            parts.append(t)
+                line.append(Segment(f"{a:>2}-{b:<2}", dim))
+                line += bar_segments(frac, 5, _style(level_style(frac * 100)))
+                line.append(Segment(f"{frac * 100:3.0f}% "))
         elif s.n_devices <= 1:
-            parts.append(Text("single device: no NeuronLink links", style="dim"))
+            lines.append([Segment("single device: no NeuronLink links", dim)])
         if s.collectives:
-            tab = Table(box=None, pad_edge=False, expand=False, show_edge=False, header_style="bold")
-            for col in ("collective", "op", "size", "calls/step", "algbw", "busbw", "exposed"):
-                tab.add_column(col, justify="right" if col not in ("collective", "op") else "left")
-            for c in s.collectives:
-                tab.add_row(c.name, c.op, human_bytes(c.bytes), str(c.calls_per_step or c.count),
-                            human_rate(c.algbw_bytes_per_s),
-                            human_rate(c.busbw_bytes_per_s), f"{c.exposed_s / max(s.period_s, 1e-9) * 100:.0f}%")
-            parts.append(tab)
+            head = ("collective", "op", "size", "calls/step", "algbw", "busbw", "exposed")
+            rows = [(c.name, c.op, human_bytes(c.bytes), str(c.calls_per_step or c.count),
+                     human_rate(c.algbw_bytes_per_s), human_rate(c.busbw_bytes_per_s),
+                     f"{c.exposed_s / max(s.period_s, 1e-9) * 100:.0f}%") for c in s.collectives]
+            widths = [max(len(r[i]) for r in (head, *rows)) for i in range(len(head))]
+
+            def cells(r: tuple[str, ...]) -> str:
+                return " ".join(v.ljust(w) if i < 2 else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths,
+                                                                                                     strict=True)))
+            lines.append([Segment(cells(head), bold)])
+            lines += [[Segment(cells(r))] for r in rows]
         if s.efa_rate is not None:
             frac = s.efa_rate / s.efa_bw if s.efa_bw else 0.0
-            parts.append(Text(f"EFA {human_rate(s.efa_rate)} of {human_rate(s.efa_bw)} ({frac * 100:.1f}%)"))
-        return Group(*parts)
+            lines.append([Segment(f"EFA {human_rate(s.efa_rate)} of {human_rate(s.efa_bw)} ({frac * 100:.1f}%)")])
+        return lines
 
 
 class HintsPane(Pane):
@@ -507,7 +605,9 @@ class HintsPane(Pane):
     def set_hints(self, hints: list[Hint], util: float, threshold: float) -> None:
         key = (tuple(h.cause for h in hints), util >= threshold, self.content_region.width)
         self.hints, self.util, self.threshold = hints, util, threshold
-        self.border_title = f"Hints (threshold {threshold:.0f} %)"
+        title = f"Hints (threshold {threshold:.0f} %)"
+        if self.border_title != title:  # setting it repaints the whole pane, even to the same text
+            self.border_title = title
         self._key = key
         self.update_content()
 
