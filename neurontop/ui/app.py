@@ -213,7 +213,7 @@ class NeuronTopApp(App):
             if st.state == "record_error":
                 self.header.recording = ""
         self.header.state = self.state
-        self.header.refresh()
+        self.header.update_content()
 
     def on_sample_received(self, msg: SampleReceived) -> None:
         self._ingest(msg.sample)
@@ -273,7 +273,7 @@ class NeuronTopApp(App):
         self.header.sample = s
         self.header.state = self.state
         self._self_usage()
-        self.header.refresh()
+        self.header.update_content()
         if self.replay:
             tl = self.query_one(TimelineBar)
             tl.pos, tl.duration, tl.speed = self.replay.position, self.replay.duration, self.replay.speed
@@ -296,7 +296,7 @@ class NeuronTopApp(App):
             self.header.self_rss = self.proc.memory_info().rss
         except psutil.Error:
             return
-        self.header.refresh()
+        self.header.update_content()
 
     # -- replay ----------------------------------------------------------------------------------
     def _replay_tick(self) -> None:
@@ -359,7 +359,7 @@ class NeuronTopApp(App):
         self.paused = not self.paused
         self.state = "PAUSED" if self.paused else ("LIVE" if self.state.startswith("PAUSED") else self.state)
         self.header.state = self.state
-        self.header.refresh()
+        self.header.update_content()
         if not self.paused:
             self.dirty = True
             self._render_if_dirty()
@@ -386,7 +386,7 @@ class NeuronTopApp(App):
         self._display_timer.stop()
         self._display_timer = self.set_interval(self.refresh_s, self._render_if_dirty)
         self.header.note = f"refresh every {self.refresh_s:g} s"
-        self.header.refresh()
+        self.header.update_content()
 
     def action_device(self, delta: int) -> None:
         self.grid.move(delta)
@@ -404,7 +404,7 @@ class NeuronTopApp(App):
     def action_record(self) -> None:
         if self.replay is not None or self.recorder_factory is None:
             self.header.note = "recording is available in live mode"
-            self.header.refresh()
+            self.header.update_content()
             return
         if self.recorder is not None:
             rec, self.recorder = self.recorder, None
@@ -417,7 +417,7 @@ class NeuronTopApp(App):
                 self.header.recording = self.recorder.path
             except Exception as exc:  # unwritable folder, full disk: say so, keep the live view
                 self.header.note = f"cannot record: {exc}"
-        self.header.refresh()
+        self.header.update_content()
 
     def action_replay_pause(self) -> None:
         if self.replay:
@@ -457,7 +457,7 @@ class NeuronTopApp(App):
                     t = parse_jump(text, self.replay.position)
                 except ValueError:
                     self.header.note = f"not a time: {text!r} (try 90, 1:30, +10s, -2m)"
-                    self.header.refresh()
+                    self.header.update_content()
                     return
                 self.replay.seek(self.replay.t0 + t)
                 self._replay_reload()

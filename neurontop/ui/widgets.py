@@ -4,7 +4,6 @@ re-renders only when its data changed (Textual's cost grows with the number of w
 from __future__ import annotations
 
 import numpy as np
-from rich.console import Group
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
@@ -145,7 +144,9 @@ class Pane(Widget):
         return self._strips[y] if 0 <= y < len(self._strips) else Strip.blank(max(0, self._width))
 
 
-class HeaderBar(Widget):
+class HeaderBar(Pane):
+    """Two lines: what is shown and its state; training figures and neuron-top's own usage."""
+
     DEFAULT_CSS = "HeaderBar { height: 2; }"
 
     def __init__(self, **kw) -> None:
@@ -159,7 +160,7 @@ class HeaderBar(Widget):
         self.note = ""
         self.show_self = True
 
-    def render(self) -> Group:
+    def build(self) -> Text:
         s = self.sample
         t = Text(no_wrap=True, overflow="ellipsis")
         t.append(" neuron-top ", style="bold reverse")
@@ -192,7 +193,7 @@ class HeaderBar(Widget):
             t.append(f" · {self.note}", style="yellow")
         if self.show_self:
             t.append(f"   self CPU {self.self_cpu:.1f}% RSS {self.self_rss / 2**20:.0f} MiB", style="dim")
-        return Group(line1, t)
+        return Text("\n", no_wrap=True, overflow="ellipsis").join([line1, t])
 
 
 class CoreGrid(Pane):
