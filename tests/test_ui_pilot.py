@@ -236,3 +236,11 @@ async def test_garbage_in_the_stream_is_skipped_and_reported() -> None:
         assert app.bad_lines == 2 and "2 bad report(s) skipped" in app.header.note
         assert app.latest is not None and app.is_running
         assert len(app.history.rings["util_avg"]) == 4
+
+
+def test_sparkline_levels_gaps_and_padding() -> None:
+    from neurontop.ui.render import sparkline
+
+    assert sparkline(np.array([0.0, 50.0, 100.0, np.nan, 200.0]), 5, 0.0, 100.0) == " ▄█ █"
+    assert sparkline(np.array([1.0, 2.0]), 4) == "  ▄█"  # scaled to its own maximum, right-aligned
+    assert sparkline(np.array([]), 3) == "   "

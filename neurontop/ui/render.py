@@ -10,6 +10,7 @@ from rich.style import Style
 from rich.text import Text
 
 SPARK = " ▁▂▃▄▅▆▇█"
+_SPARK_CHARS = np.array(list(SPARK))
 EIGHTHS = " ▏▎▍▌▋▊▉█"
 
 
@@ -54,18 +55,15 @@ def bar_segments(frac: float, width: int, style: Style) -> list[Segment]:
 
 
 def sparkline(values: np.ndarray, width: int, lo: float = 0.0, hi: float | None = None) -> str:
-    v = values[-width:] if width > 0 else values[:0]
+    v = np.asarray(values[-width:] if width > 0 else values[:0], dtype=float)
     if len(v) == 0:
         return " " * max(0, width)
-    top = hi if hi is not None else (np.nanmax(v) if np.isfinite(v).any() else 1.0)
+    finite = np.isfinite(v)
+    top = hi if hi is not None else (float(np.nanmax(v)) if finite.any() else 1.0)
     top = top if top and top > lo else lo + 1.0
-    out = []
-    for x in v:
-        if not math.isfinite(x):
-            out.append(" ")
-        else:
-            out.append(SPARK[int(round(min(1.0, max(0.0, (x - lo) / (top - lo))) * 8))])
-    return "".join(out).rjust(width)
+    level = np.rint(np.clip((np.where(finite, v, lo) - lo) / (top - lo), 0.0, 1.0) * 8).astype(int)
+    level[~finite] = 0
+    return "".join(_SPARK_CHARS[level].tolist()).rjust(width)
 
 
 def human_bytes(n: float) -> str:

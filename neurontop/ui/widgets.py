@@ -614,10 +614,13 @@ class HintsPane(Pane):
 
     def build(self):
         if not self.hints:
-            ok = self.util >= self.threshold
-            return Text(f"{'✓' if ok else '…'} utilisation {self.util:.1f} % "
-                        f"{'≥' if ok else '<'} {self.threshold:.0f} %" + ("" if ok else " (confirming for a few seconds)"),
-                        style="green" if ok else "yellow")
+            if self.util >= self.threshold:
+                # No live number here: the grid's title has it, and a line that changes every
+                # frame at the bottom of the screen makes Textual repaint everything in between.
+                return Text(f"✓ average utilisation ≥ {self.threshold:.0f} %: no bottleneck to explain",
+                            style="green")
+            return Text(f"… utilisation {self.util:.1f} % < {self.threshold:.0f} % (confirming for a few seconds)",
+                        style="yellow")
         out = Text()
         for k, h in enumerate(self.hints[:3]):
             if k:
