@@ -225,7 +225,7 @@ def _pack(res: np.ndarray) -> tuple[list[int], bytes]:
 
 def _unpack(body: bytes, widths: list[int], n: int) -> np.ndarray:
     w_arr = np.asarray(widths)
-    z = np.zeros((n, len(widths)), dtype=np.uint64)
+    z = np.zeros((len(widths), n), dtype=np.uint64)  # column-major: each column contiguous
     off = 0
     for w in (1, 2, 4, 8):
         cols = np.flatnonzero(w_arr == w)
@@ -233,9 +233,9 @@ def _unpack(body: bytes, widths: list[int], n: int) -> np.ndarray:
             size = len(cols) * n * w
             a = np.frombuffer(body, dtype=np.uint8, count=size, offset=off).reshape(len(cols), w, n)
             off += size
-            v = a.transpose(0, 2, 1).copy().view(f"<u{w}").reshape(len(cols), n)
-            z[:, cols] = v.T
-    return ((z >> np.uint64(1)).view(np.int64)) ^ (-(z & np.uint64(1)).view(np.int64))
+            z[cols] = a.transpose(0, 2, 1).copy().view(f"<u{w}").reshape(len(cols), n)
+    res = ((z >> np.uint64(1)).view(np.int64)) ^ (-(z & np.uint64(1)).view(np.int64))
+    return res.T  # [rows, columns], a view
 
 
 # -- text ------------------------------------------------------------------------------------------
@@ -281,7 +281,7 @@ def _render(g: _Group, x: np.ndarray, rows: slice | None = None, exact: bool = T
     # are formatted once and become part of the literal text.
     const = (x == x[:1]).all(axis=0) if n > 1 else np.ones(m, dtype=bool)
     for j, v in xtext.items():
-        const[j] = const[j] and all(t == v[0] for t in v)
+        const[j] = const[j] and v.count(v[0]) == len(v)
     for j, f in flags.items():
         const[j] = const[j] and bool((f == f[0]).all())
     fixed = [j for j in range(m) if const[j]]

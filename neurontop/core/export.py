@@ -166,6 +166,9 @@ class CsvExporter:
         self._bin: list[tuple[float, float | None, int, list[float | None]]] = []
         self._bin_index: int | None = None
         self._template: str | None = None
+        self._groups: set[str] | None = None
+        self._hbm_rate = False
+        self._has_nan = False  # the last fast row holds NaN for missing values
 
     def _hints(self, s: Sample) -> set[str]:
         if self.hintmon is None:
@@ -185,6 +188,7 @@ class CsvExporter:
             self._header()
         ts = s.timestamp if s.timestamp is not None else (self.start_unix + rel if self.start_unix is not None else None)
         step = s.training.step if s.training is not None else s.seq
+        self._has_nan = False
         vals = self._fast_values(s, hints)
         if vals is None:
             vals = row_values(s, self.cols, hints)
@@ -199,8 +203,13 @@ class CsvExporter:
 
     def _fast_values(self, s: Sample, hints: set[str]) -> list[float | None] | None:
         """The row as one numpy concatenation (the per-cell path costs ~10x more), or None when this
-        sample's shape differs from the first one's and the careful per-column path must run."""
-        groups = {c.group for c in self.cols or ()}
+        sample's shape differs from the first one's and the careful per-column path must run.
+        Missing values are NaN here (the writer turns them into empty cells)."""
+        cols = self.cols or []
+        if self._groups is None:
+            self._groups = {c.group for c in cols}
+            self._hbm_rate = any(c.group == "hbm" and c.core is not None for c in cols)
+        groups = self._groups
         parts: list[np.ndarray] = []
         try:
             if "util" in groups:
@@ -211,7 +220,7 @@ class CsvExporter:
                 parts.append(s.engines.ravel() * 100)
             if "hbm" in groups:
                 parts.append(s.device_mem().astype(float))
-                if any(c.group == "hbm" and c.core is not None for c in self.cols):
+                if self._hbm_rate:
                     parts.append(s.hbm_rate)
             if "links" in groups:
                 parts.append(np.asarray(s.link_rate, dtype=float))
@@ -228,12 +237,16 @@ class CsvExporter:
             row = np.concatenate(parts).astype(float)
         except (AttributeError, TypeError, ValueError):
             return None
-        if len(row) != len(self.cols):
+        if len(row) != len(cols):
             return None
-        vals = row.tolist()
-        if not np.isfinite(row).all():
-            vals = [v if math.isfinite(v) else None for v in vals]
-        return vals
+        finite = np.isfinite(row)
+        if finite.all():
+            return row.tolist()
+        row[~finite] = np.nan
+        if self.every:  # the binning averages skip None
+            return [None if ok is False else v for v, ok in zip(row.tolist(), finite.tolist(), strict=True)]
+        self._has_nan = True
+        return row.tolist()
 
     def _flush_bin(self) -> None:
         if not self._bin or self._bin_index is None:
@@ -276,9 +289,11 @@ class CsvExporter:
             if self._template is None:
                 self._template = ",".join("{:.0f}" if c.decimals == 0 else f"{{:.{c.decimals}f}}"
                                           for c in self.cols) + "\n"
-            if None in vals:
+            if self._has_nan:
+                line = _EMPTY_NAN.sub("", self._template.format(*vals))  # a missing value is an empty cell
+            elif None in vals:
                 line = self._template.format(*(_NAN if v is None else v for v in vals))
-                line = _EMPTY_NAN.sub("", line)  # a missing value is an empty cell
+                line = _EMPTY_NAN.sub("", line)
             else:
                 line = self._template.format(*vals)
             self.out.write(head + line)

@@ -108,7 +108,7 @@ def stats(ws: Sequence[Sample]) -> WindowStats:
     same = [s for s in ws if s.n_cores == n]
     U = np.stack([s.util for s in same])  # [samples, cores]: one array op per figure, not one per sample
     core_util = U.mean(axis=0)
-    M = np.stack([s.mem.sum(axis=1) for s in same])
+    M = np.stack([s.mem_per_core for s in same])
     mem = M.mean(axis=0)
     allocated = (mem >= ALLOCATED_BYTES) | (core_util >= 1.0)
     has_flops = all(s.flops is not None for s in same)
@@ -126,13 +126,13 @@ def stats(ws: Sequence[Sample]) -> WindowStats:
             hbm_frac = _busy_mean(np.stack([s.hbm_rate for s in ext]), busy) / bw
         tensor = _busy_mean(np.stack([s.engines[0] for s in ext]), busy)
         span = sum(s.period_s for s in ext)
-        comm = sum(sum(c.exposed_s for c in s.collectives) for s in ext) / span if span else 0.0
+        comm = sum(s.exposed_comm_s for s in ext) / span if span else 0.0
         inp = [s.input.wait_frac for s in ext if s.input is not None]
         wait = float(np.mean(inp)) if inp else None
-        bus = [max((c.busbw_bytes_per_s for c in s.collectives), default=0.0) for s in ext]
+        bus = [s.busbw_max for s in ext]
         if last.link_bw and any(bus):
             busbw = float(np.mean(bus)) / last.link_bw
-        lr = [s.link_rate.mean() for s in ext if s.link_rate is not None and len(s.link_rate)]
+        lr = [s.link_mean for s in ext if s.link_mean is not None]
         if lr and last.link_bw:
             linkf = float(np.mean(lr)) / last.link_bw
     cap = last.hbm_capacity

@@ -8,6 +8,7 @@ neuron-monitor's per-window fields.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import msgspec
 import numpy as np
@@ -81,9 +82,28 @@ class Sample:
     def avg_util(self) -> float:
         return float(self.util.mean()) if len(self.util) else 0.0
 
+    # Per-sample figures the hint window reads at every evaluation: computed once per sample
+    # (cached_property writes the instance dict directly, which a frozen dataclass allows).
+    @cached_property
+    def mem_per_core(self) -> np.ndarray:
+        """[cores] bytes used on each core."""
+        return self.mem.sum(axis=1)
+
+    @cached_property
+    def exposed_comm_s(self) -> float:
+        return float(sum(c.exposed_s for c in self.collectives))
+
+    @cached_property
+    def busbw_max(self) -> float:
+        return float(max((c.busbw_bytes_per_s for c in self.collectives), default=0.0))
+
+    @cached_property
+    def link_mean(self) -> float | None:
+        return float(self.link_rate.mean()) if self.link_rate is not None and len(self.link_rate) else None
+
     def device_mem(self) -> np.ndarray:
         """[devices] bytes used on each device."""
-        per_core = self.mem.sum(axis=1)
+        per_core = self.mem_per_core
         return per_core.reshape(self.n_devices, -1).sum(axis=1) if self.n_devices else per_core
 
 
