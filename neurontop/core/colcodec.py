@@ -29,6 +29,7 @@ _json_decode = msgspec.json.Decoder().decode
 _json_encode = msgspec.json.encode
 _MAX_DEC = 17  # decimals a float may need (a shortest repr of a double has at most 17 digits)
 _LIMIT = 2**62  # scaled values must stay far from int64 overflow
+_RENDER_ROWS = 150  # lines rendered to text at a time
 
 
 def _flatten(doc) -> tuple[list[bytes], list, list[int]]:
@@ -190,14 +191,17 @@ def _choose(x: np.ndarray, keys: list[int], kinds: list[str], shape: int | None 
 
 def _unpredict(res: np.ndarray, spec: list[list]) -> np.ndarray:
     x = np.empty_like(res)
-    for j, (m_, _r, _k) in enumerate(spec):
-        if m_ == RAW:
-            x[:, j] = res[:, j]
-        elif m_ == DELTA:
-            x[:, j] = np.cumsum(res[:, j])
-        elif m_ == DELTA2:
-            x[:, j] = np.cumsum(np.cumsum(res[:, j]))
-    for j, (m_, r, k) in enumerate(spec):
+    modes = np.array([m_ for m_, _r, _k in spec], dtype=np.int64)
+    # the base modes for all their columns at once (a seek decodes a whole chunk: keep it cheap)
+    for m_, depth in ((RAW, 0), (DELTA, 1), (DELTA2, 2)):
+        cols = np.flatnonzero(modes == m_)
+        if len(cols):
+            v = res[:, cols]
+            for _ in range(depth):
+                v = np.cumsum(v, axis=0)
+            x[:, cols] = v
+    for j in np.flatnonzero(modes >= REF).tolist():
+        m_, r, k = spec[j]
         if m_ == REF:
             x[:, j] = res[:, j] + _predict(k, x[:, r])
         elif m_ == REF_D:
@@ -267,16 +271,21 @@ def _cells(x: np.ndarray, kinds: list[str], xtext: dict[int, list[bytes]], flags
     return out
 
 
-def _render(g: _Group, x: np.ndarray, rows: slice | None = None, exact: bool = True) -> list:
-    n = len(g.rows)
-    flags = {j: np.unpackbits(np.frombuffer(f, dtype=np.uint8), count=n).astype(bool) for j, f in g.flags.items()}
-    xtext = g.xtext
+def _render(g: _Group, x: np.ndarray, xtext: dict[int, list[bytes]], flags: dict[int, np.ndarray],
+            rows: slice | None = None, exact: bool = True) -> list:
     if rows is not None:
         x = x[rows]
         flags = {j: f[rows] for j, f in flags.items()}
         xtext = {j: v[rows] for j, v in xtext.items()}
     n = len(x)
     m = len(g.kinds)
+    if n == 1:  # one line (a seek): no folding, one concatenation
+        cells = _cells(x, g.kinds, xtext, flags, list(range(m)))
+        one: list[np.ndarray] = []
+        for j in range(m):
+            one += (np.frombuffer(g.lits[j], dtype=np.uint8)[None, :], cells[j])
+        one.append(np.frombuffer(g.lits[-1], dtype=np.uint8)[None, :])
+        return [numtext.join(one)]
     # Columns that do not change in this chunk (most of a report: keys, capacities, categories)
     # are formatted once and become part of the literal text.
     const = (x == x[:1]).all(axis=0) if n > 1 else np.ones(m, dtype=bool)
@@ -321,7 +330,7 @@ class _Group(msgspec.Struct, array_like=True):
     kinds: list[str]
     spec: list[list]
     widths: list[int]
-    xtext: dict[int, list[bytes]]
+    xtext: dict[int, bytes]  # a text column's cells joined by NUL (which JSON text never holds)
     flags: dict[int, bytes]
 
 
@@ -444,7 +453,7 @@ def encode(lines: list[bytes]) -> bytes | None:
             kinds, x, xtext, flags, spec, res = [], np.zeros((len(rows), 0), dtype=np.int64), {}, {}, [], \
                 np.zeros((len(rows), 0), dtype=np.int64)
         widths, body = _pack(res)
-        groups.append(_Group(rows, lits, kinds, spec, widths, xtext, flags))
+        groups.append(_Group(rows, lits, kinds, spec, widths, {j: b"\x00".join(v) for j, v in xtext.items()}, flags))
         bodies.append(body)
     head = msgspec.msgpack.encode(_Header(len(lines), groups))
     blob = MAGIC + struct.pack("<I", len(head)) + head + b"".join(bodies)
@@ -459,22 +468,26 @@ def encode(lines: list[bytes]) -> bytes | None:
 @dataclass
 class ColumnChunk:
     n: int
-    groups: list[tuple[_Group, np.ndarray]]  # each group with its decoded number matrix
+    # each group with its decoded number matrix, text columns split into cells, flags as booleans
+    groups: list[tuple[_Group, np.ndarray, dict[int, list[bytes]], dict[int, np.ndarray]]]
 
     def lines(self, exact: bool = True) -> list:
         """The reports, byte for byte; with exact=False, JSON that parses to the same values but
         may carry extra spaces (faster: for decoding, not for storing)."""
         out: list = [b""] * self.n
-        for g, x in self.groups:
-            for i, text in zip(g.rows, _render(g, x, exact=exact), strict=True):
+        for g, x, xt, fl in self.groups:
+            texts: list = []
+            for a in range(0, len(g.rows), _RENDER_ROWS):  # in slices: bounded temporary arrays
+                texts += _render(g, x, xt, fl, slice(a, a + _RENDER_ROWS), exact=exact)
+            for i, text in zip(g.rows, texts, strict=True):
                 out[i] = text
         return out
 
     def line(self, i: int) -> bytes:
-        for g, x in self.groups:
+        for g, x, xt, fl in self.groups:
             if i in g.rows:
                 k = g.rows.index(i)
-                return _render(g, x, slice(k, k + 1))[0]
+                return _render(g, x, xt, fl, slice(k, k + 1))[0]
         raise IndexError(i)
 
 
@@ -494,7 +507,11 @@ def decode(blob: bytes) -> ColumnChunk:
         size = sum(g.widths) * n
         res = _unpack(blob[off:off + size], g.widths, n)
         off += size
-        groups.append((g, _unpredict(res, g.spec)))
+        xt = {j: v.split(b"\x00") for j, v in g.xtext.items()}
+        fl = {j: np.unpackbits(np.frombuffer(f, dtype=np.uint8), count=n).astype(bool) for j, f in g.flags.items()}
+        if any(len(v) != n for v in xt.values()):
+            raise ValueError("columnar chunk: a text column has the wrong number of cells")
+        groups.append((g, _unpredict(res, g.spec), xt, fl))
     if off != len(blob):
         raise ValueError("columnar chunk has trailing bytes")
     return ColumnChunk(head.n, groups)
