@@ -39,16 +39,30 @@ def make_profile(path: str, preset: str, period: float, count: int, seed: int = 
     return time.perf_counter() - t0
 
 
+_LAUNCH = """
+import os, sys
+t0 = os.times().elapsed
+pid = os.fork()
+if pid == 0:
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # stdout carries only the launcher's figures
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+    os.execvp(sys.argv[1], sys.argv[1:])
+_, status, ru = os.wait4(pid, 0)
+print(os.waitstatus_to_exitcode(status), os.times().elapsed - t0, ru.ru_maxrss)
+"""
+
+
 def _run_measured(args: list[str]) -> tuple[float, float]:
-    """(wall seconds, peak RSS MiB) of a child process, from wait4's rusage."""
-    t0 = time.perf_counter()
-    p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _, status, ru = os.wait4(p.pid, 0)
-    wall = time.perf_counter() - t0
-    p.returncode = os.waitstatus_to_exitcode(status)
-    if p.returncode != 0:
-        raise RuntimeError(f"{args[:3]} exited {p.returncode}")
-    return wall, ru.ru_maxrss / 1024
+    """(wall seconds, peak RSS MiB) of a command, from wait4's rusage.
+
+    A small launcher forks it: a child forked straight from this (large) process would report
+    this process's memory as its own peak (Linux keeps the pre-exec high-water mark).
+    """
+    out = subprocess.run([sys.executable, "-c", _LAUNCH, *args], capture_output=True, text=True)
+    code, wall, rss_kib = out.stdout.split()
+    if int(code) != 0:
+        raise RuntimeError(f"{args[:3]} exited {code}: {out.stderr.strip()[-300:]}")
+    return float(wall), int(rss_kib) / 1024
 
 
 def _ensure(mod: str, install: bool = True):
