@@ -128,10 +128,10 @@ def _residuals(x: np.ndarray, spec: list[list]) -> np.ndarray:
 
 # The references found for a shape, reused by the next chunks of that shape (finding them is most of
 # the encoder's time; the residuals stay exact whatever the references are, only their size varies).
-_SPEC_CACHE: dict[tuple[int, tuple[str, ...]], list[list]] = {}
+_SPEC_CACHE: dict[tuple[bytes, tuple[str, ...]], list[list]] = {}
 
 
-def _choose(x: np.ndarray, keys: list[int], kinds: list[str], shape: int | None = None
+def _choose(x: np.ndarray, keys: list[int], kinds: list[str], shape: bytes | None = None
             ) -> tuple[list[list], np.ndarray]:
     """Per column: [mode, ref, k]; and the residual matrix."""
     n, m = x.shape
@@ -428,6 +428,13 @@ def encode(lines: list[bytes]) -> bytes | None:
     reproduce them byte for byte."""
     if not lines:
         return None
+    try:
+        return _encode(lines)
+    except Exception:  # data the encoder did not foresee: the caller keeps the JSON lines
+        return None
+
+
+def _encode(lines: list[bytes]) -> bytes | None:
     shapes: dict[bytes, tuple[list[bytes], list[int], list[list[bytes]]]] = {}
     for i, line in enumerate(lines):
         parts = _NUM.split(line.rstrip(b"\n"))
@@ -448,7 +455,7 @@ def encode(lines: list[bytes]) -> bytes | None:
             real = _real(lits)
             kinds, x, xtext, flags = _columns(tokens, real)
             keys = _index_keys(lines[rows[0]], lits, real)
-            spec, res = _choose(x, keys, kinds, hash(b"\x00".join(lits)))
+            spec, res = _choose(x, keys, kinds, b"\x00".join(lits))
         else:
             kinds, x, xtext, flags, spec, res = [], np.zeros((len(rows), 0), dtype=np.int64), {}, {}, [], \
                 np.zeros((len(rows), 0), dtype=np.int64)
