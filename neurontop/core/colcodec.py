@@ -143,7 +143,6 @@ def _choose(x: np.ndarray, keys: list[int], kinds: list[str], shape: bytes | Non
     base = np.stack([_cost(x), _cost(d1), _cost(d2)])
     mode = base.argmin(axis=0)
     cost = base.min(axis=0)
-    res = np.where(mode == 0, x, np.where(mode == 1, d1, d2))
     spec: list[list] = [[int(mode[j]), -1, 0.0] for j in range(m)]
     by_key: dict[int, list[int]] = {}
     for j, k in enumerate(keys):
@@ -163,30 +162,27 @@ def _choose(x: np.ndarray, keys: list[int], kinds: list[str], shape: bytes | Non
                 k = _fit(t, y)
                 if k == 0.0:
                     continue
-                e = t - _predict(k, y)
-                c = float(_cost(e))
+                c = float(_cost(t - _predict(k, y)))
                 if c < best[0]:
-                    best = (c, (m_, r, k, e))
+                    best = (c, (m_, r, k))
         # SUM: the column completes its siblings to a constant (idle = 100 - user - system - ...)
         sib = [r for r in cands if abs(r - j) <= _SUM_SPAN and kinds[r] == kinds[j]]
         if len(sib) >= 2:
             tot = x[:, sib].sum(axis=1)
             c0 = int(np.median(x[:, j] + tot))
-            e = x[:, j] - (c0 - tot)
-            c = float(_cost(e))
+            c = float(_cost(x[:, j] - (c0 - tot)))
             if c < best[0]:
-                best = (c, (SUM, sib, c0, e))
+                best = (c, (SUM, sib, c0))
         if best[1] is not None:
-            m_, r, k, e = best[1]
+            m_, r, k = best[1]
             spec[j] = [m_, [int(q) for q in r] if m_ == SUM else int(r), k]
-            res[:, j] = e
             is_ref[j] = True
             is_target[r] = True
     if shape is not None and n >= 16:
         if len(_SPEC_CACHE) > 64:
             _SPEC_CACHE.clear()
         _SPEC_CACHE[(shape, tuple(kinds))] = spec
-    return spec, res
+    return spec, _residuals(x, spec)  # one mapping from modes to residuals, the inverse of _unpredict
 
 
 def _unpredict(res: np.ndarray, spec: list[list]) -> np.ndarray:

@@ -21,50 +21,18 @@ def _magnitude(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mag, neg
 
 
-def _ndigits(mag: np.ndarray) -> np.ndarray:
-    return np.searchsorted(_POW10, mag, side="right").clip(1, 20)
-
-
-def _digits_into(out: np.ndarray, end: int, mag: np.ndarray, nd: np.ndarray, fixed: int = 0) -> None:
-    """Write mag's digits so the last one is at column end-1; at least `fixed` digits (zero-padded)."""
-    need = np.maximum(nd, fixed)
-    m = mag.copy()
-    for k in range(int(need.max()) if len(need) else 0):
-        sel = k < need
-        out[sel, end - 1 - k] = (m[sel] % np.uint64(10)).astype(np.uint8) + _ZERO
-        m //= np.uint64(10)
-
-
 def ints(a: np.ndarray) -> np.ndarray:
     """int64 [n] -> uint8 [n, w]: '-123' right-aligned."""
-    mag, neg = _magnitude(a)
-    nd = _ndigits(mag)
-    w = int((nd + neg).max()) if len(a) else 1
-    out = np.zeros((len(a), w), dtype=np.uint8)
-    _digits_into(out, w, mag, nd)
-    if neg.any():
-        out[neg, w - 1 - nd[neg]] = ord("-")
-    return out
+    return table(np.asarray(a, dtype=np.int64)[:, None], None)[0]
 
 
 def decimals(scaled: np.ndarray, d: int) -> np.ndarray:
     """int64 [n] holding value * 10**d -> '-12.345' (d digits after the point; '12.0' when d == 0,
     so a float stays a float when the text is parsed again)."""
-    mag, neg = _magnitude(scaled)
-    p = np.uint64(10**d)
-    ip, fp = mag // p, mag % p
+    a = np.asarray(scaled, dtype=np.int64)
     if d == 0:
-        fp, d = np.zeros_like(mag), 1
-    nd = _ndigits(ip)
-    wi = int((nd + neg).max()) if len(ip) else 1
-    w = wi + 1 + d
-    out = np.zeros((len(ip), w), dtype=np.uint8)
-    _digits_into(out, wi, ip, nd)
-    if neg.any():
-        out[neg, wi - 1 - nd[neg]] = ord("-")
-    out[:, wi] = ord(".")
-    _digits_into(out, w, fp, np.full(len(fp), d), fixed=d)
-    return out
+        return np.concatenate([ints(a), literal(b".0", len(a))], axis=1)
+    return table(a[:, None], d)[0]
 
 
 def strings(items: list[bytes]) -> np.ndarray:

@@ -117,7 +117,6 @@ class Recorder:
         self.open_times: list[float] = []
         self.open_raw = 0
         self.closed = False
-        self.bytes_written = 0
         # sealed JSON-lines chunks waiting to be rewritten as one columnar chunk
         self.sealed: list[tuple[int, int, list[bytes]]] = []  # (chunk id, first index, lines)
         self.sealed_rows = 0
@@ -177,7 +176,6 @@ class Recorder:
                         "INSERT INTO samples (idx, time_s, chunk, pos) VALUES (?, ?, ?, ?)",
                         [(self.count + k, t, self.open_id, first_pos + k) for k, t in enumerate(self.pending_times)])
                 if full:
-                    self.bytes_written += len(blob)
                     self.sealed.append((self.open_id, self.open_first, self.open_lines))
                     self.sealed_rows += len(self.open_lines)
                     self.open_first = self.count + len(self.pending)
@@ -267,10 +265,7 @@ class Recorder:
             if self.closed:
                 return
             try:
-                self._flush(final=True)
-                if self.open_id is not None:  # the final flush sealed it
-                    self.sealed.append((self.open_id, self.open_first, self.open_lines))
-                    self.open_id, self.open_lines = None, []
+                self._flush(final=True)  # seals the open chunk into self.sealed
             except BaseException:
                 self.closed = True
                 self.db.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
 
@@ -408,7 +409,7 @@ class NeuronTopApp(App):
             return
         if self.recorder is not None:
             rec, self.recorder = self.recorder, None
-            rec.close()
+            self._close_recorder(rec)
             self.header.recording = ""
             self.header.note = f"saved {rec.path}"
         else:
@@ -464,9 +465,16 @@ class NeuronTopApp(App):
 
             self.push_screen(JumpScreen(), done)
 
+    @staticmethod
+    def _close_recorder(rec) -> None:
+        """Every sample is committed already; closing compacts the last ones (a second or two for
+        large reports), so it runs off the UI thread. Not a daemon: the process waits for it."""
+        rec.flush()
+        threading.Thread(target=rec.close, name="ntprof-close").start()
+
     async def action_quit(self) -> None:
         if self.recorder is not None:
-            self.recorder.close()
+            self._close_recorder(self.recorder)
             self.recorder = None
         if self.source is not None:
             self.source.close()

@@ -244,25 +244,18 @@ class CoreGrid(Pane):
             self.selected = (self.selected + delta) % max(1, self.sample.n_devices)
             self.post_message(self.DeviceSelected(self.selected))
 
-    def build(self):
-        s, u = self.sample, self.util
-        if s is None or u is None:
-            return Text("waiting for data…", style="dim")
-        if self.show_engines:
-            return self._engines(s)
-        out = Text(no_wrap=True, overflow="ellipsis")
-        for k, line in enumerate(self._grid_lines(max(20, self.size.width))):
-            if k:
-                out.append("\n")
-            for seg in line:
-                out.append(seg.text, seg.style)
-        return out
+    WAITING = "waiting for data…"
 
-    def _make_strips(self, width: int) -> list[Strip]:
-        if self.sample is None or self.util is None or self.show_engines:
-            return super()._make_strips(width)
+    def build(self):
+        if self.show_engines and self.sample is not None:
+            return self._engines(self.sample)
+        return super().build()
+
+    def segment_lines(self, width: int) -> list[list[Segment]] | None:
         # The hot path: segments straight from numbers, no Rich layout (most of a frame's cost).
-        return [Strip(line).adjust_cell_length(width) for line in self._grid_lines(width)]
+        if self.sample is None or self.util is None or self.show_engines:
+            return None
+        return self._grid_lines(width)
 
     def _grid_lines(self, width: int) -> list[list[Segment]]:
         s, u = self.sample, self.util
