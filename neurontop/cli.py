@@ -237,13 +237,24 @@ def _samples_of(path: str, skip_bad: bool):
 
 
 def cmd_export(args) -> int:
+    from .core.batch import iter_profile
     from .core.export import CsvExporter, parse_fields
+    from .core.logs import log_samples, sniff
+    from .core.profile import Profile
 
     try:
         groups = parse_fields(args.fields)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    samples, start = _samples_of(args.source, args.skip_bad)
+    start = None
+    if args.source != "-" and sniff(args.source) == "profile":
+        prof = Profile(args.source)
+        meta_start = prof.meta.get("start_unix")
+        start = float(meta_start) if meta_start else None
+        batches = iter_profile(prof, args.skip_bad)  # columnar chunks are read as columns
+        samples = None
+    else:
+        samples = log_samples(args.source, args.skip_bad, _warn_skip)
     out = sys.stdout if args.output == "-" else None
     tmp = None
     if out is None:
@@ -251,7 +262,7 @@ def cmd_export(args) -> int:
         if not os.path.isdir(folder):
             raise UsageError(f"{args.output}: folder {folder} does not exist")
         tmp = args.output + ".part"
-        out = open(tmp, "w", newline="", buffering=1 << 20)  # noqa: SIM115
+        out = open(tmp, "wb", buffering=1 << 20)  # noqa: SIM115
     ex = CsvExporter(out, groups, layout=args.layout, every_s=args.every, t_from=args.t_from, t_to=args.t_to,
                      start_unix=start, threshold=args.hint_threshold)
     progress = None
@@ -264,14 +275,20 @@ def cmd_export(args) -> int:
         if progress:
             progress.start()
             task = progress.add_task("export", total=None)
-        first = True
-        for k, s in enumerate(samples):
-            if first and start is None and s.timestamp is None and args.source != "-":
-                ex.start_unix = _log_start_estimate(args.source)
-            first = False
-            ex.add(s)
-            if progress and k % 500 == 0:
-                progress.update(task, completed=k)
+        done = 0
+        if samples is None:
+            for b in batches:
+                ex.add_batch(b)
+                done += len(b)
+                if progress:
+                    progress.update(task, completed=done)
+        else:
+            for k, s in enumerate(samples):
+                if k == 0 and s.timestamp is None and args.source != "-":
+                    ex.start_unix = _log_start_estimate(args.source)
+                ex.add(s)
+                if progress and k % 500 == 0:
+                    progress.update(task, completed=k)
         rows = ex.finish()
     except BaseException:
         if tmp:

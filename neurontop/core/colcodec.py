@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import struct
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import msgspec
@@ -186,27 +187,38 @@ def _choose(x: np.ndarray, keys: list[int], kinds: list[str], shape: bytes | Non
 
 
 def _unpredict(res: np.ndarray, spec: list[list]) -> np.ndarray:
-    x = np.empty_like(res)
+    """The inverse of _residuals. Works on the transposed matrix (each column contiguous, as
+    _unpack lays it out) and returns a [rows, columns] view of it."""
+    r = res.T
+    x = np.empty_like(r)
     modes = np.array([m_ for m_, _r, _k in spec], dtype=np.int64)
     # the base modes for all their columns at once (a seek decodes a whole chunk: keep it cheap)
     for m_, depth in ((RAW, 0), (DELTA, 1), (DELTA2, 2)):
         cols = np.flatnonzero(modes == m_)
         if len(cols):
-            v = res[:, cols]
+            v = r[cols]
             for _ in range(depth):
-                v = np.cumsum(v, axis=0)
-            x[:, cols] = v
-    for j in np.flatnonzero(modes >= REF).tolist():
-        m_, r, k = spec[j]
-        if m_ == REF:
-            x[:, j] = res[:, j] + _predict(k, x[:, r])
-        elif m_ == REF_D:
-            x[:, j] = res[:, j] + _predict(k, _d(x[:, r]))
-        elif m_ == DREF_D:
-            x[:, j] = np.cumsum(res[:, j] + _predict(k, _d(x[:, r])))
-        elif m_ == SUM:
-            x[:, j] = res[:, j] + (np.int64(k) - x[:, r].sum(axis=1))
-    return x
+                v = np.cumsum(v, axis=1)
+            x[cols] = v
+    # References are always base columns (_choose never refers to a predicted column), so each
+    # predicted mode is one array operation over all its columns.
+    for m_ in (REF, REF_D, DREF_D):
+        cols = np.flatnonzero(modes == m_)
+        if len(cols):
+            refs = x[[spec[j][1] for j in cols]]
+            k = np.array([spec[j][2] for j in cols], dtype=np.float64)[:, None]
+            if m_ != REF:
+                refs = refs - np.concatenate([np.zeros((len(cols), 1), dtype=np.int64), refs[:, :-1]], axis=1)
+            v = r[cols] + np.rint(np.clip(k * refs.astype(np.float64), -_LIMIT, _LIMIT)).astype(np.int64)
+            x[cols] = np.cumsum(v, axis=1) if m_ == DREF_D else v
+    sums: dict[int, list[int]] = {}
+    for j in np.flatnonzero(modes == SUM).tolist():
+        sums.setdefault(len(spec[j][1]), []).append(j)
+    for cols_ in sums.values():
+        sib = np.array([spec[j][1] for j in cols_], dtype=np.int64)  # [columns, siblings]
+        total = np.array([spec[j][2] for j in cols_], dtype=np.int64)[:, None]
+        x[cols_] = r[cols_] + (total - x[sib].sum(axis=1))
+    return x.T
 
 
 # -- packing -------------------------------------------------------------------------------------
@@ -225,7 +237,7 @@ def _pack(res: np.ndarray) -> tuple[list[int], bytes]:
 
 def _unpack(body: bytes, widths: list[int], n: int) -> np.ndarray:
     w_arr = np.asarray(widths)
-    z = np.zeros((len(widths), n), dtype=np.uint64)  # column-major: each column contiguous
+    res = np.zeros((len(widths), n), dtype=np.int64)  # column-major: each column contiguous
     off = 0
     for w in (1, 2, 4, 8):
         cols = np.flatnonzero(w_arr == w)
@@ -233,8 +245,12 @@ def _unpack(body: bytes, widths: list[int], n: int) -> np.ndarray:
             size = len(cols) * n * w
             a = np.frombuffer(body, dtype=np.uint8, count=size, offset=off).reshape(len(cols), w, n)
             off += size
-            z[cols] = a.transpose(0, 2, 1).copy().view(f"<u{w}").reshape(len(cols), n)
-    res = ((z >> np.uint64(1)).view(np.int64)) ^ (-(z & np.uint64(1)).view(np.int64))
+            z = a[:, 0] if w == 1 else a.transpose(0, 2, 1).copy().view(f"<u{w}").reshape(len(cols), n)
+            if w == 8:
+                res[cols] = (z >> np.uint64(1)).view(np.int64) ^ -(z & np.uint64(1)).view(np.int64)
+            else:  # undo the zigzag in a narrow type, then widen (zero-width columns stay 0)
+                half = (z >> 1).astype(np.int64)
+                res[cols] = np.where(z & 1, ~half, half)
     return res.T  # [rows, columns], a view
 
 
@@ -265,6 +281,30 @@ def _cells(x: np.ndarray, kinds: list[str], xtext: dict[int, list[bytes]], flags
                 b[:, :out[j].shape[1]] = out[j]
                 out[j] = np.where(flags[j][:, None], a, b)
     return out
+
+
+def _line(g: _Group, x: np.ndarray, xtext: _Texts, flags: dict[int, np.ndarray], i: int) -> bytes:
+    """Row `i` as text, cell by cell in Python: for one line (a seek, a shape's first report) this is
+    cheaper than setting up the column blocks. Same text as the block path (tests compare them)."""
+    parts: list[bytes] = []
+    row = x[i].tolist()
+    for j, kind in enumerate(g.kinds):
+        parts.append(g.lits[j])
+        v = row[j]
+        if kind == "i":
+            parts.append(b"%d" % v)
+        elif kind == "x":
+            parts.append(xtext.cell(j, i))
+        else:
+            d = int(kind[1:])
+            if kind[0] == "m" and flags[j][i]:
+                parts.append(b"%d" % (v // 10**d))
+            else:
+                ip, fp = divmod(-v if v < 0 else v, 10**d)
+                frac = (b"%0*d" % (d, fp)).rstrip(b"0") or b"0"
+                parts.append(b"%s%d.%s" % (b"-" if v < 0 else b"", ip, frac))
+    parts.append(g.lits[-1])
+    return b"".join(parts)
 
 
 def _render(g: _Group, x: np.ndarray, xtext: dict[int, list[bytes]], flags: dict[int, np.ndarray],
@@ -328,6 +368,40 @@ class _Group(msgspec.Struct, array_like=True):
     widths: list[int]
     xtext: dict[int, bytes]  # a text column's cells joined by NUL (which JSON text never holds)
     flags: dict[int, bytes]
+
+
+class _Texts(Mapping):
+    """A group's text columns, split into cells only when asked: most are constant keys ("0", "1", ...)
+    that a reader of the numbers never needs one by one."""
+
+    def __init__(self, joined: dict[int, bytes], n: int) -> None:
+        self._joined = joined
+        self._split: dict[int, list[bytes]] = {}
+        self.n = n
+        for v in joined.values():
+            if v.count(b"\x00") != n - 1:
+                raise ValueError("columnar chunk: a text column has the wrong number of cells")
+
+    def __getitem__(self, j: int) -> list[bytes]:
+        v = self._split.get(j)
+        if v is None:
+            v = self._split[j] = self._joined[j].split(b"\x00")
+        return v
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._joined)
+
+    def __len__(self) -> int:
+        return len(self._joined)
+
+    def cell(self, j: int, i: int) -> bytes:
+        if i == 0 and j not in self._split:
+            return self._joined[j].split(b"\x00", 1)[0]
+        return self[j][i]
+
+    def constant(self, j: int) -> bool:
+        first = self.cell(j, 0)
+        return self._joined[j] == b"\x00".join([first] * self.n)
 
 
 class _Header(msgspec.Struct, array_like=True):
@@ -472,7 +546,7 @@ def _encode(lines: list[bytes]) -> bytes | None:
 class ColumnChunk:
     n: int
     # each group with its decoded number matrix, text columns split into cells, flags as booleans
-    groups: list[tuple[_Group, np.ndarray, dict[int, list[bytes]], dict[int, np.ndarray]]]
+    groups: list[tuple[_Group, np.ndarray, _Texts, dict[int, np.ndarray]]]
 
     def lines(self, exact: bool = True) -> list:
         """The reports, byte for byte; with exact=False, JSON that parses to the same values but
@@ -489,8 +563,7 @@ class ColumnChunk:
     def line(self, i: int) -> bytes:
         for g, x, xt, fl in self.groups:
             if i in g.rows:
-                k = g.rows.index(i)
-                return _render(g, x, xt, fl, slice(k, k + 1))[0]
+                return _line(g, x, xt, fl, g.rows.index(i))
         raise IndexError(i)
 
 
@@ -510,10 +583,8 @@ def decode(blob: bytes) -> ColumnChunk:
         size = sum(g.widths) * n
         res = _unpack(blob[off:off + size], g.widths, n)
         off += size
-        xt = {j: v.split(b"\x00") for j, v in g.xtext.items()}
+        xt = _Texts(g.xtext, n)
         fl = {j: np.unpackbits(np.frombuffer(f, dtype=np.uint8), count=n).astype(bool) for j, f in g.flags.items()}
-        if any(len(v) != n for v in xt.values()):
-            raise ValueError("columnar chunk: a text column has the wrong number of cells")
         groups.append((g, _unpredict(res, g.spec), xt, fl))
     if off != len(blob):
         raise ValueError("columnar chunk has trailing bytes")

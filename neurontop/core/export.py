@@ -3,19 +3,25 @@
 The column set is fixed by the first sample (glances #3606 is the bug to avoid): a later sample
 that lacks a value writes an empty cell, never a shifted row. Cells are numeric, units are in the
 column names; docs/export.md lists every column and its precision.
+
+Samples arrive in batches (batch.Batch: one array per figure); every figure of a batch becomes one
+matrix, the fixed columns are taken from it by name, and numtext formats the whole block at once.
+`row_values` is the same table one cell at a time: the definition the tests hold the batch path to.
 """
 
 from __future__ import annotations
 
+import io
 import math
-import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TextIO
+from typing import IO
 
 import numpy as np
 
-from .hints import DEFAULT_THRESHOLD, HintMonitor
+from . import numtext
+from .batch import Batch, Layout, from_samples, layout_of
+from .hints import DEFAULT_THRESHOLD, BatchHintMonitor
 from .sample import ENGINE_NAMES, Sample
 
 GROUPS = ("util", "flops", "engines", "hbm", "links", "vcpu", "training", "hints")
@@ -46,28 +52,32 @@ def parse_fields(text: str | None) -> tuple[str, ...]:
 
 
 def columns_for(s: Sample, groups: tuple[str, ...]) -> list[Column]:
+    return columns_for_layout(layout_of(s), groups, s.flops is not None)
+
+
+def columns_for_layout(lay: Layout, groups: tuple[str, ...], has_flops: bool = True) -> list[Column]:
     cols: list[Column] = []
-    cpd = max(1, s.cores_per_device)
+    cpd = max(1, lay.cores_per_device)
 
     def per_core(group: str, metric: str, unit: str, dec: int) -> None:
-        for i in range(s.n_cores):
+        for i in range(lay.n_cores):
             d, c = divmod(i, cpd)
             cols.append(Column(f"nd{d}_nc{c}_{metric}_{unit}", group, dec, d, c, f"{metric}_{unit}"))
 
     if "util" in groups:
         per_core("util", "util", "pct", 2)
-    if "flops" in groups and s.flops is not None:
+    if "flops" in groups and has_flops:
         per_core("flops", "flops", "tflops", 3)
-    if "engines" in groups and s.engines is not None:
+    if "engines" in groups and lay.has_engines:
         for e in ENGINE_NAMES:
             per_core("engines", f"{e}_active", "pct", 2)
     if "hbm" in groups:
-        for d in range(s.n_devices):
+        for d in range(lay.n_devices):
             cols.append(Column(f"nd{d}_hbm_used_bytes", "hbm", 0, d, None, "hbm_used_bytes"))
-        if s.hbm_rate is not None:
+        if lay.has_hbm_rate:
             per_core("hbm", "hbm", "bytes_per_s", 0)
-    if "links" in groups and s.link_rate is not None and len(s.link_pairs):
-        for a, b in s.link_pairs:
+    if "links" in groups and lay.n_links >= 0 and len(lay.link_pairs):
+        for a, b in lay.link_pairs:
             cols.append(Column(f"link_nd{a}_nd{b}_bytes_per_s", "links", 0, None, None, f"link_nd{a}_nd{b}_bytes_per_s"))
         cols.append(Column("efa_bytes_per_s", "links", 0, None, None, "efa_bytes_per_s"))
     if "vcpu" in groups:
@@ -75,7 +85,7 @@ def columns_for(s: Sample, groups: tuple[str, ...]) -> list[Column]:
                      "runtime_system_pct"):
             cols.append(Column(name, "vcpu", 2, metric=name))
         cols.append(Column("host_mem_used_bytes", "vcpu", 0, metric="host_mem_used_bytes"))
-    if "training" in groups and s.training is not None:
+    if "training" in groups and lay.has_training:
         for name, dec in (("loss", 5), ("tokens_per_s", 1), ("mfu_pct", 2), ("step_time_p50_s", 4),
                           ("input_wait_pct", 2)):
             cols.append(Column(name, "training", dec, metric=name))
@@ -131,11 +141,8 @@ def row_values(s: Sample, cols: list[Column], hints: set[str]) -> list[float | N
     return vals
 
 
-_NAN = float("nan")
-_EMPTY_NAN = re.compile(r"(?<![^,])nan(?=,|\n)")
-
-
 def fmt(v: float | None, dec: int) -> str:
+    """One cell as the export writes it (the reference for the block formatter)."""
     if v is None or not math.isfinite(v):
         return ""
     if dec == 0:
@@ -149,11 +156,127 @@ def iso(ts: float | None) -> str:
     return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+# -- a batch's figures as one matrix ---------------------------------------------------------------
+def figures(b: Batch, groups: tuple[str, ...], hints: np.ndarray | None) -> tuple[list[str], np.ndarray]:
+    """Every exportable figure of batch `b` in `groups`: column names and an [n, k] float matrix
+    (NaN where the sample lacks the figure). `hints` is [n, len(HINT_CAUSES)]."""
+    n = len(b)
+    lay = b.layout
+    names = [c.name for c in columns_for_layout(lay, groups)]
+    parts: list[np.ndarray] = []
+    if "util" in groups:
+        parts.append(b.util)
+    if "flops" in groups:
+        parts.append(np.where(b.flops_ok[:, None], b.flops / 1e12, np.nan))
+    if "engines" in groups and b.engines is not None:
+        parts.append(b.engines.reshape(n, -1) * 100)
+    if "hbm" in groups:
+        parts.append(b.dev_mem().astype(np.float64).reshape(n, lay.n_devices))
+        if b.hbm_rate is not None:
+            parts.append(b.hbm_rate)
+    if "links" in groups and lay.n_links >= 0 and len(lay.link_pairs):
+        k = len(lay.link_pairs)
+        rate = b.link_rate if b.link_rate is not None else np.zeros((n, 0))
+        if rate.shape[1] < k:
+            rate = np.concatenate([rate, np.full((n, k - rate.shape[1]), np.nan)], axis=1)
+        parts += [rate[:, :k], b.efa_rate[:, None]]
+    if "vcpu" in groups:
+        parts.append(np.stack([b.sys_user, b.sys_system, b.sys_idle, b.runtime_user, b.runtime_system,
+                               b.host_mem_used.astype(np.float64)], axis=1))
+    if "training" in groups and lay.has_training:
+        parts.append(np.stack([b.loss, b.tokens_per_s, b.mfu * 100, b.step_p50, b.input_wait * 100], axis=1))
+    if "hints" in groups:
+        parts.append(hints.astype(np.float64) if hints is not None else np.zeros((n, len(HINT_CAUSES))))
+    m = np.concatenate(parts, axis=1) if parts else np.zeros((n, 0))
+    if m.shape[1] != len(names):
+        raise AssertionError(f"export: {m.shape[1]} figures for {len(names)} names")
+    return names, np.where(np.isfinite(m), m, np.nan)
+
+
+# -- numbers to text, a block at a time ------------------------------------------------------------
+def _scaled(v: np.ndarray, d: int) -> np.ndarray:
+    """round(v * 10**d) as int64, exactly as Python's f"{v:.{d}f}" rounds (NaN -> 0)."""
+    ok = np.isfinite(v)
+    s = np.where(ok, v, 0.0) * 10.0**d
+    ok &= np.isfinite(s)
+    s = np.where(ok, s, 0.0)
+    r = np.rint(s)
+    # The product may have rounded across a .5: redo those few cells as Python formats them.
+    near = ok & (np.abs(np.abs(s - np.floor(s)) - 0.5) <= np.abs(s) * 1e-15)
+    big = ok & (np.abs(s) >= 2.0**62)
+    out = np.where(ok & ~big, r, 0.0).astype(np.int64)
+    for idx in zip(*np.nonzero(near & ~big), strict=True):
+        out[idx] = int(f"{float(v[idx]):.{d}f}".replace(".", ""))
+    if big.any():
+        raise OverflowError("export: a value too large for the block formatter")
+    return out
+
+
+def format_block(m: np.ndarray, decimals: list[int]) -> list[np.ndarray]:
+    """[n, k] floats -> one uint8 block per column (numtext), NaN cells empty."""
+    n, k = m.shape
+    out: list[np.ndarray] = [np.zeros((n, 0), dtype=np.uint8)] * k
+    dec = np.asarray(decimals)
+    for d in np.unique(dec).tolist():
+        cols = np.flatnonzero(dec == d)
+        sub = m[:, cols]
+        try:
+            blocks = numtext.table(_scaled(sub, d), d if d else None)
+        except OverflowError:
+            blocks = [numtext.strings([fmt(float(x), d).encode() for x in sub[:, q]]) for q in range(len(cols))]
+        missing = ~np.isfinite(sub)
+        for q, j in enumerate(cols.tolist()):
+            blk = blocks[q]
+            if missing[:, q].any():
+                blk = blk.copy()
+                blk[missing[:, q]] = 0
+            out[j] = blk
+    return out
+
+
+def iso_block(ts: np.ndarray) -> np.ndarray:
+    """Unix times -> ISO 8601 UTC with milliseconds as uint8 [n, w] ('' for NaN), as iso() writes them."""
+    ok = np.isfinite(ts)
+    t = np.where(ok, ts, 0.0)
+    sec = np.floor(t)
+    us = np.rint((t - sec) * 1e6)  # datetime.fromtimestamp rounds to microseconds, half to even
+    ms = sec.astype(np.int64) * 1000 + (us.astype(np.int64) // 1000)
+    text = np.datetime_as_string(ms.astype("datetime64[ms]"), unit="ms").astype("S23")
+    blk = np.frombuffer(text.tobytes(), dtype=np.uint8).reshape(len(ts), 23)
+    blk = np.concatenate([blk, numtext.literal(b"Z", len(ts))], axis=1)
+    if not ok.all():
+        blk = blk.copy()
+        blk[~ok] = 0
+    return blk
+
+
+class _Bytes:
+    """Bytes out to a binary stream, or decoded to a text one (io.StringIO in tests)."""
+
+    def __init__(self, out: IO) -> None:
+        self.out = out
+        self.text = isinstance(out, io.TextIOBase)
+        self.buffer = getattr(out, "buffer", None) if self.text else None
+        if self.buffer is not None:
+            out.flush()
+
+    def write(self, data: bytes) -> None:
+        if self.buffer is not None:
+            self.buffer.write(data)
+        elif self.text:
+            self.out.write(data.decode())
+        else:
+            self.out.write(data)
+
+    def flush(self) -> None:
+        (self.buffer or self.out).flush()
+
+
 class CsvExporter:
-    def __init__(self, out: TextIO, groups: tuple[str, ...], layout: str = "wide", every_s: float | None = None,
+    def __init__(self, out: IO, groups: tuple[str, ...], layout: str = "wide", every_s: float | None = None,
                  t_from: float | None = None, t_to: float | None = None, start_unix: float | None = None,
                  threshold: float = DEFAULT_THRESHOLD) -> None:
-        self.out = out
+        self.out = _Bytes(out)
         self.groups = groups
         self.layout = layout
         self.every = every_s
@@ -162,143 +285,133 @@ class CsvExporter:
         self.cols: list[Column] | None = None
         self.t0: float | None = None
         self.rows = 0
-        self.hintmon = HintMonitor(threshold) if "hints" in groups else None
-        self._bin: list[tuple[float, float | None, int, list[float | None]]] = []
-        self._bin_index: int | None = None
-        self._template: str | None = None
-        self._groups: set[str] | None = None
-        self._hbm_rate = False
-        self._has_nan = False  # the last fast row holds NaN for missing values
+        self.hintmon = BatchHintMonitor(threshold) if "hints" in groups else None
+        self._pending: list[Sample] = []
+        self._plans: dict[tuple[str, ...], np.ndarray] = {}
+        self._decimals: list[int] = []
+        self._bin: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None  # the open bin's rows
 
-    def _hints(self, s: Sample) -> set[str]:
-        if self.hintmon is None:
-            return set()
-        self.hintmon.feed(s)
-        return {h.cause for h in self.hintmon.shown}
-
+    # -- input --
     def add(self, s: Sample) -> None:
+        """One sample (logs, tests); batched internally."""
+        self._pending.append(s)
+        if len(self._pending) >= 600:
+            self._drain()
+
+    def _drain(self) -> None:
+        for b in from_samples(self._pending):
+            self.add_batch(b)
+        self._pending = []
+
+    def add_batch(self, b: Batch) -> None:
+        if not len(b):
+            return
         if self.t0 is None:
-            self.t0 = s.time_s
-        rel = s.time_s - self.t0
-        hints = self._hints(s)
-        if (self.t_from is not None and rel < self.t_from - 1e-9) or (self.t_to is not None and rel > self.t_to + 1e-9):
+            self.t0 = float(b.time_s[0])
+        hints = self.hintmon.feed(b, HINT_CAUSES) if self.hintmon is not None else None
+        rel = b.time_s - self.t0
+        keep = np.ones(len(b), dtype=bool)
+        if self.t_from is not None:
+            keep &= rel >= self.t_from - 1e-9
+        if self.t_to is not None:
+            keep &= rel <= self.t_to + 1e-9
+        if not keep.any():
             return
         if self.cols is None:
-            self.cols = columns_for(s, self.groups)
+            first = int(np.argmax(keep))
+            self.cols = columns_for_layout(b.layout, self.groups, bool(b.flops_ok[first]))
+            self._decimals = [c.decimals for c in self.cols]
             self._header()
-        ts = s.timestamp if s.timestamp is not None else (self.start_unix + rel if self.start_unix is not None else None)
-        step = s.training.step if s.training is not None else s.seq
-        self._has_nan = False
-        vals = self._fast_values(s, hints)
-        if vals is None:
-            vals = row_values(s, self.cols, hints)
+        names, m = figures(b, self.groups, hints)
+        key = tuple(names)
+        take = self._plans.get(key)
+        if take is None:
+            where = {nm: i for i, nm in enumerate(names)}
+            take = self._plans[key] = np.array([where.get(c.name, -1) for c in self.cols], dtype=np.int64)
+        vals = np.concatenate([m, np.full((len(b), 1), np.nan)], axis=1)[:, take]  # -1: the NaN column
+        ts = b.timestamp.copy()
+        if self.start_unix is not None:
+            ts = np.where(np.isnan(ts), self.start_unix + rel, ts)
+        rel, ts, step, vals = rel[keep], ts[keep], b.step[keep], vals[keep]
         if self.every:
-            b = int(math.floor(rel / self.every + 1e-9))
-            if self._bin_index is not None and b != self._bin_index:
-                self._flush_bin()
-            self._bin_index = b
-            self._bin.append((rel, ts, step, vals))
+            self._binned(rel, ts, step, vals)
         else:
             self._write(rel, ts, step, vals)
 
-    def _fast_values(self, s: Sample, hints: set[str]) -> list[float | None] | None:
-        """The row as one numpy concatenation (the per-cell path costs ~10x more), or None when this
-        sample's shape differs from the first one's and the careful per-column path must run.
-        Missing values are NaN here (the writer turns them into empty cells)."""
-        cols = self.cols or []
-        if self._groups is None:
-            self._groups = {c.group for c in cols}
-            self._hbm_rate = any(c.group == "hbm" and c.core is not None for c in cols)
-        groups = self._groups
-        parts: list[np.ndarray] = []
-        try:
-            if "util" in groups:
-                parts.append(s.util)
-            if "flops" in groups:
-                parts.append(s.flops / 1e12)
-            if "engines" in groups:
-                parts.append(s.engines.ravel() * 100)
-            if "hbm" in groups:
-                parts.append(s.device_mem().astype(float))
-                if self._hbm_rate:
-                    parts.append(s.hbm_rate)
-            if "links" in groups:
-                parts.append(np.asarray(s.link_rate, dtype=float))
-                parts.append(np.array([s.efa_rate]))
-            if "vcpu" in groups:
-                parts.append(np.array([s.sys_user, s.sys_system, s.sys_idle, s.runtime_user, s.runtime_system,
-                                       s.host_mem_used], dtype=float))
-            if "training" in groups:
-                t = s.training
-                parts.append(np.array([np.nan if t.loss is None else t.loss, t.tokens_per_s, t.mfu * 100,
-                                       t.step_time_s.p50, s.input.wait_frac * 100 if s.input else np.nan], dtype=float))
-            if "hints" in groups:
-                parts.append(np.array([1.0 if c in hints else 0.0 for c in HINT_CAUSES]))
-            row = np.concatenate(parts).astype(float)
-        except (AttributeError, TypeError, ValueError):
-            return None
-        if len(row) != len(cols):
-            return None
-        finite = np.isfinite(row)
-        if finite.all():
-            return row.tolist()
-        row[~finite] = np.nan
-        if self.every:  # the binning averages skip None
-            return [None if ok is False else v for v, ok in zip(row.tolist(), finite.tolist(), strict=True)]
-        self._has_nan = True
-        return row.tolist()
+    # -- resampling --
+    def _binned(self, rel: np.ndarray, ts: np.ndarray, step: np.ndarray, vals: np.ndarray) -> None:
+        if self._bin is not None:
+            rel, ts, step, vals = (np.concatenate([a, b]) for a, b in zip(self._bin, (rel, ts, step, vals),
+                                                                             strict=True))
+        idx = np.floor(rel / self.every + 1e-9).astype(np.int64)
+        cut = np.flatnonzero(np.diff(idx)) + 1
+        starts = np.concatenate([[0], cut])
+        last = starts[-1]
+        self._bin = (rel[last:], ts[last:], step[last:], vals[last:])
+        if len(starts) > 1:
+            self._emit_bins(rel[:last], ts[:last], step[:last], vals[:last], idx[:last], starts[:-1])
 
-    def _flush_bin(self) -> None:
-        if not self._bin or self._bin_index is None:
-            return
-        rel = self._bin_index * self.every
-        first_rel, first_ts = self._bin[0][0], self._bin[0][1]
-        ts = first_ts - (first_rel - rel) if first_ts is not None else None
-        step = self._bin[-1][2]
-        n = len(self._bin[0][3])
-        means: list[float | None] = []
-        for k in range(n):
-            xs = [r[3][k] for r in self._bin if r[3][k] is not None]
-            means.append(sum(xs) / len(xs) if xs else None)
-        self._write(rel, ts, step, means)
-        self._bin = []
+    def _emit_bins(self, rel, ts, step, vals, idx, starts) -> None:
+        ends = np.concatenate([starts[1:], [len(rel)]])
+        ok = ~np.isnan(vals)
+        sums = np.add.reduceat(np.where(ok, vals, 0.0), starts, axis=0)
+        cnt = np.add.reduceat(ok.astype(np.int64), starts, axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means = np.where(cnt > 0, sums / np.maximum(cnt, 1), np.nan)
+        b_rel = idx[starts] * self.every
+        b_ts = ts[starts] - (rel[starts] - b_rel)
+        self._write(b_rel, b_ts, step[ends - 1], means)
 
+    # -- output --
     def _header(self) -> None:
         assert self.cols is not None
         if self.layout == "long":
-            self.out.write("time_s,device,core,metric,value\n")
+            self.out.write(b"time_s,device,core,metric,value\n")
         else:
-            self.out.write(",".join(["time_s", "timestamp", "step"] + [c.name for c in self.cols]) + "\n")
+            self.out.write((",".join(["time_s", "timestamp", "step"] + [c.name for c in self.cols]) + "\n").encode())
 
-    def _write(self, rel: float, ts: float | None, step: int, vals: list[float | None]) -> None:
+    def _write(self, rel: np.ndarray, ts: np.ndarray, step: np.ndarray, vals: np.ndarray) -> None:
         assert self.cols is not None
-        self.rows += 1
+        n = len(rel)
+        if not n:
+            return
+        self.rows += n
+        t_blk = format_block(rel[:, None], [3])[0]
         if self.layout == "long":
-            t = f"{rel:.3f}"
-            lines = []
-            for c, v in zip(self.cols, vals, strict=True):
-                if v is None:
-                    continue
-                dev = "" if c.device is None else str(c.device)
-                core = "" if c.core is None else str(c.core)
-                lines.append(f"{t},{dev},{core},{c.metric},{fmt(v, c.decimals)}\n")
-            self.out.write("".join(lines))
-        else:
-            head = f"{rel:.3f},{iso(ts)},{step},"
-            # One format call per row (a per-cell function call was most of the export's time).
-            if self._template is None:
-                self._template = ",".join("{:.0f}" if c.decimals == 0 else f"{{:.{c.decimals}f}}"
-                                          for c in self.cols) + "\n"
-            if self._has_nan:
-                line = _EMPTY_NAN.sub("", self._template.format(*vals))  # a missing value is an empty cell
-            elif None in vals:
-                line = self._template.format(*(_NAN if v is None else v for v in vals))
-                line = _EMPTY_NAN.sub("", line)
-            else:
-                line = self._template.format(*vals)
-            self.out.write(head + line)
+            self._write_long(t_blk, vals)
+            return
+        comma = numtext.literal(b",", n)
+        blocks = [t_blk, comma, iso_block(ts), comma, numtext.ints(step)]
+        for blk in format_block(vals, self._decimals):
+            blocks += (comma, blk)
+        blocks.append(numtext.literal(b"\n", n))
+        self.out.write(numtext.join(blocks))
+
+    def _write_long(self, t_blk: np.ndarray, vals: np.ndarray) -> None:
+        """One line per present value: time_s,device,core,metric,value (row by row, column by column)."""
+        assert self.cols is not None
+        n, k = vals.shape
+        cells = format_block(vals, self._decimals)
+        lines = []
+        for c, blk in zip(self.cols, cells, strict=True):
+            dev = "" if c.device is None else str(c.device)
+            core = "" if c.core is None else str(c.core)
+            mid = numtext.literal(f",{dev},{core},{c.metric},".encode(), n)
+            lines.append(np.concatenate([t_blk, mid, blk, numtext.literal(b"\n", n)], axis=1))
+        w = max(x.shape[1] for x in lines)
+        grid = np.zeros((n, k, w), dtype=np.uint8)
+        for j, x in enumerate(lines):
+            grid[:, j, :x.shape[1]] = x
+        grid[np.isnan(vals)] = 0  # a missing value writes no line
+        flat = grid.ravel()
+        self.out.write(flat[flat != 0].tobytes())
 
     def finish(self) -> int:
-        if self.every:
-            self._flush_bin()
+        self._drain()
+        if self._bin is not None and len(self._bin[0]):
+            rel, ts, step, vals = self._bin
+            idx = np.floor(rel / self.every + 1e-9).astype(np.int64)
+            self._emit_bins(rel, ts, step, vals, idx, np.array([0]))
+            self._bin = None
+        self.out.flush()
         return self.rows

@@ -102,49 +102,102 @@ def _busy_mean(values: np.ndarray, busy: np.ndarray) -> float:
     return float(per.mean())
 
 
-def stats(ws: Sequence[Sample]) -> WindowStats:
+@dataclass
+class WindowArrays:
+    """The per-sample figures the rules read, one row per sample of the window (all with the last
+    sample's core count). Built from Samples (live) or sliced from a batch (export): one code path
+    for the statistics either way."""
+
+    util: np.ndarray  # [k, cores]
+    mem_core: np.ndarray  # [k, cores]
+    flops: np.ndarray | None  # [k, cores], None unless every sample has flops
+    vcpu_busy: np.ndarray  # [k', vcpus]: the samples with vCPU figures, or only the last if their counts differ
+    sys_idle: np.ndarray  # [k]
+    has_ext: bool
+    hbm_rate: np.ndarray | None  # [k, cores] (with the extension)
+    tensor: np.ndarray | None  # [k, cores] tensor-engine activity
+    period: np.ndarray  # [k]
+    exposed_comm: np.ndarray  # [k]
+    input_wait: np.ndarray  # [k'] samples with input figures
+    busbw: np.ndarray  # [k]
+    link_mean: np.ndarray  # [k'] samples with link rates
+    n_devices: int
+    cores_per_device: int
+    hbm_bw: float
+    hbm_capacity: int
+    link_bw: float
+    peak: float
+    training: object | None  # the last sample's training figures (micro_batch, seq)
+    events: list[dict]
+
+
+def window_arrays(ws: Sequence[Sample]) -> WindowArrays:
     last = ws[-1]
     n = last.n_cores
     same = [s for s in ws if s.n_cores == n]
-    U = np.stack([s.util for s in same])  # [samples, cores]: one array op per figure, not one per sample
-    core_util = U.mean(axis=0)
-    M = np.stack([s.mem_per_core for s in same])
-    mem = M.mean(axis=0)
-    allocated = (mem >= ALLOCATED_BYTES) | (core_util >= 1.0)
-    has_flops = all(s.flops is not None for s in same)
-    flops = float(np.stack([s.flops for s in same]).mean()) if has_flops else 0.0
-    vb = [s.vcpu_busy for s in same if len(s.vcpu_busy)]
-    vcpu = np.mean(vb, axis=0) if vb and len({len(v) for v in vb}) == 1 else (vb[-1] if vb else np.zeros(0))
-    host_busy = float(np.mean([100 - s.sys_idle for s in same])) if any(s.sys_idle for s in same) else 0.0
     ext = [s for s in same if s.has_extension]
     has_ext = len(ext) == len(same)
+    has_flops = all(s.flops is not None for s in same)
+    vb = [s.vcpu_busy for s in same if len(s.vcpu_busy)]
+    if vb and len({len(v) for v in vb}) == 1:
+        vcpu = np.stack(vb)
+    else:
+        vcpu = vb[-1][None, :] if vb else np.zeros((0, 0))
+    return WindowArrays(
+        util=np.stack([s.util for s in same]), mem_core=np.stack([s.mem_per_core for s in same]),
+        flops=np.stack([s.flops for s in same]) if has_flops else None, vcpu_busy=vcpu,
+        sys_idle=np.array([s.sys_idle for s in same], dtype=np.float64), has_ext=has_ext,
+        hbm_rate=np.stack([s.hbm_rate for s in ext]) if has_ext else None,
+        tensor=np.stack([s.engines[0] for s in ext]) if has_ext else None,
+        period=np.array([s.period_s for s in same], dtype=np.float64),
+        exposed_comm=np.array([s.exposed_comm_s for s in same], dtype=np.float64),
+        input_wait=np.array([s.input.wait_frac for s in same if s.input is not None], dtype=np.float64),
+        busbw=np.array([s.busbw_max for s in same], dtype=np.float64),
+        link_mean=np.array([s.link_mean for s in same if s.link_mean is not None], dtype=np.float64),
+        n_devices=last.n_devices, cores_per_device=last.cores_per_device, hbm_bw=last.hbm_bw,
+        hbm_capacity=last.hbm_capacity, link_bw=last.link_bw, peak=last.core_peak_flops, training=last.training,
+        events=[e for s in same for e in s.events],
+    )
+
+
+def stats(ws: Sequence[Sample]) -> WindowStats:
+    return stats_of(window_arrays(ws))
+
+
+def stats_of(w: WindowArrays) -> WindowStats:
+    U = w.util  # [samples, cores]: one array op per figure, not one per sample
+    n = U.shape[1]
+    core_util = U.mean(axis=0)
+    M = w.mem_core
+    mem = M.mean(axis=0)
+    allocated = (mem >= ALLOCATED_BYTES) | (core_util >= 1.0)
+    has_flops = w.flops is not None
+    flops = float(w.flops.mean()) if w.flops is not None else 0.0
+    vcpu = w.vcpu_busy.mean(axis=0) if len(w.vcpu_busy) else np.zeros(0)
+    host_busy = float((100 - w.sys_idle).mean()) if w.sys_idle.any() else 0.0
     hbm_frac = tensor = comm = wait = busbw = linkf = None
-    if has_ext:
+    if w.has_ext:
         busy = U > 1
-        bw = last.hbm_bw / max(1, last.cores_per_device)
-        if bw:
-            hbm_frac = _busy_mean(np.stack([s.hbm_rate for s in ext]), busy) / bw
-        tensor = _busy_mean(np.stack([s.engines[0] for s in ext]), busy)
-        span = sum(s.period_s for s in ext)
-        comm = sum(s.exposed_comm_s for s in ext) / span if span else 0.0
-        inp = [s.input.wait_frac for s in ext if s.input is not None]
-        wait = float(np.mean(inp)) if inp else None
-        bus = [s.busbw_max for s in ext]
-        if last.link_bw and any(bus):
-            busbw = float(np.mean(bus)) / last.link_bw
-        lr = [s.link_mean for s in ext if s.link_mean is not None]
-        if lr and last.link_bw:
-            linkf = float(np.mean(lr)) / last.link_bw
-    cap = last.hbm_capacity
-    nd = last.n_devices
-    dev = int(M.reshape(len(same), nd, -1).sum(axis=2).max()) if nd and n % nd == 0 else 0
-    events = [e for s in same for e in s.events]
+        bw = w.hbm_bw / max(1, w.cores_per_device)
+        if bw and w.hbm_rate is not None:
+            hbm_frac = _busy_mean(w.hbm_rate, busy) / bw
+        tensor = _busy_mean(w.tensor, busy) if w.tensor is not None else None
+        span = float(w.period.sum())
+        comm = float(w.exposed_comm.sum()) / span if span else 0.0
+        wait = float(w.input_wait.mean()) if len(w.input_wait) else None
+        if w.link_bw and w.busbw.any():
+            busbw = float(w.busbw.mean()) / w.link_bw
+        if len(w.link_mean) and w.link_bw:
+            linkf = float(w.link_mean.mean()) / w.link_bw
+    cap = w.hbm_capacity
+    nd = w.n_devices
+    dev = int(M.reshape(len(M), nd, -1).sum(axis=2).max()) if nd and n % nd == 0 else 0
     return WindowStats(
-        n=n, util=float(core_util.mean()), core_util=core_util, allocated=allocated, has_ext=has_ext,
-        has_flops=has_flops, flops=flops, peak=last.core_peak_flops, vcpu_busy=vcpu, host_busy=host_busy,
+        n=n, util=float(core_util.mean()), core_util=core_util, allocated=allocated, has_ext=w.has_ext,
+        has_flops=has_flops, flops=flops, peak=w.peak, vcpu_busy=vcpu, host_busy=host_busy,
         hbm_frac=hbm_frac, tensor_active=tensor, exposed_comm=comm, input_wait=wait,
-        mem_frac_max=dev / cap if cap else 0.0, mem_dev_max=dev, capacity=cap, events=events,
-        training=last.training, busbw_frac=busbw, link_frac=linkf,
+        mem_frac_max=dev / cap if cap else 0.0, mem_dev_max=dev, capacity=cap, events=w.events,
+        training=w.training, busbw_frac=busbw, link_frac=linkf,
     )
 
 
@@ -158,7 +211,11 @@ def compute(samples: Sequence[Sample], threshold: float = DEFAULT_THRESHOLD,
     ws = window(samples, window_s)
     if not ws:
         return []
-    st = stats(ws)
+    return rank(stats(ws), threshold)
+
+
+def rank(st: WindowStats, threshold: float = DEFAULT_THRESHOLD) -> list[Hint]:
+    """The hints a window's statistics support, most important first."""
     hints: list[Hint] = []
     hints += _advisories(st)
     if st.util < threshold:
@@ -417,3 +474,118 @@ class HintMonitor:
         events = [{"event": "start", **h.to_dict()} for c, h in after.items() if c not in before]
         events += [{"event": "end", "cause": c} for c in sorted(before - set(after))]
         return events
+
+
+class _Dims:
+    """The training figures a rule reads (micro-batch and sequence length), from batch columns."""
+
+    __slots__ = ("micro_batch", "seq")
+
+    def __init__(self, micro_batch: int, seq: int) -> None:
+        self.micro_batch, self.seq = micro_batch, seq
+
+
+def _window_of_batches(segs: list) -> WindowArrays:
+    """window_arrays() for rows [a, e) of batches (sample.Batch), oldest first."""
+    last, a_last, e_last = segs[-1]
+    lay = last.layout
+    segs = [(b, a, e) for b, a, e in segs if b.layout.n_cores == lay.n_cores]
+
+    def cat(get, keep=lambda b: True) -> np.ndarray:
+        parts = [get(b)[a:e] for b, a, e in segs if keep(b)]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    has_ext = all(b.layout.has_engines for b, _, _ in segs)
+    has_flops = all(b.flops_ok[a:e].all() for b, a, e in segs)
+    with_vcpu = [(b, a, e) for b, a, e in segs if b.layout.n_vcpu]
+    if len({b.layout.n_vcpu for b, _, _ in with_vcpu}) <= 1:
+        vcpu = cat(lambda b: b.vcpu_busy, lambda b: b.layout.n_vcpu > 0) if with_vcpu else np.zeros((0, 0))
+    else:
+        b, _, e = with_vcpu[-1]
+        vcpu = b.vcpu_busy[e - 1:e]
+    t = _Dims(int(last.micro_batch[e_last - 1]), int(last.seq_len[e_last - 1])) if lay.has_training else None
+    events = [ev for b, a, e in segs for i in range(a, e) for ev in b.events.get(i, ())] \
+        if any(b.events for b, _, _ in segs) else []
+    return WindowArrays(
+        util=cat(lambda b: b.util), mem_core=cat(lambda b: b.mem_core),
+        flops=cat(lambda b: b.flops) if has_flops else None, vcpu_busy=vcpu, sys_idle=cat(lambda b: b.sys_idle),
+        has_ext=has_ext, hbm_rate=cat(lambda b: b.hbm_rate) if has_ext else None,
+        tensor=cat(lambda b: b.engines[:, 0]) if has_ext else None, period=cat(lambda b: b.period),
+        exposed_comm=cat(lambda b: b.exposed_comm),
+        input_wait=cat(lambda b: b.input_wait, lambda b: b.layout.has_input)
+        if any(b.layout.has_input for b, _, _ in segs) else np.zeros(0),
+        busbw=cat(lambda b: b.busbw_max),
+        link_mean=cat(lambda b: b.link_mean, lambda b: b.layout.n_links > 0)
+        if any(b.layout.n_links > 0 for b, _, _ in segs) else np.zeros(0),
+        n_devices=lay.n_devices, cores_per_device=lay.cores_per_device, hbm_bw=lay.hbm_bw,
+        hbm_capacity=lay.hbm_capacity, link_bw=lay.link_bw, peak=lay.core_peak_flops, training=t, events=events,
+    )
+
+
+class BatchHintMonitor:
+    """HintMonitor for batches of samples (sample.Batch): the same window, evaluation times and
+    hysteresis, so an export's hint columns match what the live view showed."""
+
+    def __init__(self, threshold: float = DEFAULT_THRESHOLD, window_s: float = DEFAULT_WINDOW_S,
+                 every_s: float = 1.0) -> None:
+        self.threshold, self.window_s, self.every_s = threshold, window_s, every_s
+        self.tracker = HintTracker()
+        self.shown: list[Hint] = []
+        self._at = -1e18
+        self._tail: list = []  # earlier batches' rows that the next window may still reach: (batch, a, e)
+
+    def feed(self, b, causes: Sequence[str]) -> np.ndarray:
+        """[rows, causes] bool: the causes shown after each row of batch `b`."""
+        n = len(b)
+        out = np.zeros((n, len(causes)), dtype=bool)
+        t = b.time_s
+        col = {c: i for i, c in enumerate(causes)}
+        mask = np.zeros(len(causes), dtype=bool)
+        for h in self.shown:
+            if h.cause in col:
+                mask[col[h.cause]] = True
+        start = 0
+        tail = self._tail
+        if tail and n and t[0] < tail[-1][0].time_s[tail[-1][2] - 1]:
+            tail = []
+            self._reset()
+            mask[:] = False
+        tl = t.tolist()
+        for r in range(n):
+            if r > start and tl[r] < tl[r - 1]:  # the stream restarted
+                start, tail = r, []
+                self._reset()
+                mask[:] = False
+            if tl[r] - self._at >= self.every_s - 1e-9:
+                self._at = tl[r]
+                thr = tl[r] - self.window_s - 1e-9
+                lo = start + int(np.searchsorted(t[start:r + 1], thr, side="right"))
+                segs = []
+                if lo == start:
+                    for tb, a, e in tail:
+                        k = a + int(np.searchsorted(tb.time_s[a:e], thr, side="right"))
+                        if k < e:
+                            segs.append((tb, k, e))
+                segs.append((b, lo, r + 1))
+                self.shown = self.tracker.update(rank(stats_of(_window_of_batches(segs)), self.threshold), tl[r])
+                mask = np.zeros(len(causes), dtype=bool)
+                for h in self.shown:
+                    if h.cause in col:
+                        mask[col[h.cause]] = True
+            out[r] = mask
+        # keep what the next batch's first windows can reach
+        if n:
+            thr = tl[-1] - self.window_s - 1e-9
+            keep = [(tb, a, e) for tb, a, e in (tail if start == 0 else [])]
+            keep.append((b, start, n))
+            self._tail = []
+            for tb, a, e in keep:
+                k = a + int(np.searchsorted(tb.time_s[a:e], thr, side="right"))
+                if k < e:
+                    self._tail.append((tb, k, e))
+        return out
+
+    def _reset(self) -> None:
+        self.tracker.reset()
+        self.shown = []
+        self._at = -1e18

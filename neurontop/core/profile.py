@@ -379,14 +379,18 @@ class Profile:
     def iter_raw(self, start: int = 0, exact: bool = True) -> Iterator[tuple[int, bytes]]:
         """(index, report line) from `start` on; exact=False may pad numbers with spaces (faster;
         for decoding)."""
-        q = self.db.execute("SELECT id, first_seq, n, data FROM chunks WHERE first_seq + n > ? ORDER BY first_seq",
-                            (start,))
-        for cid, first, _n, data in q:
-            chunk = self._unpack(cid, data)
+        for first, chunk in self.iter_chunks(start):
             lines = chunk.lines(exact) if isinstance(chunk, colcodec.ColumnChunk) else chunk
             for k, line in enumerate(lines):
                 if first + k >= start:
                     yield first + k, line
+
+    def iter_chunks(self, start: int = 0) -> Iterator[tuple[int, list[bytes] | colcodec.ColumnChunk]]:
+        """(index of the chunk's first sample, chunk) for the chunks holding samples from `start` on."""
+        q = self.db.execute("SELECT id, first_seq, n, data FROM chunks WHERE first_seq + n > ? ORDER BY first_seq",
+                            (start,))
+        for cid, first, _n, data in q:
+            yield first, self._unpack(cid, data)
 
     def iter_samples(self, start: int = 0, skip_bad: bool = False) -> Iterator[Sample]:
         dec = Decoder()

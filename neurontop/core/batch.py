@@ -1,0 +1,500 @@
+"""Samples in blocks: one array per figure, one row per report (for export and hints over long runs).
+
+A profile's columnar chunk (colcodec) already holds every number of a report shape as a column, so a
+Batch is built from those columns directly: no JSON text, no per-report objects. The rules are
+sample.Decoder's, applied to whole columns, and both share the decoder's counter state, so a chunk
+this cannot read (an unexpected shape, a JSON-lines chunk) is decoded report by report and stacked
+(`from_samples`) with the same result, only slower. tests/test_batch.py checks that both agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import colcodec
+from .sample import Decoder, Sample
+from .schema import report_decoder
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What every row of a batch shares."""
+
+    n_cores: int
+    cores_per_device: int
+    n_devices: int
+    hbm_capacity: int
+    hbm_bw: float
+    core_peak_flops: float
+    link_pairs: tuple[tuple[int, int], ...]
+    link_bw: float
+    n_vcpu: int
+    n_links: int  # -1: no link rates
+    has_engines: bool
+    has_hbm_rate: bool
+    has_training: bool
+    has_input: bool
+
+
+@dataclass
+class Batch:
+    layout: Layout
+    time_s: np.ndarray  # [n]
+    timestamp: np.ndarray  # [n] unix time, NaN when unknown
+    seq: np.ndarray  # [n] int64
+    period: np.ndarray  # [n]
+    util: np.ndarray  # [n, cores] percent
+    flops: np.ndarray  # [n, cores] FLOP/s (0 where flops_ok is False)
+    flops_ok: np.ndarray  # [n] bool: the sample has flops
+    mem_core: np.ndarray  # [n, cores] int64 bytes
+    engines: np.ndarray | None  # [n, 5, cores]
+    hbm_rate: np.ndarray | None  # [n, cores]
+    link_rate: np.ndarray | None  # [n, links]
+    efa_rate: np.ndarray  # [n], NaN when unknown
+    sys_user: np.ndarray
+    sys_system: np.ndarray
+    sys_idle: np.ndarray
+    runtime_user: np.ndarray
+    runtime_system: np.ndarray
+    host_mem_used: np.ndarray  # [n] int64
+    vcpu_busy: np.ndarray  # [n, vcpus]
+    step: np.ndarray  # [n] int64: the training step, else the sample's seq
+    loss: np.ndarray  # [n] NaN when unknown (as the training figures below)
+    tokens_per_s: np.ndarray
+    mfu: np.ndarray
+    step_p50: np.ndarray
+    micro_batch: np.ndarray  # [n] int64
+    seq_len: np.ndarray  # [n] int64
+    input_wait: np.ndarray  # [n] fraction, NaN without input figures
+    exposed_comm: np.ndarray  # [n] seconds
+    busbw_max: np.ndarray  # [n] bytes/s
+    link_mean: np.ndarray  # [n] NaN without link rates
+    events: dict[int, tuple[dict, ...]] = field(default_factory=dict)  # row -> the report's events
+
+    def __len__(self) -> int:
+        return len(self.time_s)
+
+    def dev_mem(self) -> np.ndarray:
+        """[n, devices] bytes used on each device."""
+        nd = self.layout.n_devices
+        return self.mem_core.reshape(len(self), nd, -1).sum(axis=2) if nd else self.mem_core
+
+    def rows(self, a: int, b: int) -> Batch:
+        out = {}
+        for k, v in self.__dict__.items():
+            if isinstance(v, np.ndarray):
+                out[k] = v[a:b]
+            elif k == "events":
+                out[k] = {i - a: e for i, e in v.items() if a <= i < b}
+            else:
+                out[k] = v
+        return Batch(**out)
+
+
+def layout_of(s: Sample) -> Layout:
+    return Layout(
+        s.n_cores, s.cores_per_device, s.n_devices, s.hbm_capacity, s.hbm_bw, s.core_peak_flops, s.link_pairs,
+        s.link_bw, len(s.vcpu_busy), -1 if s.link_rate is None else len(s.link_rate), s.engines is not None,
+        s.hbm_rate is not None, s.training is not None, s.input is not None)
+
+
+def from_samples(samples: list[Sample]) -> list[Batch]:
+    """Stack samples into batches, a new one wherever the layout changes."""
+    out: list[Batch] = []
+    a = 0
+    while a < len(samples):
+        lay = layout_of(samples[a])
+        b = a + 1
+        while b < len(samples) and layout_of(samples[b]) == lay:
+            b += 1
+        out.append(_stack(samples[a:b], lay))
+        a = b
+    return out
+
+
+def _stack(ss: list[Sample], lay: Layout) -> Batch:
+    n, c = len(ss), lay.n_cores
+    f = lambda get: np.array([get(s) for s in ss], dtype=np.float64)  # noqa: E731
+    nan = float("nan")
+    tr = [s.training for s in ss]
+    return Batch(
+        layout=lay,
+        time_s=f(lambda s: s.time_s),
+        timestamp=f(lambda s: nan if s.timestamp is None else s.timestamp),
+        seq=np.array([s.seq for s in ss], dtype=np.int64),
+        period=f(lambda s: s.period_s),
+        util=np.stack([s.util for s in ss]).reshape(n, c),
+        flops=np.stack([s.flops if s.flops is not None else np.zeros(c) for s in ss]).reshape(n, c),
+        flops_ok=np.array([s.flops is not None for s in ss], dtype=bool),
+        mem_core=np.stack([s.mem_per_core for s in ss]).reshape(n, c),
+        engines=np.stack([s.engines for s in ss]) if lay.has_engines else None,
+        hbm_rate=np.stack([s.hbm_rate for s in ss]) if lay.has_hbm_rate else None,
+        link_rate=np.stack([s.link_rate for s in ss]).reshape(n, lay.n_links) if lay.n_links >= 0 else None,
+        efa_rate=f(lambda s: nan if s.efa_rate is None else s.efa_rate),
+        sys_user=f(lambda s: s.sys_user), sys_system=f(lambda s: s.sys_system), sys_idle=f(lambda s: s.sys_idle),
+        runtime_user=f(lambda s: s.runtime_user), runtime_system=f(lambda s: s.runtime_system),
+        host_mem_used=np.array([s.host_mem_used for s in ss], dtype=np.int64),
+        vcpu_busy=np.stack([s.vcpu_busy for s in ss]).reshape(n, lay.n_vcpu),
+        step=np.array([t.step if t is not None else s.seq for s, t in zip(ss, tr, strict=True)], dtype=np.int64),
+        loss=f(lambda s: nan if s.training is None or s.training.loss is None else s.training.loss),
+        tokens_per_s=f(lambda s: nan if s.training is None else s.training.tokens_per_s),
+        mfu=f(lambda s: nan if s.training is None else s.training.mfu),
+        step_p50=f(lambda s: nan if s.training is None else s.training.step_time_s.p50),
+        micro_batch=np.array([t.micro_batch if t is not None else 0 for t in tr], dtype=np.int64),
+        seq_len=np.array([t.seq if t is not None else 0 for t in tr], dtype=np.int64),
+        input_wait=f(lambda s: nan if s.input is None else s.input.wait_frac),
+        exposed_comm=f(lambda s: s.exposed_comm_s),
+        busbw_max=f(lambda s: s.busbw_max),
+        link_mean=f(lambda s: nan if s.link_mean is None else s.link_mean),
+        events={i: s.events for i, s in enumerate(ss) if s.events},
+    )
+
+
+# -- from a columnar chunk -----------------------------------------------------------------------
+class Unsupported(Exception):
+    """A chunk the column reader does not cover: decode it report by report instead."""
+
+
+def _number_paths(doc) -> list[tuple]:
+    """The path of every number in a JSON document, in text order (colcodec's token order)."""
+    out: list[tuple] = []
+
+    def walk(o, path: tuple) -> None:
+        t = type(o)
+        if t is dict:
+            for k, v in o.items():
+                walk(v, (*path, k))
+        elif t is list:
+            for i, v in enumerate(o):
+                walk(v, (*path, i))
+        elif t is int or t is float:
+            out.append(path)
+
+    walk(doc, ())
+    return out
+
+
+class _Cols:
+    """A group's columns by JSON path, as float64 (or int64) arrays."""
+
+    def __init__(self, g, x: np.ndarray, xt: colcodec._Texts, doc) -> None:
+        real = colcodec._real(g.lits)
+        for j, r in enumerate(real):
+            if not r and not xt.constant(j):
+                raise Unsupported("text inside strings changes within the shape")
+        paths = _number_paths(doc)
+        if len(paths) != sum(real):
+            raise Unsupported("tokens and numbers disagree")
+        cols = [j for j, r in enumerate(real) if r]
+        self.index = dict(zip(paths, cols, strict=True))
+        self.g, self.x, self.xt, self.n = g, x, xt, len(x)
+
+    def f(self, path: tuple, default: float = 0.0) -> np.ndarray:
+        j = self.index.get(path)
+        if j is None:
+            return np.full(self.n, float(default))
+        kind = self.g.kinds[j]
+        if kind == "i":
+            return self.x[:, j].astype(np.float64)
+        if kind == "x":
+            return np.array([float(t) for t in self.xt[j]], dtype=np.float64)
+        return self.x[:, j] / 10.0 ** int(kind[1:])  # correctly rounded: the double the text parses to
+
+    def i(self, path: tuple, default: int = 0) -> np.ndarray:
+        j = self.index.get(path)
+        if j is None:
+            return np.full(self.n, int(default), dtype=np.int64)
+        if self.g.kinds[j] != "i":
+            raise Unsupported(f"non-integer cells in integer field {path}")
+        return self.x[:, j]
+
+
+def _get(doc, *path):
+    for p in path:
+        if isinstance(doc, dict):
+            doc = doc.get(p)
+        elif isinstance(doc, list) and isinstance(p, int) and p < len(doc):
+            doc = doc[p]
+        else:
+            return None
+    return doc
+
+
+_ENG = ("tensor", "vector", "scalar", "gpsimd", "dma")
+_MEM = ("tensors", "constants", "model_code", "model_shared_scratchpad", "runtime_memory")
+
+
+def _group_raw(g, x: np.ndarray, xt: colcodec._Texts, fl: dict[int, np.ndarray]) -> tuple[Sample, dict]:
+    """One shape's rows: its first report decoded as a Sample (the layout) and the raw per-row figures
+    (counters, not yet rates), following Decoder.from_report."""
+    line = colcodec._line(g, x, xt, fl, 0)
+    doc = colcodec._json_decode(line)
+    s0 = Decoder().decode(line)  # validation and the layout; the rows share the shape
+    c = _Cols(g, x, xt, doc)
+    n, nc = len(x), s0.n_cores
+    util = np.zeros((n, nc))
+    nm_flops: np.ndarray | None = None
+    mem = np.zeros((n, nc, 5), dtype=np.int64)
+    rt_user = np.zeros(n)
+    rt_sys = np.zeros(n)
+    period = np.zeros(n)
+    for r, rt in enumerate(doc.get("neuron_runtime_data") or []):
+        rep = rt.get("report") or {}
+        base = ("neuron_runtime_data", r, "report")
+        ncc = rep.get("neuroncore_counters")
+        u = np.zeros((n, nc))
+        if ncc is not None:
+            p = c.f((*base, "neuroncore_counters", "period"))
+            period = np.where(period != 0, period, p)
+            items = list((ncc.get("neuroncores_in_use") or {}).items())
+            pre = (*base, "neuroncore_counters", "neuroncores_in_use")
+            idx = [int(k) for k, _ in items]
+            for k, _cc in items:
+                u[:, int(k)] = c.f((*pre, k, "neuroncore_utilization"))
+            fa = np.full((n, len(items)), np.nan)
+            any_f = False
+            for q, (k, cc) in enumerate(items):
+                name = "flops" if cc.get("flops") is not None else "effective_flops" if cc.get(
+                    "effective_flops") is not None else None
+                if name is not None:
+                    fa[:, q] = c.f((*pre, k, name))
+                    any_f = True
+            if any_f:
+                if nm_flops is None:
+                    nm_flops = np.zeros((n, nc))
+                nm_flops[:, idx] = np.fmax(nm_flops[:, idx], fa)
+                nm_flops = np.nan_to_num(nm_flops)
+        util = np.maximum(util, u)
+        mu = rep.get("memory_used")
+        if mu is not None:
+            pre = (*base, "memory_used", "neuron_runtime_used_bytes", "usage_breakdown", "neuroncore_memory_usage")
+            for k in _get(mu, "neuron_runtime_used_bytes", "usage_breakdown", "neuroncore_memory_usage") or {}:
+                if int(k) < nc:
+                    mem[:, int(k)] += np.stack([c.i((*pre, k, cat)) for cat in _MEM], axis=1)
+        if rep.get("neuron_runtime_vcpu_usage") is not None:
+            pre = (*base, "neuron_runtime_vcpu_usage", "vcpu_usage")
+            rt_user = rt_user + c.f((*pre, "user"))
+            rt_sys = rt_sys + c.f((*pre, "system"))
+    raw: dict = {"util": util, "nm_flops": nm_flops, "mem": mem, "rt_user": rt_user, "rt_sys": rt_sys}
+    v = _get(doc, "system_data", "vcpu_usage")
+    z = np.zeros(n)
+    raw.update(su=z, ss=z, si=z, busy=np.zeros((n, 0)), mu=np.zeros(n, dtype=np.int64))
+    if v is not None:
+        pre = ("system_data", "vcpu_usage")
+        if v.get("average_usage") is not None:
+            raw.update(su=c.f((*pre, "average_usage", "user")), ss=c.f((*pre, "average_usage", "system")),
+                       si=c.f((*pre, "average_usage", "idle"), 100.0))
+        if v.get("usage_data"):
+            raw["busy"] = np.stack([100.0 - c.f((*pre, "usage_data", k, "idle"), 100.0) for k in v["usage_data"]],
+                                   axis=1)
+        period = np.where(period != 0, period, c.f((*pre, "period")))
+    if _get(doc, "system_data", "memory_info") is not None:
+        raw["mu"] = c.i(("system_data", "memory_info", "memory_used_bytes"))
+    ext = doc.get("neuron_top")
+    raw["ext"] = ext is not None
+    if ext is not None:
+        ep = c.f(("neuron_top", "period_s"))
+        period = np.where(ep != 0, ep, np.where(period != 0, period, 1.0))
+        raw["time"] = c.f(("neuron_top", "time_s"))
+        raw["seq"] = c.i(("neuron_top", "seq"))
+        ts = c.f(("neuron_top", "timestamp"))
+        raw["ts"] = np.where(ts != 0, ts, np.nan)
+        cores = ext.get("cores")
+        raw["cores"] = cores is not None and len(cores.get("busy_ns") or []) == nc
+        if raw["cores"]:
+            pre = ("neuron_top", "cores")
+            per = lambda name: np.stack([c.i((*pre, name, k)) for k in range(nc)], axis=1)  # noqa: E731
+            raw["busy_ns"] = per("busy_ns").astype(np.float64)
+            raw["fl"] = per("flops").astype(np.float64)
+            raw["hb"] = per("hbm_read_bytes").astype(np.float64) + per("hbm_write_bytes").astype(np.float64)
+            nl = len(_get(ext, "links", "bytes") or []) if ext.get("links") is not None else 0
+            raw["links"] = (np.stack([c.i(("neuron_top", "links", "bytes", k)) for k in range(nl)], axis=1)
+                            .astype(np.float64) if nl else np.zeros((n, 0)))
+            raw["efa"] = c.i(("neuron_top", "efa", "bytes")).astype(np.float64) if ext.get("efa") is not None \
+                else np.zeros(n)
+            if s0.engines is not None:
+                raw["engines"] = np.stack([np.stack([c.f((*pre, "engines", e, k)) for k in range(nc)], axis=1)
+                                           for e in _ENG], axis=1)
+        colls = ext.get("collectives") or []
+        exp = 0.0
+        bus = np.zeros(n)
+        for q in range(len(colls)):
+            exp = exp + c.f(("neuron_top", "collectives", q, "exposed_s"))
+            bus = np.maximum(bus, c.f(("neuron_top", "collectives", q, "busbw_bytes_per_s")))
+        raw["exposed"] = np.zeros(n) + exp
+        raw["busbw"] = bus
+        if s0.training is not None:
+            pre = ("neuron_top", "training")
+            loss = c.f((*pre, "loss"), np.nan)
+            raw["training"] = dict(step=c.i((*pre, "step")), loss=loss, tokens_per_s=c.f((*pre, "tokens_per_s")),
+                                   mfu=c.f((*pre, "mfu")), p50=c.f((*pre, "step_time_s", "p50")),
+                                   micro_batch=c.i((*pre, "micro_batch")), seq=c.i((*pre, "seq")))
+        if s0.input is not None:
+            raw["wait"] = c.f(("neuron_top", "input", "wait_frac"))
+        if ext.get("events"):
+            raw["events"] = [report_decoder.decode(colcodec._line(g, x, xt, fl, k)).neuron_top.events
+                             for k in range(n)]
+    else:
+        period = np.where(period != 0, period, 1.0)
+    raw["period"] = period
+    return s0, raw
+
+
+def _sig(s0: Sample, raw: dict) -> tuple:
+    return (layout_of(s0), raw["ext"], raw.get("cores"), raw["nm_flops"] is None, raw["busy"].shape[1],
+            raw.get("links", np.zeros((0, 0))).shape[1], "engines" in raw, "training" in raw, "wait" in raw)
+
+
+def from_chunk(chunk: colcodec.ColumnChunk, dec: Decoder) -> Batch:
+    """A columnar chunk as one batch; `dec` carries the counters across chunks (and to the report by
+    report path). Raises Unsupported, leaving `dec` untouched, for chunks this does not cover."""
+    parts = [(g.rows, *_group_raw(g, x, xt, fl)) for g, x, xt, fl in chunk.groups]
+    sig = _sig(parts[0][1], parts[0][2])
+    if any(_sig(s0, raw) != sig for _, s0, raw in parts[1:]):
+        raise Unsupported("report shapes of different layouts in one chunk")
+    n = chunk.n
+    s0 = parts[0][1]
+    raw: dict = {}
+    for key, v0 in parts[0][2].items():
+        if isinstance(v0, np.ndarray):
+            a = np.empty((n, *v0.shape[1:]), dtype=v0.dtype)
+            for rows, _, r in parts:
+                a[rows] = r[key]
+            raw[key] = a
+        elif isinstance(v0, dict):
+            raw[key] = {}
+            for k2, v2 in v0.items():
+                a = np.empty(n, dtype=v2.dtype)
+                for rows, _, r in parts:
+                    a[rows] = r[key][k2]
+                raw[key][k2] = a
+        elif key == "events":
+            ev: dict[int, tuple] = {}
+            for rows, _, r in parts:
+                ev.update({i: tuple(e) for i, e in zip(rows, r["events"], strict=True) if e})
+            raw[key] = ev
+        else:
+            raw[key] = v0
+    return _derive(s0, raw, n, dec)
+
+
+def _derive(s0: Sample, raw: dict, n: int, dec: Decoder) -> Batch:
+    """Rates from counters over consecutive rows, as Decoder does one report at a time."""
+    nc = s0.n_cores
+    util = raw["util"]
+    flops = raw["nm_flops"]
+    flops_ok = np.full(n, flops is not None)
+    if flops is None:
+        flops = np.zeros((n, nc))
+    period = raw["period"]
+    count = dec._count + np.arange(1, n + 1)
+    if raw["ext"]:
+        time_s, seq, ts = raw["time"], raw["seq"], raw["ts"]
+    else:
+        time_s = np.cumsum(np.concatenate([[dec._time], period]))[1:]
+        seq, ts = count, np.full(n, np.nan)
+    hbm_rate = link_rate = engines = None
+    efa_rate = np.full(n, np.nan)
+    new_prev = dec._prev
+    if raw["ext"] and raw["cores"]:
+        busy, fl, hb, links, efa = raw["busy_ns"], raw["fl"], raw["hb"], raw["links"], raw["efa"]
+        prev = dec._prev
+        p_time = np.concatenate([[prev[0] if prev is not None else np.nan], time_s[:-1]])
+        p_busy = np.concatenate([prev[1][None, :] if prev is not None and len(prev[1]) == nc else
+                                 np.full((1, nc), np.nan), busy[:-1]])
+        p_fl = np.concatenate([prev[2][None, :] if prev is not None and len(prev[2]) == nc else
+                               np.full((1, nc), np.nan), fl[:-1]])
+        p_hb = np.concatenate([prev[3][None, :] if prev is not None and len(prev[3]) == nc else
+                               np.full((1, nc), np.nan), hb[:-1]])
+        nl = links.shape[1]
+        p_links = np.concatenate([prev[4][None, :] if prev is not None and len(prev[4]) == nl else
+                                  np.full((1, nl), np.nan), links[:-1]])
+        p_efa = np.concatenate([[prev[5] if prev is not None else np.nan], efa[:-1]])
+        ok = time_s > p_time
+        if prev is not None and (len(prev[4]) != nl or len(prev[1]) != nc):
+            if len(prev[4]) != nl:
+                ok[0] = False
+            elif ok[0]:
+                raise Unsupported("the previous report has another core count")
+        dt = np.where(ok, time_s - p_time, 1.0)
+        with np.errstate(invalid="ignore"):
+            d_util = np.maximum(busy - p_busy, 0.0) / dt[:, None] / 1e7
+            d_fl = np.maximum(fl - p_fl, 0.0) / dt[:, None]
+            d_hb = np.maximum(hb - p_hb, 0.0) / dt[:, None]
+            d_links = np.maximum(links - p_links, 0.0) / dt[:, None]
+            d_efa = np.maximum(efa - p_efa, 0.0) / dt
+        t = np.maximum(time_s, 1e-9)
+        util = np.where(ok[:, None], d_util, util)
+        if raw["nm_flops"] is None:
+            flops_ok = ok & d_fl.any(axis=1)
+            flops = np.where(flops_ok[:, None], d_fl, 0.0)
+        else:
+            flops = np.where(ok[:, None], d_fl, flops)
+        hbm_rate = np.where(ok[:, None], d_hb, hb / t[:, None])
+        link_rate = np.where(ok[:, None], d_links, links / t[:, None])
+        efa_rate = np.where(ok, d_efa, efa / t)
+        new_prev = (float(time_s[-1]), busy[-1], fl[-1], hb[-1], links[-1], float(efa[-1]))
+        engines = raw.get("engines")
+    lay = layout_of(s0)
+    nan = np.full(n, np.nan)
+    tr = raw.get("training")
+    wait = raw.get("wait")
+    batch = Batch(
+        layout=lay, time_s=time_s, timestamp=ts, seq=seq, period=period, util=np.clip(util, 0.0, 100.0),
+        flops=flops, flops_ok=flops_ok, mem_core=raw["mem"].sum(axis=2), engines=engines, hbm_rate=hbm_rate,
+        link_rate=link_rate if lay.n_links >= 0 else None, efa_rate=efa_rate, sys_user=raw["su"],
+        sys_system=raw["ss"], sys_idle=raw["si"], runtime_user=raw["rt_user"], runtime_system=raw["rt_sys"],
+        host_mem_used=raw["mu"], vcpu_busy=raw["busy"],
+        step=tr["step"] if tr is not None else seq, loss=tr["loss"] if tr is not None else nan,
+        tokens_per_s=tr["tokens_per_s"] if tr is not None else nan, mfu=tr["mfu"] if tr is not None else nan,
+        step_p50=tr["p50"] if tr is not None else nan,
+        micro_batch=tr["micro_batch"] if tr is not None else np.zeros(n, dtype=np.int64),
+        seq_len=tr["seq"] if tr is not None else np.zeros(n, dtype=np.int64),
+        input_wait=wait if wait is not None else nan,
+        exposed_comm=raw.get("exposed", np.zeros(n)), busbw_max=raw.get("busbw", np.zeros(n)),
+        link_mean=link_rate.mean(axis=1) if link_rate is not None and link_rate.shape[1] else nan,
+        events=raw.get("events", {}),
+    )
+    # Commit the decoder's state only now: an Unsupported above leaves it as it was.
+    dec._prev = new_prev
+    dec._count += n
+    if not raw["ext"]:
+        dec._time = float(time_s[-1])
+    return batch
+
+
+def iter_profile(prof, skip_bad: bool = False, rows: int = 600) -> Iterator[Batch]:
+    """A profile's samples as batches: columnar chunks read as columns, others report by report."""
+    from .profile import ProfileError
+    from .sample import DecodeError
+
+    dec = Decoder()
+    pending: list[Sample] = []
+
+    def flush() -> Iterator[Batch]:
+        yield from from_samples(pending)
+        pending.clear()
+
+    for first, chunk in prof.iter_chunks():
+        if isinstance(chunk, colcodec.ColumnChunk):
+            try:
+                b = from_chunk(chunk, dec)
+            except Unsupported:
+                chunk = chunk.lines(exact=False)
+            else:
+                yield from flush()
+                yield b
+                continue
+        for k, line in enumerate(chunk):
+            try:
+                pending.append(dec.decode(line))
+            except DecodeError as exc:
+                if skip_bad:
+                    continue
+                raise ProfileError(f"{prof.path}: sample {first + k}: {exc}") from None
+            if len(pending) >= rows:
+                yield from flush()
+    yield from flush()

@@ -1,0 +1,254 @@
+"""The column reader (batch.from_chunk) and the batch hints agree with the report-by-report path;
+the block formatter writes what Python's formatting writes."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import random
+from datetime import datetime, timezone
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from neurontop.core import batch as B
+from neurontop.core import colcodec
+from neurontop.core.export import (
+    HINT_CAUSES,
+    CsvExporter,
+    figures,
+    fmt,
+    format_block,
+    iso,
+    iso_block,
+    parse_fields,
+    row_values,
+)
+from neurontop.core.hints import BatchHintMonitor, HintMonitor
+from neurontop.core.sample import Decoder
+
+from .conftest import REAL_TRN1, ROOT, SAMPLE_JSONL, make_reports, needs_shared, run_cli, strip_extension
+
+
+def assert_same(a: list[B.Batch], b: list[B.Batch]) -> None:
+    assert [x.layout for x in a] == [x.layout for x in b] or {x.layout for x in a} == {x.layout for x in b}
+    assert sum(map(len, a)) == sum(map(len, b))
+    for key, v in b[0].__dict__.items():
+        if key in ("layout", "events"):
+            continue
+        got = [getattr(x, key) for x in a]
+        want = [getattr(x, key) for x in b]
+        if v is None:
+            assert all(g is None for g in got), key
+            continue
+        ga, wa = np.concatenate(got), np.concatenate(want)
+        assert ga.shape == wa.shape and np.array_equal(ga, wa, equal_nan=True), key
+    ev_a, ev_b, off_a, off_b = {}, {}, 0, 0
+    for x in a:
+        ev_a.update({off_a + i: e for i, e in x.events.items()})
+        off_a += len(x)
+    for x in b:
+        ev_b.update({off_b + i: e for i, e in x.events.items()})
+        off_b += len(x)
+    assert ev_a == ev_b
+
+
+def by_reports(lines: list[bytes]) -> list[B.Batch]:
+    d = Decoder()
+    return B.from_samples([d.decode(x) for x in lines])
+
+
+def by_columns(lines: list[bytes], parts: int = 1) -> list[B.Batch]:
+    d = Decoder()
+    out = []
+    step = math.ceil(len(lines) / parts)
+    for a in range(0, len(lines), step):
+        blob = colcodec.encode(lines[a:a + step])
+        assert blob is not None
+        out.append(B.from_chunk(colcodec.decode(blob), d))
+    return out
+
+
+@pytest.mark.parametrize("preset,scenario,strip", [
+    ("trn1.2xlarge", "input_bound", False), ("trn1.32xlarge", "straggler", False),
+    ("trn2.48xlarge", "comm_bound", False), ("trn1.32xlarge", "hbm_pressure", False),
+    ("trn1.2xlarge", "healthy", True), ("trn1.32xlarge", "idle_cores", True)])
+def test_columns_read_like_reports(preset: str, scenario: str, strip: bool) -> None:
+    lines = make_reports(preset, scenario, 90, period=0.5)
+    if strip:  # plain neuron-monitor (compact, as it writes): utilisation and time from its own fields
+        lines = [json.dumps(json.loads(x), separators=(",", ":")).encode() for x in strip_extension(lines)]
+    assert_same(by_columns(lines, parts=3), by_reports(lines))  # counters carry over chunk boundaries
+
+
+@needs_shared
+@pytest.mark.parametrize("path", [SAMPLE_JSONL, REAL_TRN1], ids=["sample", "real-trn1"])
+def test_real_neuron_monitor_logs_read_like_reports(path) -> None:
+    lines = [ln for ln in path.read_bytes().split(b"\n") if ln.strip()]
+    assert_same(by_columns(lines), by_reports(lines))
+
+
+def test_shipped_profiles_read_as_columns_like_reports() -> None:
+    from neurontop.core.profile import Profile
+
+    for path in sorted((ROOT / "profiles").glob("*.ntprof")):
+        prof = Profile(str(path))
+        kinds = [isinstance(c, colcodec.ColumnChunk) for _, c in prof.iter_chunks()]
+        assert all(kinds), path  # the fast path is what these exercise
+        assert_same(list(B.iter_profile(prof)), B.from_samples(list(prof.iter_samples())))
+
+
+class _FakeProfile:
+    path = "fake.ntprof"
+
+    def __init__(self, chunks) -> None:
+        self.chunks = chunks
+
+    def iter_chunks(self):
+        first = 0
+        for c in self.chunks:
+            yield first, c
+            first += c.n if isinstance(c, colcodec.ColumnChunk) else len(c)
+
+
+def test_a_shape_the_reader_does_not_cover_falls_back_report_by_report() -> None:
+    lines = make_reports("trn1.2xlarge", "healthy", 30)
+    # the same template with the two cores' keys swapped in half the rows: keys are text cells that
+    # change within the shape, so the column paths of the first row do not hold for the others
+    swapped = []
+    for k, line in enumerate(lines):
+        d = json.loads(line)
+        if k % 2:
+            nc = d["neuron_runtime_data"][0]["report"]["neuroncore_counters"]["neuroncores_in_use"]
+            d["neuron_runtime_data"][0]["report"]["neuroncore_counters"]["neuroncores_in_use"] = dict(
+                reversed(list(nc.items())))
+        swapped.append(json.dumps(d, separators=(",", ":")).encode())
+    chunk = colcodec.decode(colcodec.encode(swapped[10:]))
+    dec = Decoder()
+    for x in swapped[:10]:
+        dec.decode(x)
+    before = (dec._prev, dec._count)
+    with pytest.raises(B.Unsupported):
+        B.from_chunk(chunk, dec)
+    assert (dec._prev, dec._count) == before  # untouched: the fallback continues from here
+    head = colcodec.decode(colcodec.encode(swapped[:10]))
+    got = list(B.iter_profile(_FakeProfile([head, chunk]), rows=7))
+    assert_same(got, by_reports(swapped))
+
+
+def test_json_lines_chunks_between_columnar_ones() -> None:
+    lines = make_reports("trn1.32xlarge", "comm_bound", 60, period=0.5)
+    chunks = [colcodec.decode(colcodec.encode(lines[:20])), lines[20:35], colcodec.decode(colcodec.encode(lines[35:]))]
+    assert_same(list(B.iter_profile(_FakeProfile(chunks))), by_reports(lines))
+
+
+@pytest.mark.parametrize("scenario", ["straggler", "input_bound", "comm_bound", "hbm_pressure", "idle_cores"])
+def test_batch_hints_equal_the_live_monitor(scenario: str) -> None:
+    lines = make_reports("trn1.32xlarge", scenario, 80, period=0.5)
+    restarted = make_reports("trn1.32xlarge", "healthy", 30, period=0.5)  # time starts again: a new stream
+    d = Decoder()
+    samples = [d.decode(x) for x in lines]
+    d = Decoder()
+    samples += [d.decode(x) for x in restarted]
+    live = HintMonitor()
+    want = []
+    for s in samples:
+        live.feed(s)
+        shown = {h.cause for h in live.shown}
+        want.append([c in shown for c in HINT_CAUSES])
+    want_a = np.array(want)
+    assert want_a[:80].any()  # the scenario's hint shows, so the comparison means something
+    rng = random.Random(scenario)
+    (whole,) = B.from_samples(samples)
+    for _ in range(3):  # whatever the batch boundaries
+        cuts = sorted(rng.sample(range(1, len(samples)), 6))
+        mon = BatchHintMonitor()
+        got = [mon.feed(whole.rows(a, b), HINT_CAUSES) for a, b in zip([0, *cuts], [*cuts, len(samples)], strict=True)]
+        assert np.array_equal(np.concatenate(got), want_a)
+
+
+@pytest.mark.parametrize("preset", ["trn1.2xlarge", "trn2.48xlarge"])
+def test_batch_figures_equal_the_per_cell_definition(preset: str) -> None:
+    from neurontop.core.export import columns_for
+
+    lines = make_reports(preset, "comm_bound", 6)
+    d = Decoder()
+    samples = [d.decode(x) for x in lines]
+    groups = parse_fields("all")
+    cols = columns_for(samples[0], groups)
+    (b,) = B.from_samples(samples)
+    hints = np.zeros((len(b), len(HINT_CAUSES)), dtype=bool)
+    hints[:, HINT_CAUSES.index("communication")] = True
+    names, m = figures(b, groups, hints)
+    assert names == [c.name for c in cols]
+    for k, s in enumerate(samples):
+        for v, want in zip(m[k], row_values(s, cols, {"communication"}), strict=True):
+            if want is None:
+                assert math.isnan(v)
+            else:
+                assert v == pytest.approx(want, rel=1e-12)
+
+
+def test_a_later_layout_fills_the_fixed_columns_by_name() -> None:
+    lines = make_reports("trn1.2xlarge", "healthy", 4)
+    mixed = lines[:2] + strip_extension(lines[2:])
+    out = io.StringIO()
+    ex = CsvExporter(out, ("util", "engines"))
+    d = Decoder()
+    for b in B.from_samples([d.decode(x) for x in mixed]):
+        ex.add_batch(b)
+    ex.finish()
+    rows = out.getvalue().splitlines()
+    assert len({r.count(",") for r in rows}) == 1 and rows[3].endswith(",")
+
+
+_tricky = st.one_of(st.floats(-1e12, 1e12, allow_nan=False), st.sampled_from([0.125, 2.5, 1.005, 0.285, -0.001, 1e-9]),
+                    st.integers(-10**6, 10**6).map(lambda k: k / 8), st.just(float("nan")), st.just(float("inf")))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_tricky, min_size=1, max_size=20), st.integers(0, 5))
+def test_block_formatter_writes_what_python_writes(vals: list[float], d: int) -> None:
+    (blk,) = format_block(np.array(vals)[:, None], [d])
+    got = [bytes(r[r != 0]).decode() for r in blk]
+    want = [fmt(v, d) for v in vals]
+    assert got == [w[1:] if w.startswith("-") and float(w) == 0 else w for w in want]  # never "-0.00"
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.floats(0, 4e9, allow_nan=False), min_size=1, max_size=10))
+def test_iso_block_matches_datetime(ts: list[float]) -> None:
+    ts += [1767225600.0005, 1767225600.9995, 1767225600.99999995]
+    got = [bytes(r[r != 0]).decode() for r in iso_block(np.array(ts))]
+    assert got == [iso(t) for t in ts]
+    assert datetime.fromtimestamp(ts[0], tz=timezone.utc)  # (a valid time)
+
+
+def test_cli_export_of_a_profile_equals_export_of_the_same_log(tmp_path, monkeypatch) -> None:
+    """The column path (profile) and the report path (log) write the same bytes."""
+    from neurontop.core.profile import Recorder
+
+    monkeypatch.setattr("neurontop.core.profile.COMPACT_ROWS", 40)
+    monkeypatch.setattr("neurontop.core.profile.CHUNK_RAW_BYTES", 64 * 1024)
+    lines = make_reports("trn1.32xlarge", "straggler", 130, period=0.5)
+    log = tmp_path / "r.jsonl"
+    log.write_bytes(b"\n".join(lines) + b"\n")
+    prof = tmp_path / "r.ntprof"
+    rec = Recorder(str(prof))
+    d = Decoder()
+    for k, x in enumerate(lines):
+        rec.append(x, d.decode(x), now=1e6 + k)  # a commit per report: chunks seal at 64 KiB
+    rec.close()
+    from neurontop.core.profile import Profile
+
+    assert sum(isinstance(c, colcodec.ColumnChunk) for _, c in Profile(str(prof)).iter_chunks()) >= 3
+    for extra in ([], ["--layout", "long"], ["--every", "3s"], ["--from", "7s", "--to", "40s"]):
+        a = run_cli("export", str(prof), "-o", "-", "--fields", "all", *extra)
+        b = run_cli("export", str(log), "-o", "-", "--fields", "all", *extra)
+        assert a.returncode == 0 and b.returncode == 0, (a.stderr, b.stderr)
+        # a log has no start time: compare everything but the timestamp column
+        drop = (lambda t: t) if extra[:2] == ["--layout", "long"] else \
+            (lambda t: b"\n".join(b",".join(r.split(b",")[:1] + r.split(b",")[2:]) for r in t.split(b"\n")))
+        assert drop(a.stdout) == drop(b.stdout) and a.stdout.count(b"\n") > 10, extra
