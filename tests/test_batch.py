@@ -68,7 +68,7 @@ def by_columns(lines: list[bytes], parts: int = 1) -> list[B.Batch]:
     for a in range(0, len(lines), step):
         blob = colcodec.encode(lines[a:a + step])
         assert blob is not None
-        out.append(B.from_chunk(colcodec.decode(blob), d))
+        out.append(B.from_chunk(colcodec.decode_lazy(blob), d))
     return out
 
 
@@ -106,11 +106,11 @@ class _FakeProfile:
     def __init__(self, chunks) -> None:
         self.chunks = chunks
 
-    def iter_chunks(self):
+    def iter_chunks(self, lazy: bool = True):
         first = 0
         for c in self.chunks:
             yield first, c
-            first += c.n if isinstance(c, colcodec.ColumnChunk) else len(c)
+            first += c.n if isinstance(c, colcodec.LazyChunk) else len(c)
 
 
 def test_a_shape_the_reader_does_not_cover_falls_back_report_by_report() -> None:
@@ -125,7 +125,7 @@ def test_a_shape_the_reader_does_not_cover_falls_back_report_by_report() -> None
             d["neuron_runtime_data"][0]["report"]["neuroncore_counters"]["neuroncores_in_use"] = dict(
                 reversed(list(nc.items())))
         swapped.append(json.dumps(d, separators=(",", ":")).encode())
-    chunk = colcodec.decode(colcodec.encode(swapped[10:]))
+    chunk = colcodec.decode_lazy(colcodec.encode(swapped[10:]))
     dec = Decoder()
     for x in swapped[:10]:
         dec.decode(x)
@@ -133,14 +133,15 @@ def test_a_shape_the_reader_does_not_cover_falls_back_report_by_report() -> None
     with pytest.raises(B.Unsupported):
         B.from_chunk(chunk, dec)
     assert (dec._prev, dec._count) == before  # untouched: the fallback continues from here
-    head = colcodec.decode(colcodec.encode(swapped[:10]))
+    head = colcodec.decode_lazy(colcodec.encode(swapped[:10]))
     got = list(B.iter_profile(_FakeProfile([head, chunk]), rows=7))
     assert_same(got, by_reports(swapped))
 
 
 def test_json_lines_chunks_between_columnar_ones() -> None:
     lines = make_reports("trn1.32xlarge", "comm_bound", 60, period=0.5)
-    chunks = [colcodec.decode(colcodec.encode(lines[:20])), lines[20:35], colcodec.decode(colcodec.encode(lines[35:]))]
+    chunks = [colcodec.decode_lazy(colcodec.encode(lines[:20])), lines[20:35],
+              colcodec.decode_lazy(colcodec.encode(lines[35:]))]
     assert_same(list(B.iter_profile(_FakeProfile(chunks))), by_reports(lines))
 
 

@@ -178,30 +178,26 @@ def _number_paths(doc) -> list[tuple]:
 
 
 class _Cols:
-    """A group's columns by JSON path, as float64 (or int64) arrays."""
+    """A group's columns by JSON path, as float64 (or int64) arrays; records which it was asked for."""
 
-    def __init__(self, g, x: np.ndarray, xt: colcodec._Texts, doc) -> None:
-        real = colcodec._real(g.lits)
-        for j, r in enumerate(real):
-            if not r and not xt.constant(j):
-                raise Unsupported("text inside strings changes within the shape")
-        paths = _number_paths(doc)
-        if len(paths) != sum(real):
-            raise Unsupported("tokens and numbers disagree")
-        cols = [j for j, r in enumerate(real) if r]
-        self.index = dict(zip(paths, cols, strict=True))
-        self.g, self.x, self.xt, self.n = g, x, xt, len(x)
+    def __init__(self, g, xt: colcodec._Texts, index: dict[tuple, int], n: int, get) -> None:
+        self.g, self.xt, self.index, self.n, self.get = g, xt, index, n, get
+        self.used: set[int] = set()
+
+    def _col(self, j: int) -> np.ndarray:
+        self.used.add(j)
+        return self.get(j)
 
     def f(self, path: tuple, default: float = 0.0) -> np.ndarray:
         j = self.index.get(path)
         if j is None:
             return np.full(self.n, float(default))
         kind = self.g.kinds[j]
-        if kind == "i":
-            return self.x[:, j].astype(np.float64)
         if kind == "x":
             return np.array([float(t) for t in self.xt[j]], dtype=np.float64)
-        return self.x[:, j] / 10.0 ** int(kind[1:])  # correctly rounded: the double the text parses to
+        if kind == "i":
+            return self._col(j).astype(np.float64)
+        return self._col(j) / 10.0 ** int(kind[1:])  # correctly rounded: the double the text parses to
 
     def i(self, path: tuple, default: int = 0) -> np.ndarray:
         j = self.index.get(path)
@@ -209,7 +205,52 @@ class _Cols:
             return np.full(self.n, int(default), dtype=np.int64)
         if self.g.kinds[j] != "i":
             raise Unsupported(f"non-integer cells in integer field {path}")
-        return self.x[:, j]
+        return self._col(j)
+
+
+@dataclass
+class _Shape:
+    """What a report shape tells once: its first report (layout, validation), the path of each
+    number, and which columns the figures need. Shared by the chunks of that shape."""
+
+    doc: dict
+    s0: Sample
+    index: dict[tuple, int]
+    layout_cols: list[int]  # hardware counts, link pairs: must not change within a shape's rows
+    layout_vals: np.ndarray
+    needed: list[int] | None = None  # known after the first chunk of the shape
+    events: bool = False
+
+
+_SHAPES: dict[tuple, _Shape] = {}
+
+
+def _shape(lg: colcodec.LazyGroup) -> _Shape:
+    g = lg.g
+    real = colcodec._real(g.lits)
+    nonreal = [j for j, r in enumerate(real) if not r]
+    for j in nonreal:
+        if not lg.xt.constant(j):
+            raise Unsupported("text inside strings changes within the shape")
+    key = (b"\x00".join(g.lits), tuple(g.kinds), tuple(lg.xt.joined(j) for j in nonreal))
+    row0 = lg.row0()
+    sh = _SHAPES.get(key)
+    if sh is not None and np.array_equal(row0[0, sh.layout_cols], sh.layout_vals):
+        return sh
+    line = colcodec._line(g, row0, lg.xt, lg.fl, 0)
+    doc = colcodec._json_decode(line)
+    s0 = Decoder().decode(line)  # validation and the layout; the rows share the shape
+    paths = _number_paths(doc)
+    if len(paths) != sum(real):
+        raise Unsupported("tokens and numbers disagree")
+    index = dict(zip(paths, [j for j, r in enumerate(real) if r], strict=True))
+    lay = [j for p, j in index.items() if p[0] == "neuron_hardware_info" or p[:3] in (
+        ("neuron_top", "links", "pairs"), ("neuron_top", "links", "bandwidth_bytes_per_s"))]
+    sh = _Shape(doc, s0, index, lay, row0[0, lay].copy(), events=bool(_get(doc, "neuron_top", "events")))
+    if len(_SHAPES) > 32:
+        _SHAPES.clear()
+    _SHAPES[key] = sh
+    return sh
 
 
 def _get(doc, *path):
@@ -227,14 +268,24 @@ _ENG = ("tensor", "vector", "scalar", "gpsimd", "dma")
 _MEM = ("tensors", "constants", "model_code", "model_shared_scratchpad", "runtime_memory")
 
 
-def _group_raw(g, x: np.ndarray, xt: colcodec._Texts, fl: dict[int, np.ndarray]) -> tuple[Sample, dict]:
+def _group_raw(lg: colcodec.LazyGroup) -> tuple[Sample, dict]:
     """One shape's rows: its first report decoded as a Sample (the layout) and the raw per-row figures
     (counters, not yet rates), following Decoder.from_report."""
-    line = colcodec._line(g, x, xt, fl, 0)
-    doc = colcodec._json_decode(line)
-    s0 = Decoder().decode(line)  # validation and the layout; the rows share the shape
-    c = _Cols(g, x, xt, doc)
-    n, nc = len(x), s0.n_cores
+    sh = _shape(lg)
+    g, xt, fl, doc, s0 = lg.g, lg.xt, lg.fl, sh.doc, sh.s0
+    if sh.needed is None or sh.events:
+        whole = lg.full()
+        get = lambda j: whole[:, j]  # noqa: E731
+    else:
+        sub = lg.columns(sh.needed)
+        pos = {j: i for i, j in enumerate(sh.needed)}
+        get = lambda j: sub[:, pos[j]]  # noqa: E731
+    for j in sh.layout_cols:
+        v = get(j)
+        if not (v == v[0]).all():
+            raise Unsupported("hardware figures change within the shape")
+    c = _Cols(g, xt, sh.index, lg.n, get)
+    n, nc = lg.n, s0.n_cores
     util = np.zeros((n, nc))
     nm_flops: np.ndarray | None = None
     mem = np.zeros((n, nc, 5), dtype=np.int64)
@@ -335,8 +386,11 @@ def _group_raw(g, x: np.ndarray, xt: colcodec._Texts, fl: dict[int, np.ndarray])
         if s0.input is not None:
             raw["wait"] = c.f(("neuron_top", "input", "wait_frac"))
         if ext.get("events"):
-            raw["events"] = [report_decoder.decode(colcodec._line(g, x, xt, fl, k)).neuron_top.events
+            full = lg.full()
+            raw["events"] = [report_decoder.decode(colcodec._line(g, full, xt, fl, k)).neuron_top.events
                              for k in range(n)]
+    if sh.needed is None:
+        sh.needed = sorted(c.used | set(sh.layout_cols))
     else:
         period = np.where(period != 0, period, 1.0)
     raw["period"] = period
@@ -348,10 +402,10 @@ def _sig(s0: Sample, raw: dict) -> tuple:
             raw.get("links", np.zeros((0, 0))).shape[1], "engines" in raw, "training" in raw, "wait" in raw)
 
 
-def from_chunk(chunk: colcodec.ColumnChunk, dec: Decoder) -> Batch:
+def from_chunk(chunk: colcodec.LazyChunk, dec: Decoder) -> Batch:
     """A columnar chunk as one batch; `dec` carries the counters across chunks (and to the report by
     report path). Raises Unsupported, leaving `dec` untouched, for chunks this does not cover."""
-    parts = [(g.rows, *_group_raw(g, x, xt, fl)) for g, x, xt, fl in chunk.groups]
+    parts = [(lg.g.rows, *_group_raw(lg)) for lg in chunk.groups]
     sig = _sig(parts[0][1], parts[0][2])
     if any(_sig(s0, raw) != sig for _, s0, raw in parts[1:]):
         raise Unsupported("report shapes of different layouts in one chunk")
@@ -478,8 +532,8 @@ def iter_profile(prof, skip_bad: bool = False, rows: int = 600) -> Iterator[Batc
         yield from from_samples(pending)
         pending.clear()
 
-    for first, chunk in prof.iter_chunks():
-        if isinstance(chunk, colcodec.ColumnChunk):
+    for first, chunk in prof.iter_chunks(lazy=True):
+        if isinstance(chunk, colcodec.LazyChunk):
             try:
                 b = from_chunk(chunk, dec)
             except Unsupported:

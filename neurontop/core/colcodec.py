@@ -399,9 +399,13 @@ class _Texts(Mapping):
             return self._joined[j].split(b"\x00", 1)[0]
         return self[j][i]
 
+    def joined(self, j: int) -> bytes:
+        return self._joined[j]
+
     def constant(self, j: int) -> bool:
+        v = self._joined[j]
         first = self.cell(j, 0)
-        return self._joined[j] == b"\x00".join([first] * self.n)
+        return len(v) == self.n * (len(first) + 1) - 1 and v == (first + b"\x00") * (self.n - 1) + first
 
 
 class _Header(msgspec.Struct, array_like=True):
@@ -571,21 +575,107 @@ def is_columnar(blob: bytes) -> bool:
     return blob[:4] == MAGIC
 
 
-def decode(blob: bytes) -> ColumnChunk:
+def _header(blob: bytes) -> tuple[_Header, int]:
     if blob[:4] != MAGIC:
         raise ValueError("not a columnar chunk")
     (hl,) = struct.unpack_from("<I", blob, 4)
-    head = msgspec.msgpack.decode(blob[8:8 + hl], type=_Header)
-    off = 8 + hl
+    return msgspec.msgpack.decode(blob[8:8 + hl], type=_Header), 8 + hl
+
+
+def decode(blob: bytes) -> ColumnChunk:
+    return decode_lazy(blob).materialize()
+
+
+class LazyGroup:
+    """One shape of a chunk, its columns decoded when asked: a reader that needs a few hundred of a
+    report's thousands of numbers (the export) decodes only those and what they are predicted from."""
+
+    def __init__(self, g: _Group, body: bytes) -> None:
+        self.g = g
+        self.n = n = len(g.rows)
+        self.body = body
+        self.xt = _Texts(g.xtext, n)
+        self.fl = {j: np.unpackbits(np.frombuffer(f, dtype=np.uint8), count=n).astype(bool)
+                   for j, f in g.flags.items()}
+        w = np.asarray(g.widths, dtype=np.int64)
+        # where each column's byte planes start in the body (columns are grouped by width 1, 2, 4, 8)
+        self._start = np.zeros(len(w), dtype=np.int64)
+        off = 0
+        for width in (1, 2, 4, 8):
+            cols = np.flatnonzero(w == width)
+            self._start[cols] = off + np.arange(len(cols)) * width * n
+            off += len(cols) * width * n
+        self._w = w
+
+    def full(self) -> np.ndarray:
+        return _unpredict(_unpack(self.body, self.g.widths, self.n), self.g.spec)
+
+    def _residuals(self, cols: np.ndarray, rows: int) -> np.ndarray:
+        """Residuals of `cols` ([rows, len(cols)]), reading only their byte planes."""
+        n = self.n
+        out = np.zeros((len(cols), rows), dtype=np.int64)
+        w = self._w[cols]
+        for width in (1, 2, 4, 8):
+            sel = np.flatnonzero(w == width)
+            if not len(sel):
+                continue
+            in_class = np.flatnonzero(self._w == width)
+            base = int(self._start[in_class[0]])
+            a = np.frombuffer(self.body, dtype=np.uint8, count=len(in_class) * width * n,
+                              offset=base).reshape(len(in_class), width, n)
+            q = np.searchsorted(in_class, cols[sel])  # each column's place among its width's columns
+            b = a[q, :, :rows] if len(q) < len(in_class) else a[:, :, :rows]
+            z = (b[:, 0] if width == 1 else b.transpose(0, 2, 1).copy().view(f"<u{width}")).reshape(len(sel), rows)
+            if width == 8:
+                out[sel] = (z >> np.uint64(1)).view(np.int64) ^ -(z & np.uint64(1)).view(np.int64)
+            else:
+                half = (z >> 1).astype(np.int64)
+                out[sel] = np.where(z & 1, ~half, half)
+        return out.T
+
+    def columns(self, cols: list[int]) -> np.ndarray:
+        """Decoded values of `cols`, [rows, len(cols)]: only their byte planes and their references'."""
+        spec = self.g.spec
+        need = set(cols)
+        for j in cols:
+            m_, r, _k = spec[j]
+            if m_ >= REF:
+                need.update(r if m_ == SUM else (r,))
+        allc = sorted(need)
+        pos = {j: i for i, j in enumerate(allc)}
+        sub = []
+        for j in allc:
+            m_, r, k = spec[j]
+            sub.append([m_, [pos[q] for q in r] if m_ == SUM else pos[r] if m_ >= REF else r, k])
+        x = _unpredict(self._residuals(np.asarray(allc, dtype=np.int64), self.n), sub)
+        return x[:, [pos[j] for j in cols]]
+
+    def row0(self) -> np.ndarray:
+        """[1, columns]: every column's first value (cheap: one residual per column)."""
+        return _unpredict(self._residuals(np.arange(len(self._w)), 1), self.g.spec)
+
+
+@dataclass
+class LazyChunk:
+    n: int
+    groups: list[LazyGroup]
+
+    def materialize(self) -> ColumnChunk:
+        return ColumnChunk(self.n, [(lg.g, lg.full(), lg.xt, lg.fl) for lg in self.groups])
+
+    def lines(self, exact: bool = True) -> list:
+        return self.materialize().lines(exact)
+
+
+def decode_lazy(blob: bytes) -> LazyChunk:
+    head, off = _header(blob)
     groups = []
     for g in head.groups:
-        n = len(g.rows)
-        size = sum(g.widths) * n
-        res = _unpack(blob[off:off + size], g.widths, n)
+        size = sum(g.widths) * len(g.rows)
+        if len(g.widths) != len(g.kinds) or len(g.spec) != len(g.kinds) or off + size > len(blob):
+            raise ValueError("columnar chunk: header and body disagree")
+        groups.append(LazyGroup(g, blob[off:off + size]))
         off += size
-        xt = _Texts(g.xtext, n)
-        fl = {j: np.unpackbits(np.frombuffer(f, dtype=np.uint8), count=n).astype(bool) for j, f in g.flags.items()}
-        groups.append((g, _unpredict(res, g.spec), xt, fl))
     if off != len(blob):
         raise ValueError("columnar chunk has trailing bytes")
-    return ColumnChunk(head.n, groups)
+    return LazyChunk(head.n, groups)

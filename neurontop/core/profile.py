@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 import zstandard
@@ -334,11 +335,11 @@ class Profile:
             raise ProfileError(f"{self.path}: sample {index} missing from the index")
         return row
 
-    def _unpack(self, cid: int, data: bytes) -> list[bytes] | colcodec.ColumnChunk:
+    def _unpack(self, cid: int, data: bytes, lazy: bool = False) -> list[bytes] | colcodec.ColumnChunk | colcodec.LazyChunk:
         try:
             plain = self.dctx.decompress(data)
             if colcodec.is_columnar(plain):
-                return colcodec.decode(plain)
+                return colcodec.decode_lazy(plain) if lazy else colcodec.decode(plain)
             return plain.split(b"\n")
         except (zstandard.ZstdError, TypeError, ValueError, msgspec.DecodeError) as exc:
             raise ProfileError(f"{self.path}: chunk {cid} is corrupt ({exc})") from None
@@ -385,12 +386,13 @@ class Profile:
                 if first + k >= start:
                     yield first + k, line
 
-    def iter_chunks(self, start: int = 0) -> Iterator[tuple[int, list[bytes] | colcodec.ColumnChunk]]:
-        """(index of the chunk's first sample, chunk) for the chunks holding samples from `start` on."""
+    def iter_chunks(self, start: int = 0, lazy: bool = False) -> Iterator[tuple[int, Any]]:
+        """(index of the chunk's first sample, chunk) for the chunks holding samples from `start` on:
+        a list of report lines, or a colcodec.ColumnChunk (a LazyChunk if `lazy`)."""
         q = self.db.execute("SELECT id, first_seq, n, data FROM chunks WHERE first_seq + n > ? ORDER BY first_seq",
                             (start,))
         for cid, first, _n, data in q:
-            yield first, self._unpack(cid, data)
+            yield first, self._unpack(cid, data, lazy)
 
     def iter_samples(self, start: int = 0, skip_bad: bool = False) -> Iterator[Sample]:
         dec = Decoder()
