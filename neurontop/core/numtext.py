@@ -53,10 +53,37 @@ def join(blocks: list[np.ndarray]) -> bytes:
     return flat[flat != 0].tobytes()
 
 
+# "0000" ... "9999" as little-endian uint32 words: four digit characters per lookup
+_LUT4 = np.frombuffer("".join(f"{k:04d}" for k in range(10000)).encode(), dtype="<u4")
+_ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+def _groups(words: np.ndarray, m: np.ndarray) -> None:
+    """Fill uint32 words [rows, cols, G] with the last 4*G digits of uint64 `m` [rows, cols]
+    (zero-padded on the left; viewed as bytes, most significant digit first)."""
+    small = not m.size or int(m.max()) < 2**52  # exact in float64, where division is cheap
+    v = m.astype(np.float64) if small else m.copy()
+    for g in range(words.shape[2] - 1, -1, -1):
+        if small:
+            q = np.floor(v / 1e4)
+            r = (v - q * 1e4).astype(np.intp)
+            v = q
+        else:
+            r = (v % np.uint64(10000)).astype(np.intp)
+            v //= np.uint64(10000)
+        words[:, :, g] = _LUT4[r]
+
+
+_MASK32 = np.array([0xFFFFFFFF, 0xFFFFFF00, 0xFFFF0000, 0xFF000000, 0], dtype="<u4")  # keep all but the first k bytes
+
+
 def table(block: np.ndarray, dec: int | None, shortest: bool = False) -> list[np.ndarray]:
     """int64 [rows, cols] -> one uint8 block per column (as `ints`, or as `decimals` when `dec` is
     given; `shortest` drops trailing zeros after the point but keeps one digit, which is how a
-    shortest round-trip float prints). Columns of similar width are formatted together."""
+    shortest round-trip float prints). Columns of similar width are formatted together.
+
+    A block is the digits with NUL in place of leading zeros (the sign in the last of them), then
+    the point and the fraction: callers drop the NULs when they join blocks."""
     n, c = block.shape
     mag, neg = _magnitude(block)
     if dec is None:
@@ -66,34 +93,36 @@ def table(block: np.ndarray, dec: int | None, shortest: bool = False) -> list[np
         p = np.uint64(10**dec)
         ip, fp = mag // p, mag % p
     nd = np.searchsorted(_POW10, ip.ravel(), side="right").clip(1, 20).reshape(n, c)
-    wcol = (nd + neg).max(axis=0) if n else np.ones(c, dtype=np.int64)
+    wcol = nd.max(axis=0) if n else np.ones(c, dtype=np.int64)
     result: list[np.ndarray] = [np.zeros((n, 0), dtype=np.uint8)] * c
-    bucket = np.digitize(wcol, [4, 8, 12])
-    for b in np.unique(bucket):
-        cols = np.flatnonzero(bucket == b)
-        wi = int(wcol[cols].max())
-        w = wi + (1 + dec if dec is not None else 0)
-        out = np.zeros((n, len(cols), w), dtype=np.uint8)
-        m = ip[:, cols].copy()
-        ndb = nd[:, cols]
-        for k in range(wi):
-            out[:, :, wi - 1 - k] = np.where(k < ndb, (m % np.uint64(10)).astype(np.uint8) + _ZERO, 0)
-            m //= np.uint64(10)
+    gi_col = wcol // 4 + 1  # 4-digit words for the integer part, with room for a sign
+    gf = 0 if not dec else dec // 4 + 1  # and for the fraction, with room for the point
+    for gi in np.unique(gi_col).tolist():
+        cols = np.flatnonzero(gi_col == gi)
+        k = len(cols)
+        words = np.empty((n, k, gi + gf), dtype="<u4")
+        _groups(words[:, :, :gi], ip[:, cols])
+        blank = 4 * gi - nd[:, cols]  # leading zeros of the integer part
+        for g in range(gi):
+            words[:, :, g] &= _MASK32[np.clip(blank - 4 * g, 0, 4)]
+        out = words.view(np.uint8).reshape(n, k, 4 * (gi + gf))
         negb = neg[:, cols]
         if negb.any():
             r, q = np.nonzero(negb)
-            out[r, q, wi - 1 - ndb[r, q]] = ord("-")
-        if dec is not None and fp is not None:
-            out[:, :, wi] = ord(".")
-            f = fp[:, cols].copy()
-            for k in range(dec):
-                out[:, :, w - 1 - k] = (f % np.uint64(10)).astype(np.uint8) + _ZERO
-                f //= np.uint64(10)
-            if shortest:
-                strip = np.ones((n, len(cols)), dtype=bool)
-                for pos in range(w - 1, wi + 1, -1):
-                    strip &= out[:, :, pos] == _ZERO
-                    out[:, :, pos][strip] = 0
-        for jj, j in enumerate(cols):
+            out[r, q, blank[r, q] - 1] = ord("-")
+        if dec:
+            assert fp is not None
+            _groups(words[:, :, gi:], fp[:, cols])
+            dot = 4 * (gi + gf) - dec - 1
+            out[:, :, 4 * gi:dot] = 0
+            out[:, :, dot] = ord(".")
+            if shortest:  # the codec's text: no NUL between the digits and the point (it pads with spaces)
+                if dec > 1:
+                    strip = np.ones((n, k), dtype=bool)
+                    for pos in range(out.shape[2] - 1, dot + 1, -1):
+                        strip &= out[:, :, pos] == _ZERO
+                        out[:, :, pos][strip] = 0
+                out = np.concatenate([out[:, :, :4 * gi], out[:, :, dot:]], axis=2)
+        for jj, j in enumerate(cols.tolist()):
             result[j] = out[:, jj, :]
     return result
