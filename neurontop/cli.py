@@ -237,9 +237,9 @@ def _samples_of(path: str, skip_bad: bool):
 
 
 def cmd_export(args) -> int:
-    from .core.batch import iter_profile
     from .core.export import CsvExporter, parse_fields
     from .core.logs import log_samples, sniff
+    from .core.prefetch import batches as profile_batches
     from .core.profile import Profile
 
     try:
@@ -248,10 +248,11 @@ def cmd_export(args) -> int:
         raise UsageError(str(exc)) from None
     start = None
     if args.source != "-" and sniff(args.source) == "profile":
-        prof = Profile(args.source)
+        prof = Profile(args.source)  # opens and checks it here: a bad file fails before any output
         meta_start = prof.meta.get("start_unix")
         start = float(meta_start) if meta_start else None
-        batches = iter_profile(prof, args.skip_bad)  # columnar chunks are read as columns
+        prof.close()
+        batches = profile_batches(args.source, args.skip_bad)  # columns, decoded beside the writer
         samples = None
     else:
         samples = log_samples(args.source, args.skip_bad, _warn_skip)

@@ -536,8 +536,11 @@ def iter_profile(prof, skip_bad: bool = False, rows: int = 600) -> Iterator[Batc
         if isinstance(chunk, colcodec.LazyChunk):
             try:
                 b = from_chunk(chunk, dec)
-            except Unsupported:
-                chunk = chunk.lines(exact=False)
+            except Exception:  # Unsupported, or damage the header check did not catch: read it as text
+                try:
+                    chunk = chunk.lines(exact=False)
+                except Exception as exc:  # noqa: BLE001
+                    raise ProfileError(f"{prof.path}: the chunk from sample {first} is corrupt ({exc})") from None
             else:
                 yield from flush()
                 yield b

@@ -99,7 +99,7 @@ def _busy_mean(values: np.ndarray, busy: np.ndarray) -> float:
     """Mean over windows of the per-window mean over busy cores (0 for a window with none)."""
     cnt = busy.sum(axis=1)
     per = np.where(cnt > 0, (values * busy).sum(axis=1) / np.maximum(cnt, 1), 0.0)
-    return float(per.mean())
+    return float(_mean(per))
 
 
 @dataclass
@@ -164,17 +164,24 @@ def stats(ws: Sequence[Sample]) -> WindowStats:
     return stats_of(window_arrays(ws))
 
 
+def _mean(a: np.ndarray, axis: int | None = None):
+    """a.mean(axis), bit for bit, without np.mean's Python-level wrapper (called ~20 times per
+    evaluation, thousands of evaluations per export)."""
+    n = a.size if axis is None else a.shape[axis]
+    return np.add.reduce(a, axis=axis, dtype=np.float64) / n
+
+
 def stats_of(w: WindowArrays) -> WindowStats:
     U = w.util  # [samples, cores]: one array op per figure, not one per sample
     n = U.shape[1]
-    core_util = U.mean(axis=0)
+    core_util = _mean(U, 0)
     M = w.mem_core
-    mem = M.mean(axis=0)
+    mem = _mean(M, 0)
     allocated = (mem >= ALLOCATED_BYTES) | (core_util >= 1.0)
     has_flops = w.flops is not None
-    flops = float(w.flops.mean()) if w.flops is not None else 0.0
-    vcpu = w.vcpu_busy.mean(axis=0) if len(w.vcpu_busy) else np.zeros(0)
-    host_busy = float((100 - w.sys_idle).mean()) if w.sys_idle.any() else 0.0
+    flops = float(_mean(w.flops)) if w.flops is not None else 0.0
+    vcpu = _mean(w.vcpu_busy, 0) if len(w.vcpu_busy) else np.zeros(0)
+    host_busy = float(_mean(100 - w.sys_idle)) if w.sys_idle.any() else 0.0
     hbm_frac = tensor = comm = wait = busbw = linkf = None
     if w.has_ext:
         busy = U > 1
@@ -184,16 +191,16 @@ def stats_of(w: WindowArrays) -> WindowStats:
         tensor = _busy_mean(w.tensor, busy) if w.tensor is not None else None
         span = float(w.period.sum())
         comm = float(w.exposed_comm.sum()) / span if span else 0.0
-        wait = float(w.input_wait.mean()) if len(w.input_wait) else None
+        wait = float(_mean(w.input_wait)) if len(w.input_wait) else None
         if w.link_bw and w.busbw.any():
-            busbw = float(w.busbw.mean()) / w.link_bw
+            busbw = float(_mean(w.busbw)) / w.link_bw
         if len(w.link_mean) and w.link_bw:
-            linkf = float(w.link_mean.mean()) / w.link_bw
+            linkf = float(_mean(w.link_mean)) / w.link_bw
     cap = w.hbm_capacity
     nd = w.n_devices
     dev = int(M.reshape(len(M), nd, -1).sum(axis=2).max()) if nd and n % nd == 0 else 0
     return WindowStats(
-        n=n, util=float(core_util.mean()), core_util=core_util, allocated=allocated, has_ext=w.has_ext,
+        n=n, util=float(_mean(core_util)), core_util=core_util, allocated=allocated, has_ext=w.has_ext,
         has_flops=has_flops, flops=flops, peak=w.peak, vcpu_busy=vcpu, host_busy=host_busy,
         hbm_frac=hbm_frac, tensor_active=tensor, exposed_comm=comm, input_wait=wait,
         mem_frac_max=dev / cap if cap else 0.0, mem_dev_max=dev, capacity=cap, events=w.events,

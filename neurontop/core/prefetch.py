@@ -1,0 +1,70 @@
+"""Read a profile's batches in a second process while this one writes them out.
+
+An export's two halves cost about the same (decoding columns into figures; hints and formatting
+text), so on a machine with two cores or more a forked reader runs the first half beside the
+second. The pipe between them holds a few batches at most: memory stays flat. Without fork (or
+with one core) the batches are read in this process, the same way.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from .batch import Batch, iter_profile
+from .logs import InputError
+from .profile import Profile, ProfileError
+
+
+@dataclass(frozen=True)
+class _Failed:
+    message: str
+
+
+def _reader(path: str, skip_bad: bool, conn) -> None:
+    try:
+        for b in iter_profile(Profile(path), skip_bad):
+            conn.send(b)
+        conn.send(None)
+    except (ProfileError, InputError) as exc:
+        conn.send(_Failed(str(exc)))
+    except BrokenPipeError:
+        pass  # the writer stopped early (an error, Ctrl-C): nothing to tell
+    except Exception as exc:  # noqa: BLE001 - shown to the user as the reader's failure, not a traceback
+        conn.send(_Failed(f"{path}: reading failed: {type(exc).__name__}: {exc}"))
+    finally:
+        conn.close()
+
+
+def parallel_ok() -> bool:
+    return "fork" in mp.get_all_start_methods() and (os.cpu_count() or 1) >= 2
+
+
+def batches(path: str, skip_bad: bool = False, parallel: bool | None = None) -> Iterator[Batch]:
+    """The profile's samples as batches (batch.iter_profile), decoded in a forked reader when it helps."""
+    if not (parallel_ok() if parallel is None else parallel):
+        yield from iter_profile(Profile(path), skip_bad)
+        return
+    ctx = mp.get_context("fork")
+    recv, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_reader, args=(path, skip_bad, send), name="neuron-top-export-reader", daemon=True)
+    proc.start()
+    send.close()
+    try:
+        while True:
+            try:
+                item = recv.recv()
+            except EOFError:
+                raise ProfileError(f"{path}: the reader process stopped (exit code {proc.exitcode})") from None
+            if item is None:
+                return
+            if isinstance(item, _Failed):
+                raise ProfileError(item.message)
+            yield item
+    finally:
+        recv.close()
+        if proc.is_alive():
+            proc.terminate()
+        proc.join()
