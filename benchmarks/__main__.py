@@ -22,6 +22,7 @@ SECTIONS = {
     "startup": monitors.startup,
     "monitors": monitors.overhead,
     "profiles": profiles_bench.run,
+    "export": profiles_bench.export_only,  # part of "profiles"; alone for a quick re-run
 }
 
 
