@@ -4,6 +4,7 @@ re-renders only when its data changed (Textual's cost grows with the number of w
 from __future__ import annotations
 
 import numpy as np
+from rich.cells import cell_len
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
@@ -42,10 +43,12 @@ def _style(name: str) -> Style:
 
 def fit(segments: list[Segment], width: int) -> Strip:
     """One line of exactly `width` cells; an ellipsis marks a cut (as Rich's overflow="ellipsis")."""
-    strip = Strip(segments)
-    if strip.cell_length > width:
+    n = sum(cell_len(seg.text) for seg in segments)
+    if n > width:
+        strip = Strip(segments, n)
         return Strip.join([strip.crop(0, max(0, width - 1)), Strip([Segment("…")])])
-    return strip.adjust_cell_length(width)
+    # one Strip, padded here (each Strip Textual makes carries seven small caches: keep them few)
+    return Strip(segments + [Segment(" " * (width - n))] if n < width else segments, width)
 
 
 class Pane(Widget):
@@ -124,7 +127,7 @@ class Pane(Widget):
         if old is None or len(old) != len(new):
             self.refresh(layout=True)
             return
-        dirty = [Region(0, y, width, 1) for y, (a, b) in enumerate(zip(new, old, strict=True)) if a != b]
+        dirty = [Region(0, y, width, 1) for y, (a, b) in enumerate(zip(new, old, strict=True)) if a is not b and a != b]
         if dirty:
             self.refresh(*dirty)
 
@@ -597,7 +600,13 @@ class HintsPane(Pane):
         self.border_title = "Why below 70 %? (hints)"
 
     def set_hints(self, hints: list[Hint], util: float, threshold: float) -> None:
-        key = (tuple(h.cause for h in hints), util >= threshold, self.content_region.width)
+        # What the pane shows depends on these only: most frames change none of them (hints are
+        # evaluated once a second), and then the pane is not rebuilt at all.
+        below = not hints and util < threshold
+        key = (tuple(hints), threshold, util >= threshold, round(util, 1) if below else None,
+               self.content_region.width)
+        if key == self._key and self._strips:
+            return
         self.hints, self.util, self.threshold = hints, util, threshold
         title = f"Hints (threshold {threshold:.0f} %)"
         if self.border_title != title:  # setting it repaints the whole pane, even to the same text
