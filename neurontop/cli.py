@@ -237,8 +237,9 @@ def _samples_of(path: str, skip_bad: bool):
 
 
 def cmd_export(args) -> int:
-    from .core.export import CsvExporter, parse_fields
+    from .core.export import HINT_CAUSES, CsvExporter, parse_fields
     from .core.logs import log_samples, sniff
+    from .core.prefetch import HintOptions
     from .core.prefetch import batches as profile_batches
     from .core.profile import Profile
 
@@ -252,7 +253,9 @@ def cmd_export(args) -> int:
         meta_start = prof.meta.get("start_unix")
         start = float(meta_start) if meta_start else None
         prof.close()
-        batches = profile_batches(args.source, args.skip_bad)  # columns, decoded beside the writer
+        # columns, decoded (and hints evaluated) beside the writer
+        batches = profile_batches(args.source, args.skip_bad, hints=HintOptions(args.hint_threshold, HINT_CAUSES)
+                                  if "hints" in groups else None)
         samples = None
     else:
         samples = log_samples(args.source, args.skip_bad, _warn_skip)
@@ -278,8 +281,8 @@ def cmd_export(args) -> int:
             task = progress.add_task("export", total=None)
         done = 0
         if samples is None:
-            for b in batches:
-                ex.add_batch(b)
+            for b, hint_rows in batches:
+                ex.add_batch(b, hint_rows)
                 done += len(b)
                 if progress:
                     progress.update(task, completed=done)

@@ -271,7 +271,7 @@ def test_export_reader_reports_a_damaged_chunk_in_one_line(tmp_path, parallel: b
     for k, x in enumerate(lines):
         rec.append(x, d.decode(x), now=float(k))
     rec.close()
-    whole = list(prefetch.batches(str(path), parallel=parallel))
+    whole = [b for b, _ in prefetch.batches(str(path), parallel=parallel)]
     assert_same(whole, by_reports(lines))  # the reader process hands over the same batches
     with sqlite3.connect(path) as db:
         data = bytearray(zstandard.ZstdDecompressor().decompress(db.execute("SELECT data FROM chunks").fetchone()[0]))
@@ -279,7 +279,7 @@ def test_export_reader_reports_a_damaged_chunk_in_one_line(tmp_path, parallel: b
             data[i] ^= 0xFF
         db.execute("UPDATE chunks SET data = ?", (zstandard.ZstdCompressor().compress(bytes(data)),))
     try:
-        got = list(prefetch.batches(str(path), parallel=parallel))
+        got = [b for b, _ in prefetch.batches(str(path), parallel=parallel)]
     except ProfileError as exc:
         assert str(path) in str(exc) and "\n" not in str(exc)
     else:  # flipped residuals may still decode (to other numbers): then nothing may be lost

@@ -220,6 +220,7 @@ class _Shape:
     layout_vals: np.ndarray
     needed: list[int] | None = None  # known after the first chunk of the shape
     events: bool = False
+    key: tuple = ()
 
 
 _SHAPES: dict[tuple, _Shape] = {}
@@ -233,8 +234,10 @@ def _shape(lg: colcodec.LazyGroup) -> _Shape:
         if not lg.xt.constant(j):
             raise Unsupported("text inside strings changes within the shape")
     key = (b"\x00".join(g.lits), tuple(g.kinds), tuple(lg.xt.joined(j) for j in nonreal))
-    row0 = lg.row0()
     sh = _SHAPES.get(key)
+    if sh is not None and sh.needed is not None:
+        return sh  # the caller checks the hardware figures against the shape's (_group_raw)
+    row0 = lg.row0()
     if sh is not None and np.array_equal(row0[0, sh.layout_cols], sh.layout_vals):
         return sh
     line = colcodec._line(g, row0, lg.xt, lg.fl, 0)
@@ -246,7 +249,8 @@ def _shape(lg: colcodec.LazyGroup) -> _Shape:
     index = dict(zip(paths, [j for j, r in enumerate(real) if r], strict=True))
     lay = [j for p, j in index.items() if p[0] == "neuron_hardware_info" or p[:3] in (
         ("neuron_top", "links", "pairs"), ("neuron_top", "links", "bandwidth_bytes_per_s"))]
-    sh = _Shape(doc, s0, index, lay, row0[0, lay].copy(), events=bool(_get(doc, "neuron_top", "events")))
+    sh = _Shape(doc, s0, index, lay, row0[0, lay].copy(), events=bool(_get(doc, "neuron_top", "events")),
+                key=key)
     if len(_SHAPES) > 32:
         _SHAPES.clear()
     _SHAPES[key] = sh
@@ -272,7 +276,6 @@ def _group_raw(lg: colcodec.LazyGroup) -> tuple[Sample, dict]:
     """One shape's rows: its first report decoded as a Sample (the layout) and the raw per-row figures
     (counters, not yet rates), following Decoder.from_report."""
     sh = _shape(lg)
-    g, xt, fl, doc, s0 = lg.g, lg.xt, lg.fl, sh.doc, sh.s0
     if sh.needed is None or sh.events:
         whole = lg.full()
         get = lambda j: whole[:, j]  # noqa: E731
@@ -280,10 +283,14 @@ def _group_raw(lg: colcodec.LazyGroup) -> tuple[Sample, dict]:
         sub = lg.columns(sh.needed)
         pos = {j: i for i, j in enumerate(sh.needed)}
         get = lambda j: sub[:, pos[j]]  # noqa: E731
+        if any(get(j)[0] != v for j, v in zip(sh.layout_cols, sh.layout_vals.tolist(), strict=True)):
+            _SHAPES.pop(sh.key, None)  # same text, other hardware figures: read this shape afresh
+            return _group_raw(lg)
     for j in sh.layout_cols:
         v = get(j)
         if not (v == v[0]).all():
             raise Unsupported("hardware figures change within the shape")
+    g, xt, fl, doc, s0 = lg.g, lg.xt, lg.fl, sh.doc, sh.s0
     c = _Cols(g, xt, sh.index, lg.n, get)
     n, nc = lg.n, s0.n_cores
     util = np.zeros((n, nc))

@@ -303,12 +303,15 @@ class CsvExporter:
             self.add_batch(b)
         self._pending = []
 
-    def add_batch(self, b: Batch) -> None:
+    def add_batch(self, b: Batch, hints: np.ndarray | None = None) -> None:
+        """A batch of samples; `hints` ([rows, HINT_CAUSES] bool) when they were evaluated already
+        (prefetch's reader does), else the exporter evaluates them."""
         if not len(b):
             return
         if self.t0 is None:
             self.t0 = float(b.time_s[0])
-        hints = self.hintmon.feed(b, HINT_CAUSES) if self.hintmon is not None else None
+        if hints is None and self.hintmon is not None:
+            hints = self.hintmon.feed(b, HINT_CAUSES)
         rel = b.time_s - self.t0
         keep = np.ones(len(b), dtype=bool)
         if self.t_from is not None:

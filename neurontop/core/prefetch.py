@@ -13,7 +13,10 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import numpy as np
+
 from .batch import Batch, iter_profile
+from .hints import BatchHintMonitor
 from .logs import InputError
 from .profile import Profile, ProfileError
 
@@ -23,10 +26,19 @@ class _Failed:
     message: str
 
 
-def _reader(path: str, skip_bad: bool, conn) -> None:
+@dataclass(frozen=True)
+class HintOptions:
+    """Evaluate hints in the reader too (they need every row in order, and the reader has them)."""
+
+    threshold: float
+    causes: tuple[str, ...]
+
+
+def _reader(path: str, skip_bad: bool, hints: HintOptions | None, conn) -> None:
     try:
+        mon = BatchHintMonitor(hints.threshold) if hints is not None else None
         for b in iter_profile(Profile(path), skip_bad):
-            conn.send(b)
+            conn.send((b, mon.feed(b, hints.causes) if mon is not None and hints is not None else None))
         conn.send(None)
     except (ProfileError, InputError) as exc:
         conn.send(_Failed(str(exc)))
@@ -42,14 +54,18 @@ def parallel_ok() -> bool:
     return "fork" in mp.get_all_start_methods() and (os.cpu_count() or 1) >= 2
 
 
-def batches(path: str, skip_bad: bool = False, parallel: bool | None = None) -> Iterator[Batch]:
-    """The profile's samples as batches (batch.iter_profile), decoded in a forked reader when it helps."""
+def batches(path: str, skip_bad: bool = False, parallel: bool | None = None,
+            hints: HintOptions | None = None) -> Iterator[tuple[Batch, np.ndarray | None]]:
+    """The profile's samples as batches (batch.iter_profile), each with its rows' hint flags
+    ([rows, causes] bool, when `hints` asks), decoded in a forked reader when it helps."""
     if not (parallel_ok() if parallel is None else parallel):
-        yield from iter_profile(Profile(path), skip_bad)
+        mon = BatchHintMonitor(hints.threshold) if hints is not None else None
+        for b in iter_profile(Profile(path), skip_bad):
+            yield b, (mon.feed(b, hints.causes) if mon is not None and hints is not None else None)
         return
     ctx = mp.get_context("fork")
     recv, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_reader, args=(path, skip_bad, send), name="neuron-top-export-reader", daemon=True)
+    proc = ctx.Process(target=_reader, args=(path, skip_bad, hints, send), name="neuron-top-export-reader", daemon=True)
     proc.start()
     send.close()
     try:
