@@ -286,3 +286,15 @@ def test_export_reader_reports_a_damaged_chunk_in_one_line(tmp_path, parallel: b
         assert sum(map(len, got)) == len(lines)
     r = run_cli("export", str(path), "-o", str(tmp_path / "x.csv"))
     assert b"Traceback" not in r.stderr and r.returncode in (0, 2)
+
+
+def test_a_shape_whose_number_kinds_change_between_chunks() -> None:
+    """The shape cache is keyed by text only: a column that is integer in one chunk and decimal in
+    the next (period 1 vs 1.0, an input wait of 0 vs 0.25) must still be read per chunk."""
+    lines = make_reports("trn1.2xlarge", "input_bound", 40)
+    ints = [x.replace(b'"period_s":1.0', b'"period_s":1') for x in lines[:20]]
+    assert ints[0] != lines[0]
+    mixed = ints + lines[20:]
+    assert_same(by_columns(mixed, parts=2), by_reports(mixed))
+    assert_same(by_columns(list(reversed(mixed[:20])) + mixed[20:], parts=2),
+                by_reports(list(reversed(mixed[:20])) + mixed[20:]))

@@ -193,7 +193,8 @@ class _Cols:
         if j is None:
             return np.full(self.n, float(default))
         kind = self.g.kinds[j]
-        if kind == "x":
+        if kind == "x":  # (still a needed column: in another chunk it may be numeric)
+            self.used.add(j)
             return np.array([float(t) for t in self.xt[j]], dtype=np.float64)
         if kind == "i":
             return self._col(j).astype(np.float64)
@@ -233,7 +234,9 @@ def _shape(lg: colcodec.LazyGroup) -> _Shape:
     for j in nonreal:
         if not lg.xt.constant(j):
             raise Unsupported("text inside strings changes within the shape")
-    key = (b"\x00".join(g.lits), tuple(g.kinds), tuple(lg.xt.joined(j) for j in nonreal))
+    # the structure: the text between the numbers, and the (constant) text inside strings; a
+    # column's kind (integer, decimals) may differ from chunk to chunk and is read per chunk
+    key = (b"\x00".join(g.lits), tuple(lg.xt.cell(j, 0) for j in nonreal))
     sh = _SHAPES.get(key)
     if sh is not None and sh.needed is not None:
         return sh  # the caller checks the hardware figures against the shape's (_group_raw)
