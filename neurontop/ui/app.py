@@ -122,14 +122,17 @@ class NeuronTopApp(App):
         yield HeaderBar(id="header")
         with VerticalScroll(id="body"):
             with Horizontal(id="columns"):
+                # Cores, their history and the links between them on the left; host and memory on
+                # the right: the two columns come out about as tall (at 120x40 the links pane used
+                # to sit below the fold of the right column while the left one had room to spare).
                 with Vertical(id="left"):
                     yield CoreGrid(id="grid")
                     yield HistoryPane(id="history")
+                    yield InterconnectPane(id="interconnect")
                 with Vertical(id="right"):
                     yield VcpuPane(id="vcpu")
                     yield MemoryPane(id="memory")
                     yield MemoryTree(id="tree")
-                    yield InterconnectPane(id="interconnect")
         yield HintsPane(id="hints")  # outside the scroll area: the answer stays on screen at 80x24
         if self.replay:
             yield TimelineBar(id="timeline")
