@@ -294,10 +294,16 @@ def cmd_export(args) -> int:
                 if progress and k % 500 == 0:
                     progress.update(task, completed=k)
         rows = ex.finish()
-    except BaseException:
+    except BaseException as exc:
         if tmp:
-            out.close()
+            try:
+                out.close()
+            except OSError:
+                pass
             os.unlink(tmp)
+        if isinstance(exc, OSError) and not isinstance(exc, BrokenPipeError) and exc.errno is not None:
+            where = "stdout" if tmp is None else args.output
+            raise UsageError(f"{where}: write failed: {exc.strerror or exc}") from None
         raise
     finally:
         if progress:

@@ -102,3 +102,17 @@ def test_log_clock_prepass_matches_the_decoder(tmp_path) -> None:
     plain.write_bytes(b"\n".join(strip_extension(make_reports("trn1.2xlarge", "healthy", 7, period=0.5))) + b"\n")
     for path in (plain, REAL_TRN1, SAMPLE_JSONL):
         assert log_duration(str(path)) == pytest.approx(list(log_samples(str(path)))[-1].time_s)
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/dev/full"), reason="needs /dev/full")
+def test_export_to_a_full_disk_is_one_clear_line() -> None:
+    import subprocess
+
+    from .conftest import ROOT, bin_path
+
+    prof = ROOT / "profiles" / "trn1.32xlarge-healthy.ntprof"
+    with open("/dev/full", "wb") as full:
+        r = subprocess.run([bin_path("neuron-top"), "export", str(prof), "-o", "-", "--fields", "all"],
+                           stdout=full, stderr=subprocess.PIPE, timeout=120)
+    assert r.returncode == 2
+    assert r.stderr.decode().strip() == "neuron-top: error: stdout: write failed: No space left on device"
