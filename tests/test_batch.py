@@ -1,4 +1,4 @@
-"""The column reader (batch.from_chunk) and the batch hints agree with the report-by-report path;
+"""The column reader (colread.from_chunk) and the batch hints agree with the report-by-report path;
 the block formatter writes what Python's formatting writes."""
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from neurontop.core import batch as B
 from neurontop.core import colcodec
+from neurontop.core import colread as CR
 from neurontop.core.export import (
     HINT_CAUSES,
     CsvExporter,
@@ -68,7 +69,7 @@ def by_columns(lines: list[bytes], parts: int = 1) -> list[B.Batch]:
     for a in range(0, len(lines), step):
         blob = colcodec.encode(lines[a:a + step])
         assert blob is not None
-        out.append(B.from_chunk(colcodec.decode_lazy(blob), d))
+        out.append(CR.from_chunk(colcodec.decode_lazy(blob), d))
     return out
 
 
@@ -97,7 +98,7 @@ def test_shipped_profiles_read_as_columns_like_reports() -> None:
         prof = Profile(str(path))
         kinds = [isinstance(c, colcodec.ColumnChunk) for _, c in prof.iter_chunks()]
         assert all(kinds), path  # the fast path is what these exercise
-        assert_same(list(B.iter_profile(prof)), B.from_samples(list(prof.iter_samples())))
+        assert_same(list(CR.iter_profile(prof)), B.from_samples(list(prof.iter_samples())))
 
 
 class _FakeProfile:
@@ -130,11 +131,11 @@ def test_a_shape_the_reader_does_not_cover_falls_back_report_by_report() -> None
     for x in swapped[:10]:
         dec.decode(x)
     before = (dec._prev, dec._count)
-    with pytest.raises(B.Unsupported):
-        B.from_chunk(chunk, dec)
+    with pytest.raises(CR.Unsupported):
+        CR.from_chunk(chunk, dec)
     assert (dec._prev, dec._count) == before  # untouched: the fallback continues from here
     head = colcodec.decode_lazy(colcodec.encode(swapped[:10]))
-    got = list(B.iter_profile(_FakeProfile([head, chunk]), rows=7))
+    got = list(CR.iter_profile(_FakeProfile([head, chunk]), rows=7))
     assert_same(got, by_reports(swapped))
 
 
@@ -142,7 +143,7 @@ def test_json_lines_chunks_between_columnar_ones() -> None:
     lines = make_reports("trn1.32xlarge", "comm_bound", 60, period=0.5)
     chunks = [colcodec.decode_lazy(colcodec.encode(lines[:20])), lines[20:35],
               colcodec.decode_lazy(colcodec.encode(lines[35:]))]
-    assert_same(list(B.iter_profile(_FakeProfile(chunks))), by_reports(lines))
+    assert_same(list(CR.iter_profile(_FakeProfile(chunks))), by_reports(lines))
 
 
 @pytest.mark.parametrize("scenario", ["straggler", "input_bound", "comm_bound", "hbm_pressure", "idle_cores"])

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .batch import Batch, iter_profile
+from .batch import Batch
+from .colread import iter_profile
 from .hints import BatchHintMonitor
 from .logs import InputError
 from .profile import Profile, ProfileError
@@ -56,7 +57,7 @@ def parallel_ok() -> bool:
 
 def batches(path: str, skip_bad: bool = False, parallel: bool | None = None,
             hints: HintOptions | None = None) -> Iterator[tuple[Batch, np.ndarray | None]]:
-    """The profile's samples as batches (batch.iter_profile), each with its rows' hint flags
+    """The profile's samples as batches (colread.iter_profile), each with its rows' hint flags
     ([rows, causes] bool, when `hints` asks), decoded in a forked reader when it helps."""
     if not (parallel_ok() if parallel is None else parallel):
         mon = BatchHintMonitor(hints.threshold) if hints is not None else None

@@ -1,0 +1,433 @@
+"""Batches straight from a profile's columnar chunks (the export's reader).
+
+A columnar chunk (colcodec) already holds every number of a report shape as a column, so a Batch is
+built from those columns directly: no JSON text, no per-report objects. The rules are
+sample.Decoder's, applied to whole columns, and both share the decoder's counter state, so a chunk
+this cannot read (an unexpected shape, a JSON-lines chunk) is decoded report by report and stacked
+(batch.from_samples) with the same result, only slower. tests/test_batch.py checks that both agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import colcodec
+from .batch import Batch, from_samples, layout_of
+from .sample import Decoder, Sample
+from .schema import report_decoder
+
+
+class Unsupported(Exception):
+    """A chunk the column reader does not cover: decode it report by report instead."""
+
+
+def _number_paths(doc) -> list[tuple]:
+    """The path of every number in a JSON document, in text order (colcodec's token order)."""
+    out: list[tuple] = []
+
+    def walk(o, path: tuple) -> None:
+        t = type(o)
+        if t is dict:
+            for k, v in o.items():
+                walk(v, (*path, k))
+        elif t is list:
+            for i, v in enumerate(o):
+                walk(v, (*path, i))
+        elif t is int or t is float:
+            out.append(path)
+
+    walk(doc, ())
+    return out
+
+
+class _Cols:
+    """A group's columns by JSON path, as float64 (or int64) arrays; records which it was asked for."""
+
+    def __init__(self, g, xt: colcodec._Texts, index: dict[tuple, int], n: int, get) -> None:
+        self.g, self.xt, self.index, self.n, self.get = g, xt, index, n, get
+        self.used: set[int] = set()
+
+    def _col(self, j: int) -> np.ndarray:
+        self.used.add(j)
+        return self.get(j)
+
+    def f(self, path: tuple, default: float = 0.0) -> np.ndarray:
+        j = self.index.get(path)
+        if j is None:
+            return np.full(self.n, float(default))
+        kind = self.g.kinds[j]
+        if kind == "x":  # (still a needed column: in another chunk it may be numeric)
+            self.used.add(j)
+            return np.array([float(t) for t in self.xt[j]], dtype=np.float64)
+        if kind == "i":
+            return self._col(j).astype(np.float64)
+        return self._col(j) / 10.0 ** int(kind[1:])  # correctly rounded: the double the text parses to
+
+    def i(self, path: tuple, default: int = 0) -> np.ndarray:
+        j = self.index.get(path)
+        if j is None:
+            return np.full(self.n, int(default), dtype=np.int64)
+        if self.g.kinds[j] != "i":
+            raise Unsupported(f"non-integer cells in integer field {path}")
+        return self._col(j)
+
+
+@dataclass
+class _Shape:
+    """What a report shape tells once: its first report (layout, validation), the path of each
+    number, and which columns the figures need. Shared by the chunks of that shape."""
+
+    doc: dict
+    s0: Sample
+    index: dict[tuple, int]
+    layout_cols: list[int]  # hardware counts, link pairs: must not change within a shape's rows
+    layout_vals: np.ndarray
+    needed: list[int] | None = None  # known after the first chunk of the shape
+    events: bool = False
+    key: tuple = ()
+
+
+_SHAPES: dict[tuple, _Shape] = {}
+
+
+def _shape(lg: colcodec.LazyGroup) -> _Shape:
+    g = lg.g
+    real = colcodec._real(g.lits)
+    nonreal = [j for j, r in enumerate(real) if not r]
+    for j in nonreal:
+        if not lg.xt.constant(j):
+            raise Unsupported("text inside strings changes within the shape")
+    # the structure: the text between the numbers, and the (constant) text inside strings; a
+    # column's kind (integer, decimals) may differ from chunk to chunk and is read per chunk
+    key = (b"\x00".join(g.lits), tuple(lg.xt.cell(j, 0) for j in nonreal))
+    sh = _SHAPES.get(key)
+    if sh is not None and sh.needed is not None:
+        return sh  # the caller checks the hardware figures against the shape's (_group_raw)
+    row0 = lg.row0()
+    if sh is not None and np.array_equal(row0[0, sh.layout_cols], sh.layout_vals):
+        return sh
+    line = colcodec._line(g, row0, lg.xt, lg.fl, 0)
+    doc = colcodec._json_decode(line)
+    s0 = Decoder().decode(line)  # validation and the layout; the rows share the shape
+    paths = _number_paths(doc)
+    if len(paths) != sum(real):
+        raise Unsupported("tokens and numbers disagree")
+    index = dict(zip(paths, [j for j, r in enumerate(real) if r], strict=True))
+    lay = [j for p, j in index.items() if p[0] == "neuron_hardware_info" or p[:3] in (
+        ("neuron_top", "links", "pairs"), ("neuron_top", "links", "bandwidth_bytes_per_s"))]
+    sh = _Shape(doc, s0, index, lay, row0[0, lay].copy(), events=bool(_get(doc, "neuron_top", "events")),
+                key=key)
+    if len(_SHAPES) > 32:
+        _SHAPES.clear()
+    _SHAPES[key] = sh
+    return sh
+
+
+def _get(doc, *path):
+    for p in path:
+        if isinstance(doc, dict):
+            doc = doc.get(p)
+        elif isinstance(doc, list) and isinstance(p, int) and p < len(doc):
+            doc = doc[p]
+        else:
+            return None
+    return doc
+
+
+_ENG = ("tensor", "vector", "scalar", "gpsimd", "dma")
+_MEM = ("tensors", "constants", "model_code", "model_shared_scratchpad", "runtime_memory")
+
+
+def _group_raw(lg: colcodec.LazyGroup) -> tuple[Sample, dict]:
+    """One shape's rows: its first report decoded as a Sample (the layout) and the raw per-row figures
+    (counters, not yet rates), following Decoder.from_report."""
+    sh = _shape(lg)
+    if sh.needed is None or sh.events:
+        whole = lg.full()
+        get = lambda j: whole[:, j]  # noqa: E731
+    else:
+        sub = lg.columns(sh.needed)
+        pos = {j: i for i, j in enumerate(sh.needed)}
+        get = lambda j: sub[:, pos[j]]  # noqa: E731
+        if any(get(j)[0] != v for j, v in zip(sh.layout_cols, sh.layout_vals.tolist(), strict=True)):
+            _SHAPES.pop(sh.key, None)  # same text, other hardware figures: read this shape afresh
+            return _group_raw(lg)
+    for j in sh.layout_cols:
+        v = get(j)
+        if not (v == v[0]).all():
+            raise Unsupported("hardware figures change within the shape")
+    g, xt, fl, doc, s0 = lg.g, lg.xt, lg.fl, sh.doc, sh.s0
+    c = _Cols(g, xt, sh.index, lg.n, get)
+    n, nc = lg.n, s0.n_cores
+    util = np.zeros((n, nc))
+    nm_flops: np.ndarray | None = None
+    mem = np.zeros((n, nc, 5), dtype=np.int64)
+    rt_user = np.zeros(n)
+    rt_sys = np.zeros(n)
+    period = np.zeros(n)
+    for r, rt in enumerate(doc.get("neuron_runtime_data") or []):
+        rep = rt.get("report") or {}
+        base = ("neuron_runtime_data", r, "report")
+        ncc = rep.get("neuroncore_counters")
+        u = np.zeros((n, nc))
+        if ncc is not None:
+            p = c.f((*base, "neuroncore_counters", "period"))
+            period = np.where(period != 0, period, p)
+            items = list((ncc.get("neuroncores_in_use") or {}).items())
+            pre = (*base, "neuroncore_counters", "neuroncores_in_use")
+            idx = [int(k) for k, _ in items]
+            for k, _cc in items:
+                u[:, int(k)] = c.f((*pre, k, "neuroncore_utilization"))
+            fa = np.full((n, len(items)), np.nan)
+            any_f = False
+            for q, (k, cc) in enumerate(items):
+                name = "flops" if cc.get("flops") is not None else "effective_flops" if cc.get(
+                    "effective_flops") is not None else None
+                if name is not None:
+                    fa[:, q] = c.f((*pre, k, name))
+                    any_f = True
+            if any_f:
+                if nm_flops is None:
+                    nm_flops = np.zeros((n, nc))
+                nm_flops[:, idx] = np.fmax(nm_flops[:, idx], fa)
+                nm_flops = np.nan_to_num(nm_flops)
+        util = np.maximum(util, u)
+        mu = rep.get("memory_used")
+        if mu is not None:
+            pre = (*base, "memory_used", "neuron_runtime_used_bytes", "usage_breakdown", "neuroncore_memory_usage")
+            for k in _get(mu, "neuron_runtime_used_bytes", "usage_breakdown", "neuroncore_memory_usage") or {}:
+                if int(k) < nc:
+                    mem[:, int(k)] += np.stack([c.i((*pre, k, cat)) for cat in _MEM], axis=1)
+        if rep.get("neuron_runtime_vcpu_usage") is not None:
+            pre = (*base, "neuron_runtime_vcpu_usage", "vcpu_usage")
+            rt_user = rt_user + c.f((*pre, "user"))
+            rt_sys = rt_sys + c.f((*pre, "system"))
+    raw: dict = {"util": util, "nm_flops": nm_flops, "mem": mem, "rt_user": rt_user, "rt_sys": rt_sys}
+    v = _get(doc, "system_data", "vcpu_usage")
+    z = np.zeros(n)
+    raw.update(su=z, ss=z, si=z, busy=np.zeros((n, 0)), mu=np.zeros(n, dtype=np.int64))
+    if v is not None:
+        pre = ("system_data", "vcpu_usage")
+        if v.get("average_usage") is not None:
+            raw.update(su=c.f((*pre, "average_usage", "user")), ss=c.f((*pre, "average_usage", "system")),
+                       si=c.f((*pre, "average_usage", "idle"), 100.0))
+        if v.get("usage_data"):
+            raw["busy"] = np.stack([100.0 - c.f((*pre, "usage_data", k, "idle"), 100.0) for k in v["usage_data"]],
+                                   axis=1)
+        period = np.where(period != 0, period, c.f((*pre, "period")))
+    if _get(doc, "system_data", "memory_info") is not None:
+        raw["mu"] = c.i(("system_data", "memory_info", "memory_used_bytes"))
+    ext = doc.get("neuron_top")
+    raw["ext"] = ext is not None
+    if ext is not None:
+        ep = c.f(("neuron_top", "period_s"))
+        period = np.where(ep != 0, ep, np.where(period != 0, period, 1.0))
+        raw["time"] = c.f(("neuron_top", "time_s"))
+        raw["seq"] = c.i(("neuron_top", "seq"))
+        ts = c.f(("neuron_top", "timestamp"))
+        raw["ts"] = np.where(ts != 0, ts, np.nan)
+        cores = ext.get("cores")
+        raw["cores"] = cores is not None and len(cores.get("busy_ns") or []) == nc
+        if raw["cores"]:
+            pre = ("neuron_top", "cores")
+            per = lambda name: np.stack([c.i((*pre, name, k)) for k in range(nc)], axis=1)  # noqa: E731
+            raw["busy_ns"] = per("busy_ns").astype(np.float64)
+            raw["fl"] = per("flops").astype(np.float64)
+            raw["hb"] = per("hbm_read_bytes").astype(np.float64) + per("hbm_write_bytes").astype(np.float64)
+            nl = len(_get(ext, "links", "bytes") or []) if ext.get("links") is not None else 0
+            raw["links"] = (np.stack([c.i(("neuron_top", "links", "bytes", k)) for k in range(nl)], axis=1)
+                            .astype(np.float64) if nl else np.zeros((n, 0)))
+            raw["efa"] = c.i(("neuron_top", "efa", "bytes")).astype(np.float64) if ext.get("efa") is not None \
+                else np.zeros(n)
+            if s0.engines is not None:
+                raw["engines"] = np.stack([np.stack([c.f((*pre, "engines", e, k)) for k in range(nc)], axis=1)
+                                           for e in _ENG], axis=1)
+        colls = ext.get("collectives") or []
+        exp = 0.0
+        bus = np.zeros(n)
+        for q in range(len(colls)):
+            exp = exp + c.f(("neuron_top", "collectives", q, "exposed_s"))
+            bus = np.maximum(bus, c.f(("neuron_top", "collectives", q, "busbw_bytes_per_s")))
+        raw["exposed"] = np.zeros(n) + exp
+        raw["busbw"] = bus
+        if s0.training is not None:
+            pre = ("neuron_top", "training")
+            loss = c.f((*pre, "loss"), np.nan)
+            raw["training"] = dict(step=c.i((*pre, "step")), loss=loss, tokens_per_s=c.f((*pre, "tokens_per_s")),
+                                   mfu=c.f((*pre, "mfu")), p50=c.f((*pre, "step_time_s", "p50")),
+                                   micro_batch=c.i((*pre, "micro_batch")), seq=c.i((*pre, "seq")))
+        if s0.input is not None:
+            raw["wait"] = c.f(("neuron_top", "input", "wait_frac"))
+        if ext.get("events"):
+            full = lg.full()
+            raw["events"] = [report_decoder.decode(colcodec._line(g, full, xt, fl, k)).neuron_top.events
+                             for k in range(n)]
+    if sh.needed is None:
+        sh.needed = sorted(c.used | set(sh.layout_cols))
+    else:
+        period = np.where(period != 0, period, 1.0)
+    raw["period"] = period
+    return s0, raw
+
+
+def _sig(s0: Sample, raw: dict) -> tuple:
+    return (layout_of(s0), raw["ext"], raw.get("cores"), raw["nm_flops"] is None, raw["busy"].shape[1],
+            raw.get("links", np.zeros((0, 0))).shape[1], "engines" in raw, "training" in raw, "wait" in raw)
+
+
+def from_chunk(chunk: colcodec.LazyChunk, dec: Decoder) -> Batch:
+    """A columnar chunk as one batch; `dec` carries the counters across chunks (and to the report by
+    report path). Raises Unsupported, leaving `dec` untouched, for chunks this does not cover."""
+    parts = [(lg.g.rows, *_group_raw(lg)) for lg in chunk.groups]
+    sig = _sig(parts[0][1], parts[0][2])
+    if any(_sig(s0, raw) != sig for _, s0, raw in parts[1:]):
+        raise Unsupported("report shapes of different layouts in one chunk")
+    n = chunk.n
+    s0 = parts[0][1]
+    raw: dict = {}
+    for key, v0 in parts[0][2].items():
+        if isinstance(v0, np.ndarray):
+            a = np.empty((n, *v0.shape[1:]), dtype=v0.dtype)
+            for rows, _, r in parts:
+                a[rows] = r[key]
+            raw[key] = a
+        elif isinstance(v0, dict):
+            raw[key] = {}
+            for k2, v2 in v0.items():
+                a = np.empty(n, dtype=v2.dtype)
+                for rows, _, r in parts:
+                    a[rows] = r[key][k2]
+                raw[key][k2] = a
+        elif key == "events":
+            ev: dict[int, tuple] = {}
+            for rows, _, r in parts:
+                ev.update({i: tuple(e) for i, e in zip(rows, r["events"], strict=True) if e})
+            raw[key] = ev
+        else:
+            raw[key] = v0
+    return _derive(s0, raw, n, dec)
+
+
+def _derive(s0: Sample, raw: dict, n: int, dec: Decoder) -> Batch:
+    """Rates from counters over consecutive rows, as Decoder does one report at a time."""
+    nc = s0.n_cores
+    util = raw["util"]
+    flops = raw["nm_flops"]
+    flops_ok = np.full(n, flops is not None)
+    if flops is None:
+        flops = np.zeros((n, nc))
+    period = raw["period"]
+    count = dec._count + np.arange(1, n + 1)
+    if raw["ext"]:
+        time_s, seq, ts = raw["time"], raw["seq"], raw["ts"]
+    else:
+        time_s = np.cumsum(np.concatenate([[dec._time], period]))[1:]
+        seq, ts = count, np.full(n, np.nan)
+    hbm_rate = link_rate = engines = None
+    efa_rate = np.full(n, np.nan)
+    new_prev = dec._prev
+    if raw["ext"] and raw["cores"]:
+        busy, fl, hb, links, efa = raw["busy_ns"], raw["fl"], raw["hb"], raw["links"], raw["efa"]
+        prev = dec._prev
+        p_time = np.concatenate([[prev[0] if prev is not None else np.nan], time_s[:-1]])
+        p_busy = np.concatenate([prev[1][None, :] if prev is not None and len(prev[1]) == nc else
+                                 np.full((1, nc), np.nan), busy[:-1]])
+        p_fl = np.concatenate([prev[2][None, :] if prev is not None and len(prev[2]) == nc else
+                               np.full((1, nc), np.nan), fl[:-1]])
+        p_hb = np.concatenate([prev[3][None, :] if prev is not None and len(prev[3]) == nc else
+                               np.full((1, nc), np.nan), hb[:-1]])
+        nl = links.shape[1]
+        p_links = np.concatenate([prev[4][None, :] if prev is not None and len(prev[4]) == nl else
+                                  np.full((1, nl), np.nan), links[:-1]])
+        p_efa = np.concatenate([[prev[5] if prev is not None else np.nan], efa[:-1]])
+        ok = time_s > p_time
+        if prev is not None and (len(prev[4]) != nl or len(prev[1]) != nc):
+            if len(prev[4]) != nl:
+                ok[0] = False
+            elif ok[0]:
+                raise Unsupported("the previous report has another core count")
+        dt = np.where(ok, time_s - p_time, 1.0)
+        with np.errstate(invalid="ignore"):
+            d_util = np.maximum(busy - p_busy, 0.0) / dt[:, None] / 1e7
+            d_fl = np.maximum(fl - p_fl, 0.0) / dt[:, None]
+            d_hb = np.maximum(hb - p_hb, 0.0) / dt[:, None]
+            d_links = np.maximum(links - p_links, 0.0) / dt[:, None]
+            d_efa = np.maximum(efa - p_efa, 0.0) / dt
+        t = np.maximum(time_s, 1e-9)
+        util = np.where(ok[:, None], d_util, util)
+        if raw["nm_flops"] is None:
+            flops_ok = ok & d_fl.any(axis=1)
+            flops = np.where(flops_ok[:, None], d_fl, 0.0)
+        else:
+            flops = np.where(ok[:, None], d_fl, flops)
+        hbm_rate = np.where(ok[:, None], d_hb, hb / t[:, None])
+        link_rate = np.where(ok[:, None], d_links, links / t[:, None])
+        efa_rate = np.where(ok, d_efa, efa / t)
+        new_prev = (float(time_s[-1]), busy[-1], fl[-1], hb[-1], links[-1], float(efa[-1]))
+        engines = raw.get("engines")
+    lay = layout_of(s0)
+    nan = np.full(n, np.nan)
+    tr = raw.get("training")
+    wait = raw.get("wait")
+    batch = Batch(
+        layout=lay, time_s=time_s, timestamp=ts, seq=seq, period=period, util=np.clip(util, 0.0, 100.0),
+        flops=flops, flops_ok=flops_ok, mem_core=raw["mem"].sum(axis=2), engines=engines, hbm_rate=hbm_rate,
+        link_rate=link_rate if lay.n_links >= 0 else None, efa_rate=efa_rate, sys_user=raw["su"],
+        sys_system=raw["ss"], sys_idle=raw["si"], runtime_user=raw["rt_user"], runtime_system=raw["rt_sys"],
+        host_mem_used=raw["mu"], vcpu_busy=raw["busy"],
+        step=tr["step"] if tr is not None else seq, loss=tr["loss"] if tr is not None else nan,
+        tokens_per_s=tr["tokens_per_s"] if tr is not None else nan, mfu=tr["mfu"] if tr is not None else nan,
+        step_p50=tr["p50"] if tr is not None else nan,
+        micro_batch=tr["micro_batch"] if tr is not None else np.zeros(n, dtype=np.int64),
+        seq_len=tr["seq"] if tr is not None else np.zeros(n, dtype=np.int64),
+        input_wait=wait if wait is not None else nan,
+        exposed_comm=raw.get("exposed", np.zeros(n)), busbw_max=raw.get("busbw", np.zeros(n)),
+        link_mean=link_rate.mean(axis=1) if link_rate is not None and link_rate.shape[1] else nan,
+        events=raw.get("events", {}),
+    )
+    # Commit the decoder's state only now: an Unsupported above leaves it as it was.
+    dec._prev = new_prev
+    dec._count += n
+    if not raw["ext"]:
+        dec._time = float(time_s[-1])
+    return batch
+
+
+def iter_profile(prof, skip_bad: bool = False, rows: int = 600) -> Iterator[Batch]:
+    """A profile's samples as batches: columnar chunks read as columns, others report by report."""
+    from .profile import ProfileError
+    from .sample import DecodeError
+
+    dec = Decoder()
+    pending: list[Sample] = []
+
+    def flush() -> Iterator[Batch]:
+        yield from from_samples(pending)
+        pending.clear()
+
+    for first, chunk in prof.iter_chunks(lazy=True):
+        if isinstance(chunk, colcodec.LazyChunk):
+            try:
+                b = from_chunk(chunk, dec)
+            except Exception:  # Unsupported, or damage the header check did not catch: read it as text
+                try:
+                    chunk = chunk.lines(exact=False)
+                except Exception as exc:  # noqa: BLE001
+                    raise ProfileError(f"{prof.path}: the chunk from sample {first} is corrupt ({exc})") from None
+            else:
+                yield from flush()
+                yield b
+                continue
+        for k, line in enumerate(chunk):
+            try:
+                pending.append(dec.decode(line))
+            except DecodeError as exc:
+                if skip_bad:
+                    continue
+                raise ProfileError(f"{prof.path}: sample {first + k}: {exc}") from None
+            if len(pending) >= rows:
+                yield from flush()
+    yield from flush()
