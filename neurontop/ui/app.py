@@ -12,7 +12,7 @@ import psutil
 from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import ScrollableContainer, Vertical
 from textual.message import Message
 from textual.worker import get_current_worker
 
@@ -120,19 +120,20 @@ class NeuronTopApp(App):
     # -- layout ----------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         yield HeaderBar(id="header")
-        with VerticalScroll(id="body"):
-            with Horizontal(id="columns"):
-                # Cores, their history and the links between them on the left; host and memory on
-                # the right: the two columns come out about as tall (at 120x40 the links pane used
-                # to sit below the fold of the right column while the left one had room to spare).
-                with Vertical(id="left"):
-                    yield CoreGrid(id="grid")
-                    yield HistoryPane(id="history")
-                    yield InterconnectPane(id="interconnect")
-                with Vertical(id="right"):
-                    yield VcpuPane(id="vcpu")
-                    yield MemoryPane(id="memory")
-                    yield MemoryTree(id="tree")
+        # One scrolling container holds both columns side by side (no extra row container: each
+        # container under a changed line is re-composited every frame).
+        with ScrollableContainer(id="body"):
+            # Cores, their history and the links between them on the left; host and memory on
+            # the right: the two columns come out about as tall (at 120x40 the links pane used
+            # to sit below the fold of the right column while the left one had room to spare).
+            with Vertical(id="left"):
+                yield CoreGrid(id="grid")
+                yield HistoryPane(id="history")
+                yield InterconnectPane(id="interconnect")
+            with Vertical(id="right"):
+                yield VcpuPane(id="vcpu")
+                yield MemoryPane(id="memory")
+                yield MemoryTree(id="tree")
         yield HintsPane(id="hints")  # outside the scroll area: the answer stays on screen at 80x24
         if self.replay:
             yield TimelineBar(id="timeline")
@@ -167,7 +168,7 @@ class NeuronTopApp(App):
         self._apply_size(event.size.width, event.size.height)
 
     def _apply_size(self, width: int, height: int) -> None:
-        self.query_one("#columns").set_class(width < 110, "narrow")
+        self.query_one("#body").set_class(width < 110, "narrow")
         # The hints stay on screen, but never take more than ~40 % of a small terminal.
         self.query_one(HintsPane).styles.max_height = max(3, min(11, int(height * 0.4)))
 
@@ -266,7 +267,8 @@ class NeuronTopApp(App):
         # Below a 1 s refresh only the grid, history and header follow every frame; the slower
         # panes repaint at most once a second (their numbers do not move faster than a person reads).
         now = time.monotonic()
-        if now - self._slow_at >= 0.95 or self.refresh_s >= 1.0 or self.replay is not None:
+        slow = now - self._slow_at >= 0.95 or self.refresh_s >= 1.0 or self.replay is not None
+        if slow:
             self._slow_at = now
             for pane in self.slow_panes:
                 pane.set_sample(s)
@@ -274,10 +276,12 @@ class NeuronTopApp(App):
         panes = {h.pane for h in self.hints}
         for key, widget in self.hint_targets.items():
             widget.set_class(key in panes, "hinted")
-        self.header.sample = s
-        self.header.state = self.state
-        self._self_usage()
-        self.header.update_content()
+        # The header's training figures follow the slow panes; a change of state shows at once.
+        if slow or self.header.state != self.state or self.header.sample is None:
+            self.header.sample = s
+            self.header.state = self.state
+            self._self_usage()
+            self.header.update_content()
         if self.replay:
             tl = self.query_one(TimelineBar)
             tl.pos, tl.duration, tl.speed = self.replay.position, self.replay.duration, self.replay.speed

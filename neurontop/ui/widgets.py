@@ -339,30 +339,33 @@ class HistoryPane(Pane):
         self.history, self.sample, self.device = history, sample, device
         self.update_content()
 
-    def build(self):
+    WAITING = "no history yet"
+
+    def segment_lines(self, width: int) -> list[list[Segment]] | None:
+        # Every frame at a fast refresh: segments straight from the rings, no Rich layout.
         h = self.history
         if h is None or not len(h.rings["util_avg"]):
-            return Text("no history yet", style="dim")
-        width = max(10, self.size.width - 24)
+            return None
+        spark_w = max(10, self.size.width - 24)
         rows = [
-            ("util avg", h.rings["util_avg"].values(width), 100.0, "%"),
-            (f"util ND{self.device}", h.device_util[self.device].values(width) if self.device in h.device_util
-             else np.zeros(0), 100.0, "%"),
-            ("HBM bw", h.rings["hbm_bw_frac"].values(width), 100.0, "%"),
-            ("links", h.rings["link_frac"].values(width), 100.0, "%"),
+            ("util avg", h.rings["util_avg"].values(spark_w)),
+            (f"util ND{self.device}", h.device_util[self.device].values(spark_w) if self.device in h.device_util
+             else np.zeros(0)),
+            ("HBM bw", h.rings["hbm_bw_frac"].values(spark_w)),
+            ("links", h.rings["link_frac"].values(spark_w)),
         ]
-        out = Text(no_wrap=True, overflow="ellipsis")
-        for i, (name, vals, hi, unit) in enumerate(rows):
-            if i:
-                out.append("\n")
-            last = vals[-1] if len(vals) else np.nan
-            out.append(f"{name:<10}", style="bold")
-            if not np.isfinite(vals).any() if len(vals) else True:
-                out.append("n/a (not in this telemetry)", style="dim")
+        bold = _style("bold")
+        lines = []
+        for name, vals in rows:
+            head = Segment(f"{name:<10}", bold)
+            if not len(vals) or not np.isfinite(vals).any():
+                lines.append([head, Segment("n/a (not in this telemetry)", _style("dim"))])
                 continue
-            out.append(sparkline(vals, width, 0.0, hi), style=level_style(float(last) if np.isfinite(last) else 0))
-            out.append(f" {last:6.1f}{unit}" if np.isfinite(last) else "      -")
-        return out
+            last = float(vals[-1])
+            ok = np.isfinite(last)
+            lines.append([head, Segment(sparkline(vals, spark_w, 0.0, 100.0), _style(level_style(last if ok else 0))),
+                          Segment(f" {last:6.1f}%" if ok else "      -")])
+        return lines
 
 
 class VcpuPane(Pane):
