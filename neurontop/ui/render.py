@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 from rich.segment import Segment
@@ -46,12 +47,17 @@ def bar_segments(frac: float, width: int, style: Style) -> list[Segment]:
     frac = 0.0 if not math.isfinite(frac) else min(1.0, max(0.0, frac))
     cells = frac * width
     full = int(cells)
-    rem = int((cells - full) * 8)
+    return list(_bar(full, int((cells - full) * 8), width, style))
+
+
+@lru_cache(maxsize=4096)
+def _bar(full: int, rem: int, width: int, style: Style) -> tuple[Segment, ...]:
+    # a grid of 64 cores draws the same few dozen bars frame after frame: build each once
     s = "█" * full + (EIGHTHS[rem] if full < width and rem else "")
     out = [Segment(s, style)] if s else []
     if width > len(s):
         out.append(Segment("·" * (width - len(s)), TRACK_STYLE))
-    return out
+    return tuple(out)
 
 
 def sparkline(values: np.ndarray, width: int, lo: float = 0.0, hi: float | None = None) -> str:
