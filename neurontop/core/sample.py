@@ -135,9 +135,8 @@ class Decoder:
         max_idx = -1
         for rt in rep.neuron_runtime_data:
             nc = rt.report.neuroncore_counters
-            if nc:
-                for k in nc.neuroncores_in_use:
-                    max_idx = max(max_idx, _core_index(k, "neuroncores_in_use"))
+            if nc and nc.neuroncores_in_use:
+                max_idx = max(max_idx, _max_core_index(nc.neuroncores_in_use, "neuroncores_in_use"))
         n = n_dev * cpd if n_dev and cpd else max_idx + 1
         n = max(n, max_idx + 1)
         if not n_dev:
@@ -176,8 +175,10 @@ class Decoder:
             rt_utils.append(u)
             if r.memory_used:
                 ub = r.memory_used.neuron_runtime_used_bytes.usage_breakdown
-                rows = [(_core_index(k, "neuroncore_memory_usage"), cm) for k, cm in ub.neuroncore_memory_usage.items()]
-                rows = [(i, cm) for i, cm in rows if i < n]
+                nmu = ub.neuroncore_memory_usage
+                if nmu:
+                    _max_core_index(nmu, "neuroncore_memory_usage")  # checks every key is a number
+                rows = [(i, cm) for i, cm in zip(map(int, nmu), nmu.values(), strict=True) if i < n]
                 if rows:
                     mem[[i for i, _ in rows]] += np.array(
                         [(cm.tensors, cm.constants, cm.model_code, cm.model_shared_scratchpad, cm.runtime_memory)
@@ -205,7 +206,7 @@ class Decoder:
                 su, ss, si, sw = (float(v.average_usage.user), float(v.average_usage.system),
                                   float(v.average_usage.idle), float(v.average_usage.io_wait))
             if v.usage_data:
-                busy = np.array([100.0 - float(c.idle) for c in v.usage_data.values()])
+                busy = 100.0 - np.array([c.idle for c in v.usage_data.values()], dtype=np.float64)
             period = period or float(v.period)
         if sd and sd.memory_info:
             mt, mu = sd.memory_info.memory_total_bytes, sd.memory_info.memory_used_bytes
@@ -282,3 +283,11 @@ def _core_index(key: str, where: str) -> int:
     if not key.isdigit():
         raise DecodeError(f"invalid report: core key {key!r} in {where} is not a number")
     return int(key)
+
+
+def _max_core_index(keys, where: str) -> int:
+    """The largest core key; every key must be a number (the error names the first that is not)."""
+    if not all(map(str.isdigit, keys)):
+        for k in keys:
+            _core_index(k, where)
+    return max(map(int, keys))
