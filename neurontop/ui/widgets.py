@@ -373,26 +373,29 @@ class VcpuPane(Pane):
         super().__init__(**kw)
         self.border_title = "vCPU Utilization"
 
-    def build(self):
+    def segment_lines(self, width: int) -> list[list[Segment]] | None:
         s = self.sample
         if s is None:
-            return Text("waiting…", style="dim")
-        width = max(10, self.size.width - 36)
-        out = Text(no_wrap=True, overflow="ellipsis")
-        out.append("System vCPU  ", style="bold")
-        out.append_text(bar((s.sys_user + s.sys_system) / 100, width, "green"))
-        out.append(f" [{s.sys_user:5.2f}%,{s.sys_system:5.2f}%]\n")
-        out.append("Runtime vCPU ", style="bold")
-        out.append_text(bar((s.runtime_user + s.runtime_system) / 100, width, "cyan"))
-        out.append(f" [{s.runtime_user:5.2f}%,{s.runtime_system:5.2f}%]")
+            return None
+        bar_w = max(10, self.size.width - 36)
+        bold = _style("bold")
+        lines = [
+            [Segment("System vCPU  ", bold),
+             *bar_segments((s.sys_user + s.sys_system) / 100, bar_w, _style("green")),
+             Segment(f" [{s.sys_user:5.2f}%,{s.sys_system:5.2f}%]")],
+            [Segment("Runtime vCPU ", bold),
+             *bar_segments((s.runtime_user + s.runtime_system) / 100, bar_w, _style("cyan")),
+             Segment(f" [{s.runtime_user:5.2f}%,{s.runtime_system:5.2f}%]")],
+        ]
         if len(s.vcpu_busy):
             hot = np.argsort(-s.vcpu_busy)[: max(1, min(8, (self.size.width - 14) // 9))]
-            out.append("\nbusiest     ", style="bold")
-            for i in hot:
+            line = [Segment("busiest     ", bold)]
+            for i in hot.tolist():
                 b = float(s.vcpu_busy[i])
-                out.append(f"{i}:{b:3.0f}% ", style=level_style(b))
-            out.append(f" of {len(s.vcpu_busy)}", style="dim")
-        return out
+                line.append(Segment(f"{i}:{b:3.0f}% ", _style(level_style(b))))
+            line.append(Segment(f" of {len(s.vcpu_busy)}", _style("dim")))
+            lines.append(line)
+        return lines
 
 
 class MemoryPane(Pane):
@@ -497,21 +500,19 @@ class MemoryTree(Pane):
         i, k = divmod(ident, len(MEM_LABELS))
         return f"{MEM_LABELS[k]:<17}{human_bytes(int(s.mem[i, k]))}"
 
-    def build(self):
+    def segment_lines(self, width: int) -> list[list[Segment]] | None:
         rows = self.rows()
         if not rows:
-            return Text("waiting…", style="dim")
+            return None
         h = max(1, self.content_region.height)
         self.cursor = min(max(0, self.cursor), len(rows) - 1)
         self.top = min(max(self.top, self.cursor - h + 1), self.cursor, max(0, len(rows) - h))
-        out = Text(no_wrap=True, overflow="ellipsis")
+        lines = []
         for y, (kind, ident, depth) in enumerate(rows[self.top:self.top + h]):
-            if y:
-                out.append("\n")
             mark = "  " if kind == "cat" else ("▼ " if (kind, ident) in self.expanded else "▶ ")
-            style = "reverse" if self.top + y == self.cursor and self.has_focus else ""
-            out.append("  " * depth + mark + self._label(kind, ident), style=style)
-        return out
+            style = _style("reverse") if self.top + y == self.cursor and self.has_focus else None
+            lines.append([Segment("  " * depth + mark + self._label(kind, ident), style)])
+        return lines
 
     def action_cursor(self, delta: int) -> None:
         self.cursor += delta
