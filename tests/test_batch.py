@@ -299,3 +299,19 @@ def test_a_shape_whose_number_kinds_change_between_chunks() -> None:
     assert_same(by_columns(mixed, parts=2), by_reports(mixed))
     assert_same(by_columns(list(reversed(mixed[:20])) + mixed[20:], parts=2),
                 by_reports(list(reversed(mixed[:20])) + mixed[20:]))
+
+
+def test_plain_reports_without_periods_advance_a_second_each() -> None:
+    """neuron-monitor sections without a `period`: the decoder counts one second per report."""
+    out = []
+    for x in strip_extension(make_reports("trn1.2xlarge", "healthy", 12)):
+        d = json.loads(x)
+        for rt in d.get("neuron_runtime_data", []):
+            for sec in rt.get("report", {}).values():
+                if isinstance(sec, dict):
+                    sec.pop("period", None)
+        d.get("system_data", {}).get("vcpu_usage", {}).pop("period", None)
+        out.append(json.dumps(d, separators=(",", ":")).encode())
+    want = by_reports(out)
+    assert np.array_equal(np.concatenate([b.time_s for b in want]), np.arange(1.0, 13.0))
+    assert_same(by_columns(out, parts=2), want)

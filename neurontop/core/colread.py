@@ -265,11 +265,11 @@ def _group_raw(lg: colcodec.LazyGroup) -> tuple[Sample, dict]:
             full = lg.full()
             raw["events"] = [report_decoder.decode(colcodec._line(g, full, xt, fl, k)).neuron_top.events
                              for k in range(n)]
+    else:
+        period = np.where(period != 0, period, 1.0)  # Decoder: `period or 1.0` without the extension
+    raw["period"] = period
     if sh.needed is None:
         sh.needed = sorted(c.used | set(sh.layout_cols))
-    else:
-        period = np.where(period != 0, period, 1.0)
-    raw["period"] = period
     return s0, raw
 
 
