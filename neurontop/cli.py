@@ -247,6 +247,10 @@ def cmd_export(args) -> int:
         groups = parse_fields(args.fields)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    if args.output != "-":
+        folder = os.path.dirname(os.path.abspath(args.output))
+        if not os.path.isdir(folder):
+            raise UsageError(f"{args.output}: folder {folder} does not exist")
     start = None
     if args.source != "-" and sniff(args.source) == "profile":
         prof = Profile(args.source)  # opens and checks it here: a bad file fails before any output
@@ -262,9 +266,6 @@ def cmd_export(args) -> int:
     out = sys.stdout if args.output == "-" else None
     tmp = None
     if out is None:
-        folder = os.path.dirname(os.path.abspath(args.output))
-        if not os.path.isdir(folder):
-            raise UsageError(f"{args.output}: folder {folder} does not exist")
         tmp = args.output + ".part"
         out = open(tmp, "wb", buffering=1 << 20)  # noqa: SIM115
     ex = CsvExporter(out, groups, layout=args.layout, every_s=args.every, t_from=args.t_from, t_to=args.t_to,

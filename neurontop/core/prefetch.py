@@ -58,17 +58,27 @@ def parallel_ok() -> bool:
 def batches(path: str, skip_bad: bool = False, parallel: bool | None = None,
             hints: HintOptions | None = None) -> Iterator[tuple[Batch, np.ndarray | None]]:
     """The profile's samples as batches (colread.iter_profile), each with its rows' hint flags
-    ([rows, causes] bool, when `hints` asks), decoded in a forked reader when it helps."""
+    ([rows, causes] bool, when `hints` asks), decoded in a forked reader when it helps.
+
+    The reader is forked here, at the call, not at the first batch: before the caller starts
+    threads of its own (a progress bar's), which a forked child must not inherit mid-write."""
     if not (parallel_ok() if parallel is None else parallel):
-        mon = BatchHintMonitor(hints.threshold) if hints is not None else None
-        for b in iter_profile(Profile(path), skip_bad):
-            yield b, (mon.feed(b, hints.causes) if mon is not None and hints is not None else None)
-        return
+        return _serial(path, skip_bad, hints)
     ctx = mp.get_context("fork")
     recv, send = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_reader, args=(path, skip_bad, hints, send), name="neuron-top-export-reader", daemon=True)
     proc.start()
     send.close()
+    return _received(path, recv, proc)
+
+
+def _serial(path: str, skip_bad: bool, hints: HintOptions | None) -> Iterator[tuple[Batch, np.ndarray | None]]:
+    mon = BatchHintMonitor(hints.threshold) if hints is not None else None
+    for b in iter_profile(Profile(path), skip_bad):
+        yield b, (mon.feed(b, hints.causes) if mon is not None and hints is not None else None)
+
+
+def _received(path: str, recv, proc) -> Iterator[tuple[Batch, np.ndarray | None]]:
     try:
         while True:
             try:
