@@ -171,6 +171,9 @@ class NeuronTopApp(App):
         self.query_one("#body").set_class(width < 110, "narrow")
         # The hints stay on screen, but never take more than ~40 % of a small terminal.
         self.query_one(HintsPane).styles.max_height = max(3, min(11, int(height * 0.4)))
+        # A tall terminal gives its extra rows to the memory tree (12 rows up to 40 lines; at
+        # 200x60 the right column otherwise ended a dozen rows short of the hints).
+        self.query_one(MemoryTree).styles.height = 12 if width < 110 else max(12, min(40, height - 28))
 
     # -- live data -------------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="source")
