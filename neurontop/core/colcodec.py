@@ -27,51 +27,41 @@ from . import numtext
 
 MAGIC = b"NTC1"
 _json_decode = msgspec.json.Decoder().decode
-_json_encode = msgspec.json.encode
 _MAX_DEC = 17  # decimals a float may need (a shortest repr of a double has at most 17 digits)
 _LIMIT = 2**62  # scaled values must stay far from int64 overflow
 _RENDER_ROWS = 150  # lines rendered to text at a time
 
 
-def _flatten(doc) -> tuple[list[bytes], list, list[int]]:
-    """A JSON document -> literal texts around its numbers, the numbers, and each number's index key
-    (the nearest list index or digit key above it: the core or vCPU it belongs to)."""
-    lits: list[bytes] = []
-    buf: list[bytes] = []
-    vals: list = []
-    keys: list[int] = []
+def number_paths(doc) -> list[tuple]:
+    """The path (keys and list indices) of every number in a JSON document, in text order: the
+    order of a shape's number tokens. The encoder finds related columns by them, the column reader
+    (colread) the fields."""
+    out: list[tuple] = []
 
-    def walk(o, key: int) -> None:
+    def walk(o, path: tuple) -> None:
         t = type(o)
         if t is dict:
-            buf.append(b"{")
-            first = True
             for k, v in o.items():
-                if not first:
-                    buf.append(b",")
-                first = False
-                buf.append(_json_encode(k))
-                buf.append(b":")
-                walk(v, int(k) if k.isdigit() and len(k) < 9 else key)
-            buf.append(b"}")
+                walk(v, (*path, k))
         elif t is list:
-            buf.append(b"[")
             for i, v in enumerate(o):
-                if i:
-                    buf.append(b",")
-                walk(v, i)
-            buf.append(b"]")
+                walk(v, (*path, i))
         elif t is int or t is float:
-            lits.append(b"".join(buf))
-            buf.clear()
-            vals.append(o)
-            keys.append(key)
-        else:
-            buf.append(_json_encode(o))
+            out.append(path)
 
-    walk(doc, -1)
-    lits.append(b"".join(buf))
-    return lits, vals, keys
+    walk(doc, ())
+    return out
+
+
+def _index_key(path: tuple) -> int:
+    """A number's index key: the nearest list index or digit key above it (the core or vCPU it
+    belongs to), -1 for none."""
+    for p in reversed(path):
+        if type(p) is int:
+            return p
+        if p.isdigit() and len(p) < 9:
+            return int(p)
+    return -1
 
 
 # -- predictors --------------------------------------------------------------------------------
@@ -188,7 +178,7 @@ def _choose(x: np.ndarray, keys: list[int], kinds: list[str], shape: bytes | Non
 
 def _unpredict(res: np.ndarray, spec: list[list]) -> np.ndarray:
     """The inverse of _residuals. Works on the transposed matrix (each column contiguous, as
-    _unpack lays it out) and returns a [rows, columns] view of it."""
+    LazyGroup._residuals lays it out) and returns a [rows, columns] view of it."""
     r = res.T
     x = np.empty_like(r)
     modes = np.array([m_ for m_, _r, _k in spec], dtype=np.int64)
@@ -233,25 +223,6 @@ def _pack(res: np.ndarray) -> tuple[list[int], bytes]:
             a = z[:, cols].astype(f"<u{w}").T.copy()  # [cols, rows]
             parts.append(a.view(np.uint8).reshape(len(cols), len(z), w).transpose(0, 2, 1).tobytes())
     return widths.tolist(), b"".join(parts)
-
-
-def _unpack(body: bytes, widths: list[int], n: int) -> np.ndarray:
-    w_arr = np.asarray(widths)
-    res = np.zeros((len(widths), n), dtype=np.int64)  # column-major: each column contiguous
-    off = 0
-    for w in (1, 2, 4, 8):
-        cols = np.flatnonzero(w_arr == w)
-        if len(cols):
-            size = len(cols) * n * w
-            a = np.frombuffer(body, dtype=np.uint8, count=size, offset=off).reshape(len(cols), w, n)
-            off += size
-            z = a[:, 0] if w == 1 else a.transpose(0, 2, 1).copy().view(f"<u{w}").reshape(len(cols), n)
-            if w == 8:
-                res[cols] = (z >> np.uint64(1)).view(np.int64) ^ -(z & np.uint64(1)).view(np.int64)
-            else:  # undo the zigzag in a narrow type, then widen (zero-width columns stay 0)
-                half = (z >> 1).astype(np.int64)
-                res[cols] = np.where(z & 1, ~half, half)
-    return res.T  # [rows, columns], a view
 
 
 # -- text ------------------------------------------------------------------------------------------
@@ -422,7 +393,7 @@ def _index_keys(line: bytes, lits: list[bytes], real: list[bool]) -> list[int]:
     """The index key of each number token of a shape (from its first line): -1 for tokens that sit
     inside strings or when the tokens and the document's numbers disagree."""
     try:
-        _, _, keys = _flatten(_json_decode(line))
+        keys = [_index_key(p) for p in number_paths(_json_decode(line))]
     except (msgspec.DecodeError, RecursionError):
         return [-1] * len(real)
     if sum(real) != len(keys):
@@ -610,7 +581,7 @@ class LazyGroup:
         self._w = w
 
     def full(self) -> np.ndarray:
-        return _unpredict(_unpack(self.body, self.g.widths, self.n), self.g.spec)
+        return _unpredict(self._residuals(np.arange(len(self._w)), self.n), self.g.spec)
 
     def _residuals(self, cols: np.ndarray, rows: int) -> np.ndarray:
         """Residuals of `cols` ([rows, len(cols)]), reading only their byte planes."""

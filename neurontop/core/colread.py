@@ -24,25 +24,6 @@ class Unsupported(Exception):
     """A chunk the column reader does not cover: decode it report by report instead."""
 
 
-def _number_paths(doc) -> list[tuple]:
-    """The path of every number in a JSON document, in text order (colcodec's token order)."""
-    out: list[tuple] = []
-
-    def walk(o, path: tuple) -> None:
-        t = type(o)
-        if t is dict:
-            for k, v in o.items():
-                walk(v, (*path, k))
-        elif t is list:
-            for i, v in enumerate(o):
-                walk(v, (*path, i))
-        elif t is int or t is float:
-            out.append(path)
-
-    walk(doc, ())
-    return out
-
-
 class _Cols:
     """A group's columns by JSON path, as float64 (or int64) arrays; records which it was asked for."""
 
@@ -112,7 +93,7 @@ def _shape(lg: colcodec.LazyGroup) -> _Shape:
     line = colcodec._line(g, row0, lg.xt, lg.fl, 0)
     doc = colcodec._json_decode(line)
     s0 = Decoder().decode(line)  # validation and the layout; the rows share the shape
-    paths = _number_paths(doc)
+    paths = colcodec.number_paths(doc)
     if len(paths) != sum(real):
         raise Unsupported("tokens and numbers disagree")
     index = dict(zip(paths, [j for j, r in enumerate(real) if r], strict=True))
