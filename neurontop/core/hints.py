@@ -493,7 +493,7 @@ class _Dims:
 
 
 def _window_of_batches(segs: list) -> WindowArrays:
-    """window_arrays() for rows [a, e) of batches (sample.Batch), oldest first."""
+    """window_arrays() for rows [a, e) of batches (batch.Batch), oldest first."""
     last, a_last, e_last = segs[-1]
     lay = last.layout
     segs = [(b, a, e) for b, a, e in segs if b.layout.n_cores == lay.n_cores]
@@ -529,8 +529,18 @@ def _window_of_batches(segs: list) -> WindowArrays:
     )
 
 
+def _since(segs: list, thr: float) -> list:
+    """The rows of (batch, a, e) segments later than time `thr` (each segment's times ascend)."""
+    out = []
+    for b, a, e in segs:
+        k = a + int(np.searchsorted(b.time_s[a:e], thr, side="right"))
+        if k < e:
+            out.append((b, k, e))
+    return out
+
+
 class BatchHintMonitor:
-    """HintMonitor for batches of samples (sample.Batch): the same window, evaluation times and
+    """HintMonitor for batches of samples (batch.Batch): the same window, evaluation times and
     hysteresis, so an export's hint columns match what the live view showed."""
 
     def __init__(self, threshold: float = DEFAULT_THRESHOLD, window_s: float = DEFAULT_WINDOW_S,
@@ -547,49 +557,34 @@ class BatchHintMonitor:
         out = np.zeros((n, len(causes)), dtype=bool)
         t = b.time_s
         col = {c: i for i, c in enumerate(causes)}
-        mask = np.zeros(len(causes), dtype=bool)
-        for h in self.shown:
-            if h.cause in col:
-                mask[col[h.cause]] = True
+
+        def mask() -> np.ndarray:
+            m = np.zeros(len(causes), dtype=bool)
+            m[[col[h.cause] for h in self.shown if h.cause in col]] = True
+            return m
+
         start = 0
         tail = self._tail
         if tail and n and t[0] < tail[-1][0].time_s[tail[-1][2] - 1]:
             tail = []
             self._reset()
-            mask[:] = False
+        shown = mask()
         tl = t.tolist()
         for r in range(n):
             if r > start and tl[r] < tl[r - 1]:  # the stream restarted
                 start, tail = r, []
                 self._reset()
-                mask[:] = False
+                shown = mask()
             if tl[r] - self._at >= self.every_s - 1e-9:
                 self._at = tl[r]
                 thr = tl[r] - self.window_s - 1e-9
                 lo = start + int(np.searchsorted(t[start:r + 1], thr, side="right"))
-                segs = []
-                if lo == start:
-                    for tb, a, e in tail:
-                        k = a + int(np.searchsorted(tb.time_s[a:e], thr, side="right"))
-                        if k < e:
-                            segs.append((tb, k, e))
-                segs.append((b, lo, r + 1))
+                segs = [*(_since(tail, thr) if lo == start else []), (b, lo, r + 1)]
                 self.shown = self.tracker.update(rank(stats_of(_window_of_batches(segs)), self.threshold), tl[r])
-                mask = np.zeros(len(causes), dtype=bool)
-                for h in self.shown:
-                    if h.cause in col:
-                        mask[col[h.cause]] = True
-            out[r] = mask
-        # keep what the next batch's first windows can reach
-        if n:
-            thr = tl[-1] - self.window_s - 1e-9
-            keep = [(tb, a, e) for tb, a, e in (tail if start == 0 else [])]
-            keep.append((b, start, n))
-            self._tail = []
-            for tb, a, e in keep:
-                k = a + int(np.searchsorted(tb.time_s[a:e], thr, side="right"))
-                if k < e:
-                    self._tail.append((tb, k, e))
+                shown = mask()
+            out[r] = shown
+        if n:  # keep what the next batch's first windows can reach
+            self._tail = _since([*(tail if start == 0 else []), (b, start, n)], tl[-1] - self.window_s - 1e-9)
         return out
 
     def _reset(self) -> None:

@@ -37,9 +37,8 @@ class HintOptions:
 
 def _reader(path: str, skip_bad: bool, hints: HintOptions | None, conn) -> None:
     try:
-        mon = BatchHintMonitor(hints.threshold) if hints is not None else None
-        for b in iter_profile(Profile(path), skip_bad):
-            conn.send((b, mon.feed(b, hints.causes) if mon is not None and hints is not None else None))
+        for item in _serial(path, skip_bad, hints):
+            conn.send(item)
         conn.send(None)
     except (ProfileError, InputError) as exc:
         conn.send(_Failed(str(exc)))
@@ -73,9 +72,10 @@ def batches(path: str, skip_bad: bool = False, parallel: bool | None = None,
 
 
 def _serial(path: str, skip_bad: bool, hints: HintOptions | None) -> Iterator[tuple[Batch, np.ndarray | None]]:
+    """Batches and their hint flags, read in this process (also the reader process's loop)."""
     mon = BatchHintMonitor(hints.threshold) if hints is not None else None
     for b in iter_profile(Profile(path), skip_bad):
-        yield b, (mon.feed(b, hints.causes) if mon is not None and hints is not None else None)
+        yield b, (mon.feed(b, hints.causes) if mon is not None else None)
 
 
 def _received(path: str, recv, proc) -> Iterator[tuple[Batch, np.ndarray | None]]:
