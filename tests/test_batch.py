@@ -19,19 +19,71 @@ from neurontop.core import colcodec
 from neurontop.core import colread as CR
 from neurontop.core.export import (
     HINT_CAUSES,
+    Column,
     CsvExporter,
     figures,
     fmt,
     format_block,
-    iso,
     iso_block,
     parse_fields,
-    row_values,
 )
 from neurontop.core.hints import BatchHintMonitor, HintMonitor
-from neurontop.core.sample import Decoder
+from neurontop.core.sample import ENGINE_NAMES, Decoder, Sample
 
 from .conftest import REAL_TRN1, ROOT, SAMPLE_JSONL, make_reports, needs_shared, run_cli, strip_extension
+
+
+# -- the export's cells one at a time: the definitions the block paths are held to ------------------
+def row_values(s: Sample, cols: list[Column], hints: set[str]) -> list[float | None]:
+    """Values in column order; None where this sample lacks the metric."""
+    vals: list[float | None] = []
+    cpd = max(1, s.cores_per_device)
+    dev_mem = s.device_mem() if s.n_devices else None
+    links = dict(zip(s.link_pairs, s.link_rate, strict=False)) if s.link_rate is not None else {}
+    for c in cols:
+        g = c.group
+        i = (c.device or 0) * cpd + (c.core or 0) if c.core is not None else None
+        v: float | None = None
+        if g == "util":
+            v = float(s.util[i]) if i is not None and i < s.n_cores else None
+        elif g == "flops":
+            v = float(s.flops[i]) / 1e12 if s.flops is not None and i is not None and i < s.n_cores else None
+        elif g == "engines":
+            if s.engines is not None and i is not None and i < s.n_cores:
+                v = float(s.engines[ENGINE_NAMES.index(c.metric[: -len("_active_pct")]), i]) * 100
+        elif g == "hbm":
+            if c.core is None:
+                v = float(dev_mem[c.device]) if dev_mem is not None and c.device < len(dev_mem) else None
+            elif s.hbm_rate is not None and i is not None and i < s.n_cores:
+                v = float(s.hbm_rate[i])
+        elif g == "links":
+            if c.metric == "efa_bytes_per_s":
+                v = s.efa_rate
+            else:
+                a, b = c.metric[len("link_nd"):-len("_bytes_per_s")].split("_nd")
+                r = links.get((int(a), int(b)))
+                v = float(r) if r is not None else None
+        elif g == "vcpu":
+            v = {"system_user_pct": s.sys_user, "system_system_pct": s.sys_system, "system_idle_pct": s.sys_idle,
+                 "runtime_user_pct": s.runtime_user, "runtime_system_pct": s.runtime_system,
+                 "host_mem_used_bytes": float(s.host_mem_used)}[c.metric]
+        elif g == "training":
+            t = s.training
+            if t is not None:
+                v = {"loss": t.loss, "tokens_per_s": t.tokens_per_s, "mfu_pct": t.mfu * 100,
+                     "step_time_p50_s": t.step_time_s.p50,
+                     "input_wait_pct": s.input.wait_frac * 100 if s.input else None}[c.metric]
+                v = float(v) if v is not None else None
+        elif g == "hints":
+            v = 1.0 if c.metric[len("hint_"):] in hints else 0.0
+        vals.append(v if v is None or math.isfinite(v) else None)
+    return vals
+
+
+def iso(ts: float | None) -> str:
+    if ts is None:
+        return ""
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def assert_same(a: list[B.Batch], b: list[B.Batch]) -> None:

@@ -6,7 +6,7 @@ column names; docs/export.md lists every column and its precision.
 
 Samples arrive in batches (batch.Batch: one array per figure); every figure of a batch becomes one
 matrix, the fixed columns are taken from it by name, and numtext formats the whole block at once.
-`row_values` is the same table one cell at a time: the definition the tests hold the batch path to.
+tests/test_batch.py holds the same table one cell at a time, the definition this is checked against.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 import math
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from functools import lru_cache
 from typing import IO
 
 import numpy as np
@@ -95,52 +95,6 @@ def columns_for_layout(lay: Layout, groups: tuple[str, ...], has_flops: bool = T
     return cols
 
 
-def row_values(s: Sample, cols: list[Column], hints: set[str]) -> list[float | None]:
-    """Values in column order; None where this sample lacks the metric."""
-    vals: list[float | None] = []
-    cpd = max(1, s.cores_per_device)
-    dev_mem = s.device_mem() if s.n_devices else None
-    links = dict(zip(s.link_pairs, s.link_rate, strict=False)) if s.link_rate is not None else {}
-    for c in cols:
-        g = c.group
-        i = (c.device or 0) * cpd + (c.core or 0) if c.core is not None else None
-        v: float | None = None
-        if g == "util":
-            v = float(s.util[i]) if i is not None and i < s.n_cores else None
-        elif g == "flops":
-            v = float(s.flops[i]) / 1e12 if s.flops is not None and i is not None and i < s.n_cores else None
-        elif g == "engines":
-            if s.engines is not None and i is not None and i < s.n_cores:
-                v = float(s.engines[ENGINE_NAMES.index(c.metric[: -len("_active_pct")]), i]) * 100
-        elif g == "hbm":
-            if c.core is None:
-                v = float(dev_mem[c.device]) if dev_mem is not None and c.device < len(dev_mem) else None
-            elif s.hbm_rate is not None and i is not None and i < s.n_cores:
-                v = float(s.hbm_rate[i])
-        elif g == "links":
-            if c.metric == "efa_bytes_per_s":
-                v = s.efa_rate
-            else:
-                a, b = c.metric[len("link_nd"):-len("_bytes_per_s")].split("_nd")
-                r = links.get((int(a), int(b)))
-                v = float(r) if r is not None else None
-        elif g == "vcpu":
-            v = {"system_user_pct": s.sys_user, "system_system_pct": s.sys_system, "system_idle_pct": s.sys_idle,
-                 "runtime_user_pct": s.runtime_user, "runtime_system_pct": s.runtime_system,
-                 "host_mem_used_bytes": float(s.host_mem_used)}[c.metric]
-        elif g == "training":
-            t = s.training
-            if t is not None:
-                v = {"loss": t.loss, "tokens_per_s": t.tokens_per_s, "mfu_pct": t.mfu * 100,
-                     "step_time_p50_s": t.step_time_s.p50,
-                     "input_wait_pct": s.input.wait_frac * 100 if s.input else None}[c.metric]
-                v = float(v) if v is not None else None
-        elif g == "hints":
-            v = 1.0 if c.metric[len("hint_"):] in hints else 0.0
-        vals.append(v if v is None or math.isfinite(v) else None)
-    return vals
-
-
 def fmt(v: float | None, dec: int) -> str:
     """One cell as the export writes it (the reference for the block formatter)."""
     if v is None or not math.isfinite(v):
@@ -150,19 +104,18 @@ def fmt(v: float | None, dec: int) -> str:
     return f"{v:.{dec}f}"
 
 
-def iso(ts: float | None) -> str:
-    if ts is None:
-        return ""
-    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 # -- a batch's figures as one matrix ---------------------------------------------------------------
+@lru_cache(maxsize=32)
+def _figure_names(lay: Layout, groups: tuple[str, ...]) -> list[str]:
+    return [c.name for c in columns_for_layout(lay, groups)]
+
+
 def figures(b: Batch, groups: tuple[str, ...], hints: np.ndarray | None) -> tuple[list[str], np.ndarray]:
     """Every exportable figure of batch `b` in `groups`: column names and an [n, k] float matrix
     (NaN where the sample lacks the figure). `hints` is [n, len(HINT_CAUSES)]."""
     n = len(b)
     lay = b.layout
-    names = [c.name for c in columns_for_layout(lay, groups)]
+    names = _figure_names(lay, groups)
     parts: list[np.ndarray] = []
     if "util" in groups:
         parts.append(b.util)
@@ -235,7 +188,8 @@ def format_block(m: np.ndarray, decimals: list[int]) -> list[np.ndarray]:
 
 
 def iso_block(ts: np.ndarray) -> np.ndarray:
-    """Unix times -> ISO 8601 UTC with milliseconds as uint8 [n, w] ('' for NaN), as iso() writes them."""
+    """Unix times -> ISO 8601 UTC with milliseconds as uint8 [n, w] ('' for NaN), as datetime writes
+    them (`datetime.fromtimestamp(ts, utc).isoformat(timespec="milliseconds")`, with Z)."""
     ok = np.isfinite(ts)
     t = np.where(ok, ts, 0.0)
     sec = np.floor(t)
@@ -287,7 +241,7 @@ class CsvExporter:
         self.rows = 0
         self.hintmon = BatchHintMonitor(threshold) if "hints" in groups else None
         self._pending: list[Sample] = []
-        self._plans: dict[tuple[str, ...], np.ndarray] = {}
+        self._plans: dict[Layout, np.ndarray] = {}
         self._decimals: list[int] = []
         self._bin: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None  # the open bin's rows
 
@@ -326,11 +280,10 @@ class CsvExporter:
             self._decimals = [c.decimals for c in self.cols]
             self._header()
         names, m = figures(b, self.groups, hints)
-        key = tuple(names)
-        take = self._plans.get(key)
+        take = self._plans.get(b.layout)  # where each fixed column is among this layout's figures
         if take is None:
             where = {nm: i for i, nm in enumerate(names)}
-            take = self._plans[key] = np.array([where.get(c.name, -1) for c in self.cols], dtype=np.int64)
+            take = self._plans[b.layout] = np.array([where.get(c.name, -1) for c in self.cols], dtype=np.int64)
         vals = np.concatenate([m, np.full((len(b), 1), np.nan)], axis=1)[:, take]  # -1: the NaN column
         ts = b.timestamp.copy()
         if self.start_unix is not None:
