@@ -27,15 +27,11 @@ def level_style(pct: float) -> str:
 
 
 def bar(frac: float, width: int, style: str) -> Text:
-    """A horizontal bar with eighth-block resolution."""
-    width = max(1, width)
-    frac = 0.0 if not math.isfinite(frac) else min(1.0, max(0.0, frac))
-    cells = frac * width
-    full = int(cells)
-    rem = int((cells - full) * 8)
-    s = "█" * full + (EIGHTHS[rem] if full < width and rem else "")
-    t = Text(s, style=style)
-    t.append("·" * (width - len(s)), style="bright_black")  # the track, so a bar's length reads against it
+    """A horizontal bar with eighth-block resolution, on a dotted track (so a bar's length reads
+    against it), as Rich text."""
+    t = Text()
+    for seg in bar_segments(frac, max(1, width), Style.parse(style)):
+        t.append(seg.text, seg.style)
     return t
 
 
@@ -43,7 +39,7 @@ TRACK_STYLE = Style.parse("bright_black")
 
 
 def bar_segments(frac: float, width: int, style: Style) -> list[Segment]:
-    """The same bar as `bar`, as segments (the grid's hot path)."""
+    """The bar as segments (the grid's hot path; `bar` wraps it as text)."""
     frac = 0.0 if not math.isfinite(frac) else min(1.0, max(0.0, frac))
     cells = frac * width
     full = int(cells)
