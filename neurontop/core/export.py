@@ -299,22 +299,26 @@ class CsvExporter:
         if self._bin is not None:
             rel, ts, step, vals = (np.concatenate([a, b]) for a, b in zip(self._bin, (rel, ts, step, vals),
                                                                              strict=True))
-        idx = np.floor(rel / self.every + 1e-9).astype(np.int64)
-        cut = np.flatnonzero(np.diff(idx)) + 1
+        cut = np.flatnonzero(np.diff(self._bin_index(rel))) + 1
         starts = np.concatenate([[0], cut])
         last = starts[-1]
         self._bin = (rel[last:], ts[last:], step[last:], vals[last:])
         if len(starts) > 1:
-            self._emit_bins(rel[:last], ts[:last], step[:last], vals[:last], idx[:last], starts[:-1])
+            self._emit_bins(rel[:last], ts[:last], step[:last], vals[:last], starts[:-1])
 
-    def _emit_bins(self, rel, ts, step, vals, idx, starts) -> None:
+    def _bin_index(self, rel: np.ndarray) -> np.ndarray:
+        assert self.every
+        return np.floor(rel / self.every + 1e-9).astype(np.int64)
+
+    def _emit_bins(self, rel, ts, step, vals, starts) -> None:
+        """One row per bin: bins start at `starts` and each runs to the next (the last to the end)."""
         ends = np.concatenate([starts[1:], [len(rel)]])
         ok = ~np.isnan(vals)
         sums = np.add.reduceat(np.where(ok, vals, 0.0), starts, axis=0)
         cnt = np.add.reduceat(ok.astype(np.int64), starts, axis=0)
         with np.errstate(invalid="ignore", divide="ignore"):
             means = np.where(cnt > 0, sums / np.maximum(cnt, 1), np.nan)
-        b_rel = idx[starts] * self.every
+        b_rel = self._bin_index(rel[starts]) * self.every
         b_ts = ts[starts] - (rel[starts] - b_rel)
         self._write(b_rel, b_ts, step[ends - 1], means)
 
@@ -365,9 +369,7 @@ class CsvExporter:
     def finish(self) -> int:
         self._drain()
         if self._bin is not None and len(self._bin[0]):
-            rel, ts, step, vals = self._bin
-            idx = np.floor(rel / self.every + 1e-9).astype(np.int64)
-            self._emit_bins(rel, ts, step, vals, idx, np.array([0]))
+            self._emit_bins(*self._bin, np.array([0]))
             self._bin = None
         self.out.flush()
         return self.rows
