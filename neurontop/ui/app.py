@@ -151,6 +151,7 @@ class NeuronTopApp(App):
         self.hints_pane = self.query_one(HintsPane)
         self.history_pane = self.query_one(HistoryPane)
         self.mem_tree = self.query_one(MemoryTree)
+        self.timeline = self.query_one(TimelineBar) if self.replay else None
         self.slow_panes = [self.query_one(p) for p in (VcpuPane, MemoryPane, InterconnectPane)]
         self.hint_targets = {"cores": self.grid, "memory": self.query_one(MemoryPane),
                              "interconnect": self.query_one(InterconnectPane), "vcpu": self.query_one(VcpuPane)}
@@ -170,10 +171,10 @@ class NeuronTopApp(App):
     def _apply_size(self, width: int, height: int) -> None:
         self.query_one("#body").set_class(width < 110, "narrow")
         # The hints stay on screen, but never take more than ~40 % of a small terminal.
-        self.query_one(HintsPane).styles.max_height = max(3, min(11, int(height * 0.4)))
+        self.hints_pane.styles.max_height = max(3, min(11, int(height * 0.4)))
         # A tall terminal gives its extra rows to the memory tree (12 rows up to 40 lines; at
         # 200x60 the right column otherwise ended a dozen rows short of the hints).
-        self.query_one(MemoryTree).styles.height = 12 if width < 110 else max(12, min(40, height - 28))
+        self.mem_tree.styles.height = 12 if width < 110 else max(12, min(40, height - 28))
 
     # -- live data -------------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="source")
@@ -285,8 +286,8 @@ class NeuronTopApp(App):
             self.header.state = self.state
             self._self_usage()
             self.header.update_content()
-        if self.replay:
-            tl = self.query_one(TimelineBar)
+        tl = self.timeline
+        if self.replay and tl is not None:
             tl.pos, tl.duration, tl.speed = self.replay.position, self.replay.duration, self.replay.speed
             tl.paused, tl.at_end = self.replay.paused, self.replay.at_end
             tl.refresh()
