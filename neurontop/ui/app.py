@@ -169,12 +169,13 @@ class NeuronTopApp(App):
         self._apply_size(event.size.width, event.size.height)
 
     def _apply_size(self, width: int, height: int) -> None:
+        # (a resize can arrive before on_mount has resolved the panes: query them here)
         self.query_one("#body").set_class(width < 110, "narrow")
         # The hints stay on screen, but never take more than ~40 % of a small terminal.
-        self.hints_pane.styles.max_height = max(3, min(11, int(height * 0.4)))
+        self.query_one(HintsPane).styles.max_height = max(3, min(11, int(height * 0.4)))
         # A tall terminal gives its extra rows to the memory tree (12 rows up to 40 lines; at
         # 200x60 the right column otherwise ended a dozen rows short of the hints).
-        self.mem_tree.styles.height = 12 if width < 110 else max(12, min(40, height - 28))
+        self.query_one(MemoryTree).styles.height = 12 if width < 110 else max(12, min(40, height - 28))
 
     # -- live data -------------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="source")
