@@ -244,3 +244,46 @@ def test_sparkline_levels_gaps_and_padding() -> None:
     assert sparkline(np.array([0.0, 50.0, 100.0, np.nan, 200.0]), 5, 0.0, 100.0) == " ▄█ █"
     assert sparkline(np.array([1.0, 2.0]), 4) == "  ▄█"  # scaled to its own maximum, right-aligned
     assert sparkline(np.array([]), 3) == "   "
+
+
+async def test_panes_draw_their_frame_exactly_as_textual_does() -> None:
+    """Panes wrap a cached frame around their lines instead of Textual's per-line styling; the
+    lines must be the ones Textual draws, in every state a pane's frame has (plain, focused,
+    pointed at by a hint, retitled, resized)."""
+    from textual.geometry import Region
+    from textual.widget import Widget
+
+    from neurontop.ui.widgets import Pane
+
+    samples = decoded(make_reports("trn1.32xlarge", "input_bound", 30))
+    app = make_app()
+
+    def check() -> int:
+        fast = 0
+        for pane in app.query(Pane):
+            w, h = pane.region.size
+            if not w or not h:
+                continue
+            if pane._frame_cache is None:
+                pane._frame_cache = pane._make_frame()
+            fast += bool(pane._frame_cache)
+            ours = [list(s) for s in pane.render_lines(Region(0, 0, w, h))]
+            pane._styles_cache.clear()
+            theirs = [list(s) for s in Widget.render_lines(pane, Region(0, 0, w, h))]
+            bad = [y for y, (a, b) in enumerate(zip(ours, theirs, strict=True)) if a != b]
+            assert ours == theirs, (type(pane).__name__, bad)
+            part = [list(s) for s in pane.render_lines(Region(3, 1, w - 5, h - 1))]
+            assert part == [list(s.crop(3, w - 2)) for s in Widget.render_lines(pane, Region(0, 1, w, h - 1))]
+        return fast
+
+    async with app.run_test(size=(120, 40)) as pilot:
+        await feed(app, pilot, samples[:10])
+        assert check() >= 6  # grid, history, links, vCPU, memory, tree (and the header) take the fast path
+        app.grid.focus()
+        await pilot.pause()
+        app.grid.set_class(True, "hinted")
+        await feed(app, pilot, samples[10:20])
+        check()
+        await pilot.resize_terminal(200, 60)
+        await feed(app, pilot, samples[20:])
+        check()

@@ -350,6 +350,13 @@ class NeuronTopApp(App):
         self._render_if_dirty()
 
     # -- actions ---------------------------------------------------------------------------------
+    def get_driver_class(self):
+        driver = super().get_driver_class()
+        if driver.__name__ == "LinuxDriver":  # (not TEXTUAL_DRIVER, not the test driver)
+            from .driver import QuietLinuxDriver
+            return QuietLinuxDriver
+        return driver
+
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         # Replay keys exist only in replay; live, the focused widget (the tree) gets them.
         if action.startswith("replay_") and self.replay is None:

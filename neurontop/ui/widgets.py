@@ -8,12 +8,14 @@ from rich.cells import cell_len
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
+from textual._border import get_box
 from textual.binding import Binding
 from textual.events import Click
 from textual.geometry import Region
 from textual.message import Message
 from textual.reactive import reactive
 from textual.strip import Strip
+from textual.style import Style as TStyle
 from textual.widget import Widget
 
 from ..core.hints import Hint
@@ -41,14 +43,12 @@ def _style(name: str) -> Style:
     return st
 
 
-def fit(segments: list[Segment], width: int) -> Strip:
+def fit(segments: list[Segment], width: int) -> list[Segment]:
     """One line of exactly `width` cells; an ellipsis marks a cut (as Rich's overflow="ellipsis")."""
     n = sum(cell_len(seg.text) for seg in segments)
     if n > width:
-        strip = Strip(segments, n)
-        return Strip.join([strip.crop(0, max(0, width - 1)), Strip([Segment("…")])])
-    # one Strip, padded here (each Strip Textual makes carries seven small caches: keep them few)
-    return Strip(segments + [Segment(" " * (width - n))] if n < width else segments, width)
+        return [*Strip(segments, n).crop(0, max(0, width - 1)), Segment("…")]
+    return segments + [Segment(" " * (width - n))] if n < width else segments
 
 
 class Pane(Widget):
@@ -64,9 +64,12 @@ class Pane(Widget):
 
     def __init__(self, **kw) -> None:
         super().__init__(**kw)
-        self._strips: list[Strip] = []
+        self._lines: list[list[Segment]] = []  # content lines, each exactly self._width cells
         self._width = -1
         self._stale = False
+        self._frame_cache: tuple | bool | None = None  # None: not made yet; False: Textual's path
+        self._framed: dict[int, tuple] = {}  # y -> (content line, frame key, widths, framed strip)
+        self._edges: dict[tuple, Strip] = {}
 
     WAITING = "waiting…"
 
@@ -94,7 +97,8 @@ class Pane(Widget):
         """Lines as segments, for panes with a fast path (no Rich layout); None: use build()."""
         return None
 
-    def _make_strips(self, width: int) -> list[Strip]:
+    def _make_lines(self, width: int) -> list[list[Segment]]:
+        """The pane's lines as segments, each exactly `width` cells."""
         seg_lines = self.segment_lines(width)
         if seg_lines is not None:
             return [fit(line, width) for line in seg_lines]
@@ -106,10 +110,10 @@ class Pane(Widget):
             out = []
             for line in r.split("\n", allow_blank=True):
                 line.truncate(width, overflow="ellipsis")
-                out.append(Strip(list(line.render(console)), line.cell_len).adjust_cell_length(width))
+                out.append(fit(list(line.render(console)), width))
             return out
         opts = console.options.update(width=width, height=None, highlight=False)
-        return [Strip(line, width) for line in console.render_lines(r, opts, pad=True)]
+        return console.render_lines(r, opts, pad=True)
 
     def update_content(self) -> None:
         width = self.content_region.width
@@ -117,34 +121,133 @@ class Pane(Widget):
             self._width = -1
             self.refresh(layout=True)
             return
-        if self._strips and not on_screen(self):
+        if self._lines and not on_screen(self):
             self._stale = True  # scrolled out of view: rebuild when it is drawn again
             return
         self._stale = False
-        new = self._make_strips(width)
-        old = self._strips if width == self._width else None
-        self._strips, self._width = new, width
+        new = self._make_lines(width)
+        old = self._lines if width == self._width else None
+        self._width = width
         if old is None or len(old) != len(new):
+            self._lines = new
             self.refresh(layout=True)
             return
-        dirty = [Region(0, y, width, 1) for y, (a, b) in enumerate(zip(new, old, strict=True)) if a is not b and a != b]
+        # An unchanged line keeps its old object, so its framed Strip is reused as it is.
+        dirty = []
+        for y, (a, b) in enumerate(zip(new, old, strict=True)):
+            if a == b:
+                new[y] = b
+            else:
+                dirty.append(Region(0, y, width, 1))
+        self._lines = new
         if dirty:
             self.refresh(*dirty)
 
     def get_content_height(self, container, viewport, width: int) -> int:
         if width != self._width:
-            self._strips, self._width = self._make_strips(width), width
-        return len(self._strips)
+            self._lines, self._width = self._make_lines(width), width
+        return len(self._lines)
 
     def on_resize(self) -> None:
         self._stale = True
 
-    def render_line(self, y: int) -> Strip:
+    # -- the frame ----------------------------------------------------------------------------
+    # Textual styles every line of a widget on its own: a dozen colour and style operations per
+    # line of a bordered pane, the larger part of a frame's cost once the panes draw from
+    # segments. The frame (side borders, padding) is the same on every content line, so a pane
+    # makes it once per style change and wraps it around each changed line; the top and bottom
+    # edges (the title) are still drawn by Textual, once per change. Anything unusual (tint,
+    # opacity, filters such as NO_COLOR or a blurred app's dimming, outline, vertical padding,
+    # scrolling) takes Textual's own path.
+    FAST_FRAME = True
+
+    def notify_style_update(self) -> None:
+        self._frame_cache = None  # a class (hinted, focus) or the theme changed: make it again
+        super().notify_style_update()
+
+    def _make_frame(self) -> tuple | bool:
+        styles = self.styles
+        edges = [edge for edge, _ in styles.border]
+        bt, br, bb, bl = edges
+        if not self.FAST_FRAME or (any(edges) and not all(edges)):
+            return False
+        pad_top, pad_right, pad_bottom, pad_left = styles.padding
+        if pad_top or pad_bottom or styles.tint.a or styles.text_opacity != 1.0 or self.opacity != 1.0:
+            return False
+        if any(edge for edge, _ in styles.outline) or (styles.has_rule("hatch") and styles.hatch != "none"):
+            return False
+        base, background = self.background_colors
+        inner, outer = self._styles_cache.get_inner_outer(base, background)
+        fill = inner.rich_style
+        head = [Segment(" " * pad_left, fill)] if pad_left else []
+        tail = [Segment(" " * pad_right, fill)] if pad_right else []
+        if bt:
+            (_, (_, brc), _, (_, blc)) = styles.border
+            head.insert(0, get_box(bl, inner, outer, TStyle(foreground=base + blc.multiply_alpha(1.0)))[1][0])
+            tail.append(get_box(br, inner, outer, TStyle(foreground=base + brc.multiply_alpha(1.0)))[1][2])
+        # (a new object per frame: cached lines compare it by identity)
+        return (object(), head, tail, fill, pad_left + pad_right + (2 if bt else 0), 1 if bt else 0)
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        frame = self._frame_cache
+        if frame is None:
+            frame = self._frame_cache = self._make_frame()
+        if not frame or self.app.get_line_filters():
+            return super().render_lines(crop)
+        key, head, tail, fill, extra, top = frame
+        lines = self._current()
+        width, height = self.region.size
+        inner_width = width - extra
+        cache = self._framed
+        edges = self._edges
+        n = len(lines)
+        sizes = (width, self._width)  # (a blank row past the last line is cached for these only)
+        out: list[Strip] = []
+        for y in crop.line_range:
+            if top and (y == 0 or y == height - 1):
+                ekey = (key, y == 0, self._border_title if y == 0 else self._border_subtitle, width)
+                strip = edges.get(ekey)
+                if strip is None:
+                    if len(edges) > 8:
+                        edges.clear()
+                    self._styles_cache.clear()
+                    strip = edges[ekey] = self._styles_cache.render_widget(self, Region(0, y, width, 1))[0]
+            else:
+                row = y - top
+                segs = lines[row] if row < n else None
+                hit = cache.get(y)
+                if hit is not None and hit[0] is segs and hit[1] is key and hit[2] == sizes:
+                    strip = hit[3]
+                else:
+                    body = segs
+                    if body is None or self._width != inner_width:
+                        body = list(self.render_line(row).adjust_cell_length(inner_width, fill))
+                    strip = Strip([*head, *body, *tail], width)
+                    cache[y] = (segs, key, sizes, strip)
+            out.append(strip)
+        if crop.column_span != (0, width):
+            x1, x2 = crop.column_span
+            out = [strip.crop(x1, x2) for strip in out]
+        return out
+
+    def set_title(self, title: str) -> None:
+        """A new border title repaints the top edge only (Textual's setter repaints the whole pane)."""
+        if self._border_title is not None and self._border_title.plain == title:
+            return
+        self._border_title = self.render_str(title).expand_tabs(4).split()[0]
+        self._styles_cache.clear()
+        self.refresh(Region(-self.content_offset.x, -self.content_offset.y, self.region.width, 1))
+
+    def _current(self) -> list[list[Segment]]:
         if self._stale or self._width < 0:  # (content_region is costly: not per line)
             width = self.content_region.width
             if width > 0:
-                self._strips, self._width, self._stale = self._make_strips(width), width, False
-        return self._strips[y] if 0 <= y < len(self._strips) else Strip.blank(max(0, self._width))
+                self._lines, self._width, self._stale = self._make_lines(width), width, False
+        return self._lines
+
+    def render_line(self, y: int) -> Strip:
+        lines = self._current()
+        return Strip(lines[y], self._width) if 0 <= y < len(lines) else Strip.blank(max(0, self._width))
 
 
 class HeaderBar(Pane):
@@ -221,7 +324,7 @@ class CoreGrid(Pane):
         self.sample = sample
         self.util = util
         cv = sample.core_version or ""
-        self.border_title = f"NeuronCore {cv + ' ' if cv else ''}Utilization (Avg: {float(util.mean()):.2f}%)"
+        self.set_title(f"NeuronCore {cv + ' ' if cv else ''}Utilization (Avg: {float(util.mean()):.2f}%)")
         self.update_content()
 
     def watch_show_engines(self) -> None:
@@ -595,6 +698,8 @@ class InterconnectPane(Pane):
 
 
 class HintsPane(Pane):
+    FAST_FRAME = False  # it scrolls when the hints outgrow it; it rarely changes anyway
+
     def __init__(self, **kw) -> None:
         super().__init__(**kw)
         self.hints: list[Hint] = []
@@ -609,7 +714,7 @@ class HintsPane(Pane):
         below = not hints and util < threshold
         key = (tuple(hints), threshold, util >= threshold, round(util, 1) if below else None,
                self.content_region.width)
-        if key == self._key and self._strips:
+        if key == self._key and self._lines:
             return
         self.hints, self.util, self.threshold = hints, util, threshold
         title = f"Hints (threshold {threshold:.0f} %)"
