@@ -247,13 +247,13 @@ def test_sparkline_levels_gaps_and_padding() -> None:
 
 
 async def test_panes_draw_their_frame_exactly_as_textual_does() -> None:
-    """Panes wrap a cached frame around their lines instead of Textual's per-line styling; the
-    lines must be the ones Textual draws, in every state a pane's frame has (plain, focused,
-    pointed at by a hint, retitled, resized)."""
+    """Panes wrap a cached frame around their lines instead of Textual's per-line styling, and
+    the screen and containers hand back cached lines; the lines must be the ones Textual draws,
+    in every state (plain, focused, pointed at by a hint, retitled, resized)."""
     from textual.geometry import Region
     from textual.widget import Widget
 
-    from neurontop.ui.widgets import Pane
+    from neurontop.ui.widgets import Pane, ReusedLines
 
     samples = decoded(make_reports("trn1.32xlarge", "input_bound", 30))
     app = make_app()
@@ -274,6 +274,17 @@ async def test_panes_draw_their_frame_exactly_as_textual_does() -> None:
             assert ours == theirs, (type(pane).__name__, bad)
             part = [list(s) for s in pane.render_lines(Region(3, 1, w - 5, h - 1))]
             assert part == [list(s.crop(3, w - 2)) for s in Widget.render_lines(pane, Region(0, 1, w, h - 1))]
+        # The screen, containers and bars hand back their cached lines: the ones Textual draws.
+        others = [w for w in [app.screen, *app.screen.walk_children()]
+                  if isinstance(w, ReusedLines) and not isinstance(w, Pane)]
+        assert {"_Screen", "_Body", "_Column", "TabBar", "KeyLegend"} <= {type(w).__name__ for w in others}
+        for widget in others:
+            w, h = widget.region.size
+            if not w or not h:
+                continue
+            ours = [list(s) for s in widget.render_lines(Region(0, 0, w, h))]
+            widget._styles_cache.clear()
+            assert ours == [list(s) for s in Widget.render_lines(widget, Region(0, 0, w, h))], type(widget).__name__
         return fast
 
     async with app.run_test(size=(120, 40)) as pilot:

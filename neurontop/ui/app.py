@@ -14,6 +14,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import ScrollableContainer, Vertical
 from textual.message import Message
+from textual.screen import Screen
 from textual.worker import get_current_worker
 
 from ..core.hints import DEFAULT_THRESHOLD, DEFAULT_WINDOW_S, Hint, HintMonitor
@@ -31,12 +32,26 @@ from .widgets import (
     KeyLegend,
     MemoryPane,
     MemoryTree,
+    ReusedLines,
     TabBar,
     TimelineBar,
     VcpuPane,
 )
 
 REFRESH_STEPS = [0.1, 0.2, 0.5, 1.0, 2.0, 5.0]
+
+
+# The screen and the containers under the panes: asked for their (unchanging) lines on every update.
+class _Screen(ReusedLines, Screen):
+    pass
+
+
+class _Body(ReusedLines, ScrollableContainer):
+    pass
+
+
+class _Column(ReusedLines, Vertical):
+    pass
 
 
 class SampleReceived(Message):
@@ -122,15 +137,15 @@ class NeuronTopApp(App):
         yield HeaderBar(id="header")
         # One scrolling container holds both columns side by side (no extra row container: each
         # container under a changed line is re-composited every frame).
-        with ScrollableContainer(id="body"):
+        with _Body(id="body"):
             # Cores, their history and the links between them on the left; host and memory on
             # the right: the two columns come out about as tall (at 120x40 the links pane used
             # to sit below the fold of the right column while the left one had room to spare).
-            with Vertical(id="left"):
+            with _Column(id="left"):
                 yield CoreGrid(id="grid")
                 yield HistoryPane(id="history")
                 yield InterconnectPane(id="interconnect")
-            with Vertical(id="right"):
+            with _Column(id="right"):
                 yield VcpuPane(id="vcpu")
                 yield MemoryPane(id="memory")
                 yield MemoryTree(id="tree")
@@ -139,6 +154,9 @@ class NeuronTopApp(App):
             yield TimelineBar(id="timeline")
         yield TabBar(id="tabs")
         yield KeyLegend(replay=self.replay is not None, id="legend")
+
+    def get_default_screen(self) -> Screen:
+        return _Screen(id="_default")
 
     def on_mount(self) -> None:
         self.header = self.query_one(HeaderBar)

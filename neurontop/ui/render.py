@@ -38,21 +38,24 @@ def bar(frac: float, width: int, style: str) -> Text:
 TRACK_STYLE = Style.parse("bright_black")
 
 
-def bar_segments(frac: float, width: int, style: Style) -> list[Segment]:
-    """The bar as segments (the grid's hot path; `bar` wraps it as text)."""
+def bar_segments(frac: float, width: int, style: Style, gap: int = 0) -> list[Segment]:
+    """The bar as segments (the grid's hot path; `bar` wraps it as text), and `gap` blank cells
+    after it (joined to the track: one segment fewer per bar)."""
     frac = 0.0 if not math.isfinite(frac) else min(1.0, max(0.0, frac))
     cells = frac * width
     full = int(cells)
-    return list(_bar(full, int((cells - full) * 8), width, style))
+    return list(_bar(full, int((cells - full) * 8), width, style, gap))
 
 
 @lru_cache(maxsize=4096)
-def _bar(full: int, rem: int, width: int, style: Style) -> tuple[Segment, ...]:
+def _bar(full: int, rem: int, width: int, style: Style, gap: int = 0) -> tuple[Segment, ...]:
     # a grid of 64 cores draws the same few dozen bars frame after frame: build each once
     s = "█" * full + (EIGHTHS[rem] if full < width and rem else "")
     out = [Segment(s, style)] if s else []
     if width > len(s):
-        out.append(Segment("·" * (width - len(s)), TRACK_STYLE))
+        out.append(Segment("·" * (width - len(s)) + " " * gap, TRACK_STYLE))
+    elif gap:
+        out.append(Segment(" " * gap))
     return tuple(out)
 
 
