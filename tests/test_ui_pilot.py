@@ -7,6 +7,8 @@ import re
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from neurontop.core.sources import StreamSource
 from neurontop.ui.screens import HelpScreen
@@ -298,3 +300,27 @@ async def test_panes_draw_their_frame_exactly_as_textual_does() -> None:
         await pilot.resize_terminal(200, 60)
         await feed(app, pilot, samples[20:])
         check()
+
+
+@given(st.lists(st.tuples(st.text(alphabet=st.sampled_from("ab █▏·…─│ND0%漢字🙂\u0301"), max_size=12),
+                          st.sampled_from([None, "bold", "red"])), max_size=6),
+       st.integers(min_value=1, max_value=40))
+@settings(max_examples=300, deadline=None)
+def test_fit_makes_lines_exactly_as_wide_as_asked(parts, width: int) -> None:
+    """`fit` measures most lines by length (one-cell characters only) and the rest cell by cell;
+    either way the line is exactly `width` cells, cut with an ellipsis as Rich would cut it."""
+    from rich.cells import cell_len
+    from rich.segment import Segment
+    from rich.style import Style
+
+    from neurontop.ui.widgets import fit
+
+    segs = [Segment(t, Style.parse(s) if s else None) for t, s in parts]
+    out = fit(segs, width)
+    assert sum(cell_len(seg.text) for seg in out) == width
+    whole = "".join(seg.text for seg in segs)
+    text = "".join(seg.text for seg in out)
+    if cell_len(whole) <= width:
+        assert text.startswith(whole) and text[len(whole):] == " " * (width - cell_len(whole))
+    else:
+        assert text.endswith("…")

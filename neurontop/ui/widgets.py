@@ -43,9 +43,16 @@ def _style(name: str) -> Style:
     return st
 
 
+# Characters one cell wide (Rich's own ranges: Latin, Greek, Cyrillic, box drawing and blocks,
+# Braille): a line made only of them is as wide as it is long, the common case by far.
+_ONE_CELL = frozenset(chr(c) for a, b in ((0x20, 0x7E), (0xA0, 0xAC), (0xAE, 0x2FF), (0x370, 0x482),
+                                          (0x2500, 0x25FC), (0x2800, 0x28FF)) for c in range(a, b + 1))
+
+
 def fit(segments: list[Segment], width: int) -> list[Segment]:
     """One line of exactly `width` cells; an ellipsis marks a cut (as Rich's overflow="ellipsis")."""
-    n = sum(cell_len(seg.text) for seg in segments)
+    text = "".join([seg.text for seg in segments])
+    n = len(text) if _ONE_CELL.issuperset(text) else sum(cell_len(seg.text) for seg in segments)
     if n > width:
         return [*Strip(segments, n).crop(0, max(0, width - 1)), Segment("…")]
     return segments + [Segment(" " * (width - n))] if n < width else segments
@@ -164,13 +171,16 @@ class Pane(ReusedLines, Widget):
             self._lines = new
             self.refresh(layout=True)
             return
-        # An unchanged line keeps its old object, so its framed Strip is reused as it is.
+        # An unchanged line keeps its old object, so its framed Strip is reused as it is. A
+        # changed line is repainted border to border: Textual crops (and re-measures) every
+        # line whose repaint ends short of the line it draws.
         dirty = []
+        x0, full = -self.content_offset.x, self.outer_size.width
         for y, (a, b) in enumerate(zip(new, old, strict=True)):
             if a == b:
                 new[y] = b
             else:
-                dirty.append(Region(0, y, width, 1))
+                dirty.append(Region(x0, y, full, 1))
         self._lines = new
         if dirty:
             self.refresh(*dirty)
