@@ -50,23 +50,27 @@ def _home_with_configs(refresh_s: float) -> str:
 
 
 def _measure_window(command: str, warmup: float, seconds: float, env: dict | None = None,
-                    include_children: bool = True) -> dict | None:
+                    include_children: bool = True, windows: int = 1) -> dict | None:
+    """CPU share and peak RSS of a program in a 120x40 tmux window. With several windows (back
+    to back, `seconds` in all) the CPU share is their median: this VM's neighbours steal time in
+    bursts, which a single mean carries in whole."""
     w = TmuxWindow(command, env=env)
     try:
         time.sleep(warmup)
         pid = w.pid()
         if not pid or not os.path.exists(f"/proc/{pid}"):
             return None
-        m = measure(pid, seconds, include_children=include_children)
+        parts = [measure(pid, seconds / windows, include_children=include_children) for _ in range(windows)]
         w.keys("q")
-        return m
+        cpu = sorted(p["cpu_pct"] for p in parts)
+        return {"cpu_pct": cpu[len(cpu) // 2], "cpu_windows": cpu, "rss_mib": max(p["rss_mib"] for p in parts)}
     finally:
         w.close()
 
 
 def overhead(res: Results) -> None:
     quick = res.quick
-    warm, secs = (3.0, 4.0) if quick else (5.0, 20.0)
+    warm, secs = (3.0, 4.0) if quick else (5.0, 60.0)  # (the issue: CPU and RSS over 60 s)
     peer_secs = 4.0 if quick else 15.0
     nt = {}
     configs = [("trn1.2xlarge", 1.0)] if quick else [
@@ -75,7 +79,8 @@ def overhead(res: Results) -> None:
     for preset, refresh in configs:
         sim = start_sim(sock, preset, refresh)
         try:
-            m = _measure_window(f"{bin_path('neuron-top')} --connect {sock} --refresh {refresh}s", warm, secs)
+            m = _measure_window(f"{bin_path('neuron-top')} --connect {sock} --refresh {refresh}s", warm, secs,
+                                windows=1 if quick else 3)
         finally:
             stop(sim)
         if m is None:
@@ -84,6 +89,8 @@ def overhead(res: Results) -> None:
         target = {1.0: "<= 0.8 %", 0.5: "<= 1.2 %", 0.1: "<= 6 %"}[refresh]
         res.add("monitors", f"neuron-top {preset} refresh {refresh:g}s CPU", [m["cpu_pct"]], "% of one core",
                 target=target)
+        res.note(f"neuron-top {preset} {refresh:g}s: CPU in three 20 s windows "
+                 + ", ".join(f"{c:.2f}" for c in m["cpu_windows"]) + " % (the median is reported)")
         res.add("monitors", f"neuron-top {preset} refresh {refresh:g}s peak RSS", [m["rss_mib"]], "MiB",
                 target="<= 80 MiB")
         nt[(preset, refresh)] = m["cpu_pct"]

@@ -131,6 +131,7 @@ class NeuronTopApp(App):
         self._latency_log = open(log, "a") if log else None  # noqa: SIM115
         self._slow_at = -1e18  # last repaint of the slow panes (memory, vCPU, interconnect, tree)
         self._self_at = -1e18  # last reading of neuron-top's own CPU and RSS
+        self._titled_tab = -1  # the tab whose average the grid's title shows
 
     # -- layout ----------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -284,13 +285,15 @@ class NeuronTopApp(App):
             util = s.runtime_util[self.tab - 1]
         self.device = min(self.device, max(0, s.n_devices - 1))
         self.grid.selected = self.device
-        self.grid.set_data(s, util)
-        self.hints_pane.set_hints(self.hints, float(np.mean(util)), self.threshold)
-        self.history_pane.set_history(self.history, s, self.device)
-        # Below a 1 s refresh only the grid, history and header follow every frame; the slower
-        # panes repaint at most once a second (their numbers do not move faster than a person reads).
+        # Below a 1 s refresh only the grid's bars and the history follow every frame; the slower
+        # panes, the grid's average and the header repaint at most once a second (their numbers
+        # do not move faster than a person reads). A new tab shows its average at once.
         now = time.monotonic()
         slow = now - self._slow_at >= 0.95 or self.refresh_s >= 1.0 or self.replay is not None
+        self.grid.set_data(s, util, title=slow or self._titled_tab != self.tab)
+        self._titled_tab = self.tab
+        self.hints_pane.set_hints(self.hints, float(np.mean(util)), self.threshold)
+        self.history_pane.set_history(self.history, s, self.device)
         if slow:
             self._slow_at = now
             for pane in self.slow_panes:

@@ -362,11 +362,14 @@ class CoreGrid(Pane):
         self.util: np.ndarray | None = None
         self.border_title = "NeuronCore Utilization"
 
-    def set_data(self, sample: Sample, util: np.ndarray) -> None:
+    def set_data(self, sample: Sample, util: np.ndarray, title: bool = True) -> None:
+        """The grid; `title=False` keeps the average in the title as it is (below a 1 s refresh it
+        follows the once-a-second panes: a new title is a redrawn border)."""
         self.sample = sample
         self.util = util
-        cv = sample.core_version or ""
-        self.set_title(f"NeuronCore {cv + ' ' if cv else ''}Utilization (Avg: {float(util.mean()):.2f}%)")
+        if title:
+            cv = sample.core_version or ""
+            self.set_title(f"NeuronCore {cv + ' ' if cv else ''}Utilization (Avg: {float(util.mean()):.2f}%)")
         self.update_content()
 
     def watch_show_engines(self) -> None:
