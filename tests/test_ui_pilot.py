@@ -246,6 +246,8 @@ def test_sparkline_levels_gaps_and_padding() -> None:
     assert sparkline(np.array([0.0, 50.0, 100.0, np.nan, 200.0]), 5, 0.0, 100.0) == " ▄█ █"
     assert sparkline(np.array([1.0, 2.0]), 4) == "  ▄█"  # scaled to its own maximum, right-aligned
     assert sparkline(np.array([]), 3) == "   "
+    # a small non-zero value still shows (the lowest bar); zero and gaps stay blank
+    assert sparkline(np.array([0.0, 4.9, np.nan, 0.5]), 4, 0.0, 100.0) == " ▁ ▁"
 
 
 async def test_panes_draw_their_frame_exactly_as_textual_does() -> None:

@@ -67,6 +67,8 @@ def sparkline(values: np.ndarray, width: int, lo: float = 0.0, hi: float | None 
     top = hi if hi is not None else (float(np.nanmax(v)) if finite.any() else 1.0)
     top = top if top and top > lo else lo + 1.0
     level = np.rint(np.clip((np.where(finite, v, lo) - lo) / (top - lo), 0.0, 1.0) * 8).astype(int)
+    # Anything above the floor draws at least the lowest bar: 5 % of link bandwidth is not "no data".
+    level[finite & (v > lo) & (level == 0)] = 1
     level[~finite] = 0
     return "".join(_SPARK_CHARS[level].tolist()).rjust(width)
 
