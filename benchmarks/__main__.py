@@ -23,6 +23,7 @@ SECTIONS = {
     "monitors": monitors.overhead,
     "profiles": profiles_bench.run,
     "export": profiles_bench.export_only,  # part of "profiles"; alone for a quick re-run
+    "recording": profiles_bench.recording_only,  # part of "profiles"; alone for a quick re-run
 }
 
 

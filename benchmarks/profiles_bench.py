@@ -162,6 +162,11 @@ def recording_overhead(res: Results, tmp: str) -> None:
                 [m["cpu_pct"]], "% of one core")
 
 
+def recording_only(res: Results) -> None:
+    with tempfile.TemporaryDirectory(prefix="nt-rec-bench-") as tmp:
+        recording_overhead(res, tmp)
+
+
 def export_only(res: Results) -> None:
     with tempfile.TemporaryDirectory(prefix="nt-export-bench-") as tmp:
         export_bench(res, tmp)
