@@ -183,7 +183,29 @@ class Pane(ReusedLines, Widget):
                 dirty.append(Region(x0, y, full, 1))
         self._lines = new
         if dirty:
-            self.refresh(*dirty)
+            self._repaint(dirty)
+
+    def _repaint(self, regions: list[Region]) -> None:
+        """Repaint these lines at the screen's next update.
+
+        Textual's `refresh()` gets there through two message queues: a Prompt to the pane, whose
+        idle handler posts an Update to the screen, which prompts itself. That is three task
+        wake-ups for each pane in each frame, a large part of the event loop's cost once frames
+        are cheap. A pane whose size does not change marks its lines and joins the screen's set
+        of changed widgets directly (what the screen's Update handler does); one prompt to the
+        screen then serves every pane of the frame. Anything unusual takes `refresh()`."""
+        try:
+            screen = self.screen
+            changed = screen._dirty_widgets
+            ok = self.display and self in screen._compositor
+        except Exception:  # no screen yet, or Textual's private state moved
+            ok = False
+        if not ok:
+            self.refresh(*regions)
+            return
+        self._set_dirty(*regions)
+        changed.add(self)
+        screen.check_idle()
 
     def get_content_height(self, container, viewport, width: int) -> int:
         if width != self._width:
@@ -278,7 +300,7 @@ class Pane(ReusedLines, Widget):
             return
         self._border_title = self.render_str(title).expand_tabs(4).split()[0]
         self._styles_cache.clear()
-        self.refresh(Region(-self.content_offset.x, -self.content_offset.y, self.region.width, 1))
+        self._repaint([Region(-self.content_offset.x, -self.content_offset.y, self.region.width, 1)])
 
     def _current(self) -> list[list[Segment]]:
         if self._stale or self._width < 0:  # (content_region is costly: not per line)
