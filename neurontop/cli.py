@@ -259,7 +259,7 @@ def cmd_export(args) -> int:
         prof.close()
         # columns, decoded (and hints evaluated) beside the writer
         batches = profile_batches(args.source, args.skip_bad, hints=HintOptions(args.hint_threshold, HINT_CAUSES)
-                                  if "hints" in groups else None)
+                                  if "hints" in groups else None, groups=groups)
         samples = None
     else:
         samples = log_samples(args.source, args.skip_bad, _warn_skip)

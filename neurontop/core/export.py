@@ -146,6 +146,29 @@ def figures(b: Batch, groups: tuple[str, ...], hints: np.ndarray | None) -> tupl
     return names, np.where(np.isfinite(m), m, np.nan)
 
 
+@dataclass(frozen=True)
+class Figures:
+    """A batch reduced to what the writer reads: its figure matrix and its rows' times and steps.
+    prefetch's reader sends this instead of the whole batch (half the bytes through the pipe, and
+    the figures are gathered beside the writer instead of in it)."""
+
+    layout: Layout
+    time_s: np.ndarray
+    timestamp: np.ndarray
+    step: np.ndarray
+    flops_ok: np.ndarray
+    names: list[str]
+    m: np.ndarray  # [rows, figures]
+
+    def __len__(self) -> int:
+        return len(self.time_s)
+
+
+def reduce_batch(b: Batch, groups: tuple[str, ...], hints: np.ndarray | None) -> Figures:
+    names, m = figures(b, groups, hints)
+    return Figures(b.layout, b.time_s, b.timestamp, b.step, b.flops_ok, names, m)
+
+
 # -- numbers to text, a block at a time ------------------------------------------------------------
 def _scaled(v: np.ndarray, d: int) -> np.ndarray:
     """round(v * 10**d) as int64, exactly as Python's f"{v:.{d}f}" rounds (NaN -> 0)."""
@@ -257,15 +280,20 @@ class CsvExporter:
             self.add_batch(b)
         self._pending = []
 
-    def add_batch(self, b: Batch, hints: np.ndarray | None = None) -> None:
+    def add_batch(self, b: Batch | Figures, hints: np.ndarray | None = None) -> None:
         """A batch of samples; `hints` ([rows, HINT_CAUSES] bool) when they were evaluated already
-        (prefetch's reader does), else the exporter evaluates them."""
+        (prefetch's reader does), else the exporter evaluates them. A `Figures` (a batch reduced
+        by the reader, hints included) is written as it is."""
         if not len(b):
             return
         if self.t0 is None:
             self.t0 = float(b.time_s[0])
-        if hints is None and self.hintmon is not None:
-            hints = self.hintmon.feed(b, HINT_CAUSES)
+        if isinstance(b, Figures):
+            names, m = b.names, b.m
+        else:
+            if hints is None and self.hintmon is not None:
+                hints = self.hintmon.feed(b, HINT_CAUSES)
+            names, m = figures(b, self.groups, hints)
         rel = b.time_s - self.t0
         keep = np.ones(len(b), dtype=bool)
         if self.t_from is not None:
@@ -279,7 +307,6 @@ class CsvExporter:
             self.cols = columns_for_layout(b.layout, self.groups, bool(b.flops_ok[first]))
             self._decimals = [c.decimals for c in self.cols]
             self._header()
-        names, m = figures(b, self.groups, hints)
         take = self._plans.get(b.layout)  # where each fixed column is among this layout's figures
         if take is None:
             where = {nm: i for i, nm in enumerate(names)}

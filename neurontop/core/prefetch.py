@@ -17,6 +17,7 @@ import numpy as np
 
 from .batch import Batch
 from .colread import iter_profile
+from .export import Figures, reduce_batch
 from .hints import BatchHintMonitor
 from .logs import InputError
 from .profile import Profile, ProfileError
@@ -35,9 +36,10 @@ class HintOptions:
     causes: tuple[str, ...]
 
 
-def _reader(path: str, skip_bad: bool, hints: HintOptions | None, conn) -> None:
+def _reader(path: str, skip_bad: bool, hints: HintOptions | None, groups: tuple[str, ...] | None,
+            conn) -> None:
     try:
-        for item in _serial(path, skip_bad, hints):
+        for item in _serial(path, skip_bad, hints, groups):
             conn.send(item)
         conn.send(None)
     except (ProfileError, InputError) as exc:
@@ -55,30 +57,36 @@ def parallel_ok() -> bool:
 
 
 def batches(path: str, skip_bad: bool = False, parallel: bool | None = None,
-            hints: HintOptions | None = None) -> Iterator[tuple[Batch, np.ndarray | None]]:
+            hints: HintOptions | None = None, groups: tuple[str, ...] | None = None,
+            ) -> Iterator[tuple[Batch | Figures, np.ndarray | None]]:
     """The profile's samples as batches (colread.iter_profile), each with its rows' hint flags
-    ([rows, causes] bool, when `hints` asks), decoded in a forked reader when it helps.
+    ([rows, causes] bool, when `hints` asks), decoded in a forked reader when it helps. With
+    `groups` (an export's field groups) each batch comes reduced to its figures (`Figures`, hints
+    included): the reader gathers them, and only the matrix crosses the pipe.
 
     The reader is forked here, at the call, not at the first batch: before the caller starts
     threads of its own (a progress bar's), which a forked child must not inherit mid-write."""
     if not (parallel_ok() if parallel is None else parallel):
-        return _serial(path, skip_bad, hints)
+        return _serial(path, skip_bad, hints, groups)
     ctx = mp.get_context("fork")
     recv, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_reader, args=(path, skip_bad, hints, send), name="neuron-top-export-reader", daemon=True)
+    proc = ctx.Process(target=_reader, args=(path, skip_bad, hints, groups, send), name="neuron-top-export-reader",
+                       daemon=True)
     proc.start()
     send.close()
     return _received(path, recv, proc)
 
 
-def _serial(path: str, skip_bad: bool, hints: HintOptions | None) -> Iterator[tuple[Batch, np.ndarray | None]]:
+def _serial(path: str, skip_bad: bool, hints: HintOptions | None, groups: tuple[str, ...] | None = None,
+            ) -> Iterator[tuple[Batch | Figures, np.ndarray | None]]:
     """Batches and their hint flags, read in this process (also the reader process's loop)."""
     mon = BatchHintMonitor(hints.threshold) if hints is not None else None
     for b in iter_profile(Profile(path), skip_bad):
-        yield b, (mon.feed(b, hints.causes) if mon is not None else None)
+        mask = mon.feed(b, hints.causes) if mon is not None else None
+        yield (reduce_batch(b, groups, mask), None) if groups is not None else (b, mask)
 
 
-def _received(path: str, recv, proc) -> Iterator[tuple[Batch, np.ndarray | None]]:
+def _received(path: str, recv, proc) -> Iterator[tuple[Batch | Figures, np.ndarray | None]]:
     try:
         while True:
             try:
