@@ -374,7 +374,10 @@ class NeuronTopApp(App):
     def get_driver_class(self):
         driver = super().get_driver_class()
         if driver.__name__ == "LinuxDriver":  # (not TEXTUAL_DRIVER, not the test driver)
-            from .driver import QuietLinuxDriver
+            try:
+                from .driver import QuietLinuxDriver
+            except ImportError:  # another Textual without the internals it uses: Textual's own
+                return driver
             return QuietLinuxDriver
         return driver
 

@@ -8,7 +8,6 @@ from rich.cells import cell_len
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
-from textual._border import get_box
 from textual.binding import Binding
 from textual.events import Click
 from textual.geometry import Region
@@ -17,6 +16,11 @@ from textual.reactive import reactive
 from textual.strip import Strip
 from textual.style import Style as TStyle
 from textual.widget import Widget
+
+try:  # (a Textual internal: without it the panes take Textual's own drawing path)
+    from textual._border import get_box
+except ImportError:  # pragma: no cover - another Textual
+    get_box = None  # type: ignore[assignment]
 
 from ..core.hints import Hint
 from ..core.history import History
@@ -233,7 +237,7 @@ class Pane(ReusedLines, Widget):
         styles = self.styles
         edges = [edge for edge, _ in styles.border]
         bt, br, bb, bl = edges
-        if not self.FAST_FRAME or (any(edges) and not all(edges)):
+        if not self.FAST_FRAME or get_box is None or (any(edges) and not all(edges)):
             return False
         pad_top, pad_right, pad_bottom, pad_left = styles.padding
         if pad_top or pad_bottom or styles.tint.a or styles.text_opacity != 1.0 or self.opacity != 1.0:
