@@ -176,6 +176,7 @@ class NeuronTopApp(App):
                              "interconnect": self.query_one(InterconnectPane), "vcpu": self.query_one(VcpuPane)}
         self._apply_size(self.size.width, self.size.height)
         self._self_usage()
+        self.header.update_content()
         self._display_timer = self.set_interval(self.refresh_s, self._render_if_dirty)
         if self.replay:
             self._replay_reload()
@@ -290,9 +291,10 @@ class NeuronTopApp(App):
         # do not move faster than a person reads). A new tab shows its average at once.
         now = time.monotonic()
         slow = now - self._slow_at >= 0.95 or self.refresh_s >= 1.0 or self.replay is not None
-        self.grid.set_data(s, util, title=slow or self._titled_tab != self.tab)
+        avg = float(np.mean(util))
+        self.grid.set_data(s, util, avg if slow or self._titled_tab != self.tab else None)
         self._titled_tab = self.tab
-        self.hints_pane.set_hints(self.hints, float(np.mean(util)), self.threshold)
+        self.hints_pane.set_hints(self.hints, avg, self.threshold)
         self.history_pane.set_history(self.history, s, self.device)
         if slow:
             self._slow_at = now
@@ -320,7 +322,8 @@ class NeuronTopApp(App):
                     f.write(f"{time.time():.6f}\n")
 
     def _self_usage(self) -> None:
-        """neuron-top's own CPU and RSS, read at most every 2 s inside a frame (not a frame of its own)."""
+        """neuron-top's own CPU and RSS, read at most every 2 s inside a frame (not a frame of its own);
+        the caller redraws the header."""
         now = time.monotonic()
         if now - self._self_at < 2.0:
             return
@@ -330,7 +333,6 @@ class NeuronTopApp(App):
             self.header.self_rss = self.proc.memory_info().rss
         except psutil.Error:
             return
-        self.header.update_content()
 
     # -- replay ----------------------------------------------------------------------------------
     def _replay_tick(self) -> None:

@@ -47,23 +47,25 @@ def _style(name: str) -> Style:
     return st
 
 
-# Characters one cell wide (Rich's own ranges: Latin, Greek, Cyrillic, box drawing and blocks,
-# Braille): a line made only of them is as wide as it is long, the common case by far.
-_ONE_CELL = frozenset(chr(c) for a, b in ((0x20, 0x7E), (0xA0, 0xAC), (0xAE, 0x2FF), (0x370, 0x482),
-                                          (0x2500, 0x25FC), (0x2800, 0x28FF)) for c in range(a, b + 1))
-
-
 def fit(segments: list[Segment], width: int) -> list[Segment]:
     """One line of exactly `width` cells; an ellipsis marks a cut (as Rich's overflow="ellipsis")."""
-    text = "".join([seg.text for seg in segments])
-    n = len(text) if _ONE_CELL.issuperset(text) else sum(cell_len(seg.text) for seg in segments)
+    # (measured as one string: Rich counts a line of one-cell characters by its length)
+    n = cell_len("".join([seg.text for seg in segments]))
     if n > width:
         return [*Strip(segments, n).crop(0, max(0, width - 1)), Segment("…")]
     return segments + [Segment(" " * (width - n))] if n < width else segments
 
 
+def _crop_columns(strips: list[Strip], crop: Region, width: int) -> list[Strip]:
+    """Whole lines cut to the crop's columns (as Textual's styles cache ends)."""
+    if crop.column_span == (0, width):
+        return strips
+    x1, x2 = crop.column_span
+    return [strip.crop(x1, x2) for strip in strips]
+
+
 class ReusedLines:
-    """A mixin for a widget whose styled lines, when none is dirty, are handed back without re-deriving its
+    """A mixin: a widget's styled lines, while none is dirty, handed back without re-deriving its
     styles.
 
     Textual asks every widget under a changed line for its lines on each update, and its styles
@@ -88,10 +90,7 @@ class ReusedLines:
             out = [cache[y] for y in rows]
         except KeyError:
             return super().render_lines(crop)
-        if crop.column_span != (0, width):
-            x1, x2 = crop.column_span
-            out = [strip.crop(x1, x2) for strip in out]
-        return out
+        return _crop_columns(out, crop, width)
 
 
 class Pane(ReusedLines, Widget):
@@ -235,7 +234,8 @@ class Pane(ReusedLines, Widget):
 
     def _make_frame(self) -> tuple | bool:
         styles = self.styles
-        edges = [edge for edge, _ in styles.border]
+        border = styles.border
+        edges = [edge for edge, _ in border]
         bt, br, bb, bl = edges
         if not self.FAST_FRAME or get_box is None or (any(edges) and not all(edges)):
             return False
@@ -250,7 +250,7 @@ class Pane(ReusedLines, Widget):
         head = [Segment(" " * pad_left, fill)] if pad_left else []
         tail = [Segment(" " * pad_right, fill)] if pad_right else []
         if bt:
-            (_, (_, brc), _, (_, blc)) = styles.border
+            (_, (_, brc), _, (_, blc)) = border
             head.insert(0, get_box(bl, inner, outer, TStyle(foreground=base + blc.multiply_alpha(1.0)))[1][0])
             tail.append(get_box(br, inner, outer, TStyle(foreground=base + brc.multiply_alpha(1.0)))[1][2])
         # (a new object per frame: cached lines compare it by identity)
@@ -293,17 +293,13 @@ class Pane(ReusedLines, Widget):
                     strip = Strip([*head, *body, *tail], width)
                     cache[y] = (segs, key, sizes, strip)
             out.append(strip)
-        if crop.column_span != (0, width):
-            x1, x2 = crop.column_span
-            out = [strip.crop(x1, x2) for strip in out]
-        return out
+        return _crop_columns(out, crop, width)
 
     def set_title(self, title: str) -> None:
         """A new border title repaints the top edge only (Textual's setter repaints the whole pane)."""
         if self._border_title is not None and self._border_title.plain == title:
             return
-        self._border_title = self.render_str(title).expand_tabs(4).split()[0]
-        self._styles_cache.clear()
+        self._border_title = self.render_str(title).expand_tabs(4).split()[0]  # (as Textual's setter)
         self._repaint([Region(-self.content_offset.x, -self.content_offset.y, self.region.width, 1)])
 
     def _current(self) -> list[list[Segment]]:
@@ -388,14 +384,14 @@ class CoreGrid(Pane):
         self.util: np.ndarray | None = None
         self.border_title = "NeuronCore Utilization"
 
-    def set_data(self, sample: Sample, util: np.ndarray, title: bool = True) -> None:
-        """The grid; `title=False` keeps the average in the title as it is (below a 1 s refresh it
-        follows the once-a-second panes: a new title is a redrawn border)."""
+    def set_data(self, sample: Sample, util: np.ndarray, avg: float | None) -> None:
+        """The grid, and `avg` (the utilisation's mean) in its title; None keeps the title as it is
+        (below a 1 s refresh it follows the once-a-second panes: a new title is a redrawn border)."""
         self.sample = sample
         self.util = util
-        if title:
+        if avg is not None:
             cv = sample.core_version or ""
-            self.set_title(f"NeuronCore {cv + ' ' if cv else ''}Utilization (Avg: {float(util.mean()):.2f}%)")
+            self.set_title(f"NeuronCore {cv + ' ' if cv else ''}Utilization (Avg: {avg:.2f}%)")
         self.update_content()
 
     def watch_show_engines(self) -> None:
