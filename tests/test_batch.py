@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from neurontop.core import batch as B
-from neurontop.core import colcodec
+from neurontop.core import colcodec, numtext
 from neurontop.core import colread as CR
 from neurontop.core.export import (
     HINT_CAUSES,
@@ -26,6 +26,7 @@ from neurontop.core.export import (
     format_block,
     iso_block,
     parse_fields,
+    row_blocks,
 )
 from neurontop.core.hints import BatchHintMonitor, HintMonitor
 from neurontop.core.sample import ENGINE_NAMES, Decoder, Sample
@@ -269,6 +270,22 @@ def test_block_formatter_writes_what_python_writes(vals: list[float], d: int) ->
     got = [bytes(r[r != 0]).decode() for r in blk]
     want = [fmt(v, d) for v in vals]
     assert got == [w[1:] if w.startswith("-") and float(w) == 0 else w for w in want]  # never "-0.00"
+
+
+_cell = st.one_of(_tricky, st.floats(0, 100), st.floats(0, 1400), st.integers(0, 2**17).map(lambda k: k / 100))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 6).flatmap(lambda k: st.tuples(
+    st.lists(st.lists(_cell, min_size=k, max_size=k), min_size=1, max_size=8),
+    st.lists(st.integers(0, 6), min_size=k, max_size=k))))
+def test_row_blocks_write_the_cells_of_format_block(table: tuple[list[list[float]], list[int]]) -> None:
+    """Rows written through the lookup tables equal the cells written one column at a time."""
+    rows, decimals = table
+    m = np.array(rows)
+    got = numtext.join([*row_blocks(m, decimals), numtext.literal(b"\n", len(m))]).decode().splitlines()
+    cells = [[bytes(r[r != 0]).decode() for r in blk] for blk in format_block(m, decimals)]
+    assert got == ["," + ",".join(c[i] for c in cells) for i in range(len(m))]
 
 
 @settings(max_examples=100, deadline=None)

@@ -188,25 +188,93 @@ def _scaled(v: np.ndarray, d: int) -> np.ndarray:
     return out
 
 
-def format_block(m: np.ndarray, decimals: list[int]) -> list[np.ndarray]:
-    """[n, k] floats -> one uint8 block per column (numtext), NaN cells empty."""
+def _scaled_columns(m: np.ndarray, decimals: list[int]) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """[n, k] floats -> (round(v * 10**d) as int64 [n, k], missing [n, k], columns too large for
+    int64 (formatted one cell at a time instead))."""
     n, k = m.shape
-    out: list[np.ndarray] = [np.zeros((n, 0), dtype=np.uint8)] * k
+    scaled = np.zeros((n, k), dtype=np.int64)
     dec = np.asarray(decimals)
+    slow: list[int] = []
     for d in np.unique(dec).tolist():
         cols = np.flatnonzero(dec == d)
-        sub = m[:, cols]
         try:
-            blocks = numtext.table(_scaled(sub, d), d if d else None)
+            scaled[:, cols] = _scaled(m[:, cols], d)
         except OverflowError:
-            blocks = [numtext.strings([fmt(float(x), d).encode() for x in sub[:, q]]) for q in range(len(cols))]
-        missing = ~np.isfinite(sub)
-        for q, j in enumerate(cols.tolist()):
-            blk = blocks[q]
-            if missing[:, q].any():
+            slow += cols.tolist()
+    return scaled, ~np.isfinite(m), slow
+
+
+def _column_blocks(m: np.ndarray, decimals: list[int], scaled: np.ndarray, missing: np.ndarray,
+                   slow: list[int], cols: list[int]) -> dict[int, np.ndarray]:
+    """The numtext block of each column in `cols`, missing cells empty."""
+    out: dict[int, np.ndarray] = {}
+    by_dec: dict[int, list[int]] = {}
+    for j in cols:
+        if j in slow:
+            out[j] = numtext.strings([fmt(float(x), decimals[j]).encode() for x in m[:, j]])
+        else:
+            by_dec.setdefault(decimals[j], []).append(j)
+    for d, js in by_dec.items():
+        for j, blk in zip(js, numtext.table(scaled[:, js], d if d else None), strict=True):
+            if missing[:, j].any():
                 blk = blk.copy()
-                blk[missing[:, q]] = 0
+                blk[missing[:, j]] = 0
             out[j] = blk
+    return out
+
+
+def format_block(m: np.ndarray, decimals: list[int]) -> list[np.ndarray]:
+    """[n, k] floats -> one uint8 block per column (numtext), NaN cells empty."""
+    scaled, missing, slow = _scaled_columns(m, decimals)
+    blocks = _column_blocks(m, decimals, scaled, missing, slow, list(range(m.shape[1])))
+    return [blocks[j] for j in range(m.shape[1])]
+
+
+_LUT_BITS = 17  # scaled values a lookup table covers: up to 1310.71 at two decimals
+_LUT_DEC = 5  # ',' and 1.31071 fill the 8 bytes of a cell: more decimals do not fit
+
+
+@lru_cache(maxsize=32)
+def _cell_table(d: int, bits: int) -> np.ndarray:
+    """',' then the text of k / 10**d for k in [0, 2**bits), each an 8-byte cell (NUL-padded after
+    the number), and a lone ',' (a missing value) at 2**bits."""
+    size = 1 << bits
+    blk = numtext.table(np.arange(size, dtype=np.int64)[:, None], d if d else None)[0]
+    cells = np.zeros((size + 1, 8), dtype=np.uint8)
+    cells[:, 0] = ord(",")
+    text = blk != 0  # each number's characters, moved up to follow the comma (at most 7 of them)
+    rows, _ = np.nonzero(text)
+    cells[rows, np.cumsum(text, axis=1)[text]] = blk[text]
+    return cells.view("<u8").ravel()
+
+
+def row_blocks(m: np.ndarray, decimals: list[int]) -> list[np.ndarray]:
+    """[n, k] floats -> blocks that, joined, give ',v1,v2,...,vk' for each row (NaN cells empty).
+    Most figures (percentages, TFLOP/s, flags) are small non-negative numbers: a run of such
+    columns with the same decimals is one table lookup per cell, and one block. Others are
+    formatted digit by digit (numtext), a block per column."""
+    n, k = m.shape
+    scaled, missing, slow = _scaled_columns(m, decimals)
+    dec = np.asarray(decimals)
+    in_table = (dec <= _LUT_DEC) & (((scaled >= 0) & (scaled < 1 << _LUT_BITS)) | missing).all(axis=0)
+    in_table[slow] = False
+    other = _column_blocks(m, decimals, scaled, missing, slow, np.flatnonzero(~in_table).tolist())
+    comma = numtext.literal(b",", n)
+    out: list[np.ndarray] = []
+    j = 0
+    while j < k:
+        if not in_table[j]:
+            out += (comma, other[j])
+            j += 1
+            continue
+        e = j + 1
+        while e < k and in_table[e] and dec[e] == dec[j]:
+            e += 1
+        run = scaled[:, j:e]  # (missing cells hold 0)
+        bits = max(10, int(run.max()).bit_length())  # the smallest table that holds the run
+        idx = np.where(missing[:, j:e], 1 << bits, run)
+        out.append(_cell_table(int(dec[j]), bits)[idx].view(np.uint8).reshape(n, 8 * (e - j)))
+        j = e
     return out
 
 
@@ -368,9 +436,7 @@ class CsvExporter:
             self._write_long(t_blk, vals)
             return
         comma = numtext.literal(b",", n)
-        blocks = [t_blk, comma, iso_block(ts), comma, numtext.ints(step)]
-        for blk in format_block(vals, self._decimals):
-            blocks += (comma, blk)
+        blocks = [t_blk, comma, iso_block(ts), comma, numtext.ints(step), *row_blocks(vals, self._decimals)]
         blocks.append(numtext.literal(b"\n", n))
         self.out.write(numtext.join(blocks))
 
