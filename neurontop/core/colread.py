@@ -25,27 +25,38 @@ class Unsupported(Exception):
 
 
 class _Cols:
-    """A group's columns by JSON path, as float64 (or int64) arrays; records which it was asked for."""
+    """A group's columns by JSON path, as float64 (or int64) arrays; records which it was asked for.
+    `mat` holds the columns listed in `pos` (column -> place in `mat`)."""
 
-    def __init__(self, g, xt: colcodec._Texts, index: dict[tuple, int], n: int, get) -> None:
-        self.g, self.xt, self.index, self.n, self.get = g, xt, index, n, get
+    def __init__(self, g, xt: colcodec._Texts, index: dict[tuple, int], n: int, mat: np.ndarray,
+                 pos: dict[int, int]) -> None:
+        self.g, self.xt, self.index, self.n, self.mat, self.pos = g, xt, index, n, mat, pos
         self.used: set[int] = set()
+        # every column as the double its text parses to, in one division (correctly rounded, as
+        # float() of the text is); text columns ('x') are parsed cell by cell when asked
+        kinds = [g.kinds[j] for j in pos]
+        scale = np.array([10.0 ** int(k[1:]) if k[0] in "dm" else 1.0 for k in kinds])
+        self.fmat = mat / scale if len(scale) else mat.astype(np.float64)
 
-    def _col(self, j: int) -> np.ndarray:
-        self.used.add(j)
-        return self.get(j)
+    def _where(self, paths: list[tuple]) -> list[int] | None:
+        """The columns of `paths` in `mat`, or None when one is missing or not a number column."""
+        out = []
+        for p in paths:
+            j = self.index.get(p)
+            if j is None or self.g.kinds[j] == "x":
+                return None
+            self.used.add(j)
+            out.append(self.pos[j])
+        return out
 
     def f(self, path: tuple, default: float = 0.0) -> np.ndarray:
         j = self.index.get(path)
         if j is None:
             return np.full(self.n, float(default))
-        kind = self.g.kinds[j]
-        if kind == "x":  # (still a needed column: in another chunk it may be numeric)
-            self.used.add(j)
+        self.used.add(j)
+        if self.g.kinds[j] == "x":  # (still a needed column: in another chunk it may be numeric)
             return np.array([float(t) for t in self.xt[j]], dtype=np.float64)
-        if kind == "i":
-            return self._col(j).astype(np.float64)
-        return self._col(j) / 10.0 ** int(kind[1:])  # correctly rounded: the double the text parses to
+        return self.fmat[:, self.pos[j]]
 
     def i(self, path: tuple, default: int = 0) -> np.ndarray:
         j = self.index.get(path)
@@ -53,7 +64,22 @@ class _Cols:
             return np.full(self.n, int(default), dtype=np.int64)
         if self.g.kinds[j] != "i":
             raise Unsupported(f"non-integer cells in integer field {path}")
-        return self._col(j)
+        self.used.add(j)
+        return self.mat[:, self.pos[j]]
+
+    def fs(self, paths: list[tuple], default: float = 0.0) -> np.ndarray:
+        """[rows, len(paths)] floats: many columns in one gather."""
+        where = self._where(paths)
+        if where is None:
+            return np.stack([self.f(p, default) for p in paths], axis=1) if paths else np.zeros((self.n, 0))
+        return self.fmat[:, where]
+
+    def is_(self, paths: list[tuple]) -> np.ndarray:
+        """[rows, len(paths)] integers: many columns in one gather."""
+        where = self._where(paths)
+        if where is None or any(self.g.kinds[self.index[p]] != "i" for p in paths):
+            return np.stack([self.i(p) for p in paths], axis=1) if paths else np.zeros((self.n, 0), dtype=np.int64)
+        return self.mat[:, where]
 
 
 @dataclass
@@ -127,21 +153,19 @@ def _group_raw(lg: colcodec.LazyGroup) -> tuple[Sample, dict]:
     (counters, not yet rates), following Decoder.from_report."""
     sh = _shape(lg)
     if sh.needed is None or sh.events:
-        whole = lg.full()
-        get = lambda j: whole[:, j]  # noqa: E731
+        mat = lg.full()
+        pos = {j: j for j in range(mat.shape[1])}
     else:
-        sub = lg.columns(sh.needed)
+        mat = lg.columns(sh.needed)
         pos = {j: i for i, j in enumerate(sh.needed)}
-        get = lambda j: sub[:, pos[j]]  # noqa: E731
-        if any(get(j)[0] != v for j, v in zip(sh.layout_cols, sh.layout_vals.tolist(), strict=True)):
+        if (mat[0, [pos[j] for j in sh.layout_cols]] != sh.layout_vals).any():
             _SHAPES.pop(sh.key, None)  # same text, other hardware figures: read this shape afresh
             return _group_raw(lg)
-    for j in sh.layout_cols:
-        v = get(j)
-        if not (v == v[0]).all():
-            raise Unsupported("hardware figures change within the shape")
+    lay = mat[:, [pos[j] for j in sh.layout_cols]]
+    if not (lay == lay[:1]).all():
+        raise Unsupported("hardware figures change within the shape")
     g, xt, fl, doc, s0 = lg.g, lg.xt, lg.fl, sh.doc, sh.s0
-    c = _Cols(g, xt, sh.index, lg.n, get)
+    c = _Cols(g, xt, sh.index, lg.n, mat, pos)
     n, nc = lg.n, s0.n_cores
     util = np.zeros((n, nc))
     nm_flops: np.ndarray | None = None
@@ -160,8 +184,7 @@ def _group_raw(lg: colcodec.LazyGroup) -> tuple[Sample, dict]:
             items = list((ncc.get("neuroncores_in_use") or {}).items())
             pre = (*base, "neuroncore_counters", "neuroncores_in_use")
             idx = [int(k) for k, _ in items]
-            for k, _cc in items:
-                u[:, int(k)] = c.f((*pre, k, "neuroncore_utilization"))
+            u[:, idx] = c.fs([(*pre, k, "neuroncore_utilization") for k, _ in items])
             fa = np.full((n, len(items)), np.nan)
             any_f = False
             for q, (k, cc) in enumerate(items):
@@ -179,9 +202,10 @@ def _group_raw(lg: colcodec.LazyGroup) -> tuple[Sample, dict]:
         mu = rep.get("memory_used")
         if mu is not None:
             pre = (*base, "memory_used", "neuron_runtime_used_bytes", "usage_breakdown", "neuroncore_memory_usage")
-            for k in _get(mu, "neuron_runtime_used_bytes", "usage_breakdown", "neuroncore_memory_usage") or {}:
-                if int(k) < nc:
-                    mem[:, int(k)] += np.stack([c.i((*pre, k, cat)) for cat in _MEM], axis=1)
+            ks = [k for k in _get(mu, "neuron_runtime_used_bytes", "usage_breakdown", "neuroncore_memory_usage") or {}
+                  if int(k) < nc]
+            if ks:
+                mem[:, [int(k) for k in ks]] += c.is_([(*pre, k, cat) for k in ks for cat in _MEM]).reshape(n, len(ks), 5)
         if rep.get("neuron_runtime_vcpu_usage") is not None:
             pre = (*base, "neuron_runtime_vcpu_usage", "vcpu_usage")
             rt_user = rt_user + c.f((*pre, "user"))
@@ -196,8 +220,7 @@ def _group_raw(lg: colcodec.LazyGroup) -> tuple[Sample, dict]:
             raw.update(su=c.f((*pre, "average_usage", "user")), ss=c.f((*pre, "average_usage", "system")),
                        si=c.f((*pre, "average_usage", "idle"), 100.0))
         if v.get("usage_data"):
-            raw["busy"] = np.stack([100.0 - c.f((*pre, "usage_data", k, "idle"), 100.0) for k in v["usage_data"]],
-                                   axis=1)
+            raw["busy"] = 100.0 - c.fs([(*pre, "usage_data", k, "idle") for k in v["usage_data"]], 100.0)
         period = np.where(period != 0, period, c.f((*pre, "period")))
     if _get(doc, "system_data", "memory_info") is not None:
         raw["mu"] = c.i(("system_data", "memory_info", "memory_used_bytes"))
@@ -214,18 +237,16 @@ def _group_raw(lg: colcodec.LazyGroup) -> tuple[Sample, dict]:
         raw["cores"] = cores is not None and len(cores.get("busy_ns") or []) == nc
         if raw["cores"]:
             pre = ("neuron_top", "cores")
-            per = lambda name: np.stack([c.i((*pre, name, k)) for k in range(nc)], axis=1)  # noqa: E731
-            raw["busy_ns"] = per("busy_ns").astype(np.float64)
-            raw["fl"] = per("flops").astype(np.float64)
-            raw["hb"] = per("hbm_read_bytes").astype(np.float64) + per("hbm_write_bytes").astype(np.float64)
+            per = lambda name: c.is_([(*pre, name, k) for k in range(nc)]).astype(np.float64)  # noqa: E731
+            raw["busy_ns"] = per("busy_ns")
+            raw["fl"] = per("flops")
+            raw["hb"] = per("hbm_read_bytes") + per("hbm_write_bytes")
             nl = len(_get(ext, "links", "bytes") or []) if ext.get("links") is not None else 0
-            raw["links"] = (np.stack([c.i(("neuron_top", "links", "bytes", k)) for k in range(nl)], axis=1)
-                            .astype(np.float64) if nl else np.zeros((n, 0)))
+            raw["links"] = c.is_([("neuron_top", "links", "bytes", k) for k in range(nl)]).astype(np.float64)
             raw["efa"] = c.i(("neuron_top", "efa", "bytes")).astype(np.float64) if ext.get("efa") is not None \
                 else np.zeros(n)
             if s0.engines is not None:
-                raw["engines"] = np.stack([np.stack([c.f((*pre, "engines", e, k)) for k in range(nc)], axis=1)
-                                           for e in _ENG], axis=1)
+                raw["engines"] = c.fs([(*pre, "engines", e, k) for e in _ENG for k in range(nc)]).reshape(n, len(_ENG), nc)
         colls = ext.get("collectives") or []
         exp = 0.0
         bus = np.zeros(n)
@@ -268,6 +289,8 @@ def from_chunk(chunk: colcodec.LazyChunk, dec: Decoder) -> Batch:
         raise Unsupported("report shapes of different layouts in one chunk")
     n = chunk.n
     s0 = parts[0][1]
+    if len(parts) == 1 and "events" not in parts[0][2]:  # one shape (the usual chunk): its rows, in order
+        return _derive(s0, parts[0][2], n, dec)
     raw: dict = {}
     for key, v0 in parts[0][2].items():
         if isinstance(v0, np.ndarray):
