@@ -207,6 +207,13 @@ def test_batch_hints_equal_the_live_monitor(scenario: str) -> None:
     samples = [d.decode(x) for x in lines]
     d = Decoder()
     samples += [d.decode(x) for x in restarted]
+    # then other hardware in the same stream (time goes on): windows that span two layouts
+    later = []
+    for x in make_reports("trn1.2xlarge", "input_bound", 30, period=0.5):
+        doc = json.loads(x)
+        doc["neuron_top"]["time_s"] += samples[-1].time_s + 0.5
+        later.append(json.dumps(doc).encode())
+    samples += [d.decode(x) for x in later]
     live = HintMonitor()
     want = []
     for s in samples:
@@ -215,12 +222,18 @@ def test_batch_hints_equal_the_live_monitor(scenario: str) -> None:
         want.append([c in shown for c in HINT_CAUSES])
     want_a = np.array(want)
     assert want_a[:80].any()  # the scenario's hint shows, so the comparison means something
+    assert want_a[-30:].any()  # and after the hardware changed
     rng = random.Random(scenario)
-    (whole,) = B.from_samples(samples)
+    parts = list(B.from_samples(samples))  # one batch per layout
+    assert len(parts) == 2
+    starts = np.cumsum([0, *map(len, parts)])
     for _ in range(3):  # whatever the batch boundaries
-        cuts = sorted(rng.sample(range(1, len(samples)), 6))
+        cuts = sorted({*rng.sample(range(1, len(samples)), 6), *starts[1:-1].tolist()})
         mon = BatchHintMonitor()
-        got = [mon.feed(whole.rows(a, b), HINT_CAUSES) for a, b in zip([0, *cuts], [*cuts, len(samples)], strict=True)]
+        got = []
+        for a, b in zip([0, *cuts], [*cuts, len(samples)], strict=True):
+            k = int(np.searchsorted(starts, a, side="right")) - 1
+            got.append(mon.feed(parts[k].rows(a - starts[k], b - starts[k]), HINT_CAUSES))
         assert np.array_equal(np.concatenate(got), want_a)
 
 

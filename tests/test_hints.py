@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from devicesim.engine import Engine, SimConfig, encode
 from devicesim.presets import get_preset
 from devicesim.scenarios import SCENARIOS
-from neurontop.core.hints import HintTracker, compute
+from neurontop.core.hints import (
+    ALLOCATED_BYTES,
+    HintTracker,
+    WindowArrays,
+    compute,
+    stats_of_windows,
+    window_arrays,
+)
 from neurontop.core.sample import Decoder
 
 from .conftest import PRESETS, make_reports, strip_extension
@@ -96,3 +104,55 @@ def test_hysteresis_does_not_flicker() -> None:
     assert [x.cause for x in tr.update([], 4)] == ["communication"]  # absent 1 s: still shown
     assert [x.cause for x in tr.update([h], 5)] == ["communication"]
     assert tr.update([], 11) == []  # absent 6 s: cleared
+
+
+def one_window(w: WindowArrays) -> dict:
+    """The figures of one window, as plainly as numpy says them: the definition the export's
+    many-windows-at-once path is checked against."""
+    busy = w.util > 1
+    cu = w.util.mean(axis=0)
+
+    def busy_mean(v: np.ndarray) -> float:
+        cnt = busy.sum(axis=1)
+        return float(np.where(cnt > 0, (v * busy).sum(axis=1) / np.maximum(cnt, 1), 0.0).mean())
+
+    ext = w.has_ext
+    bw = w.hbm_bw / max(1, w.cores_per_device)
+    span = float(w.period.sum())
+    dev = int(w.mem_core.reshape(len(w.mem_core), w.n_devices, -1).sum(axis=2).max())
+    return dict(
+        n=w.util.shape[1], util=float(cu.mean()), core_util=cu,
+        allocated=(w.mem_core.mean(axis=0) >= ALLOCATED_BYTES) | (cu >= 1.0), has_ext=ext,
+        has_flops=w.flops is not None, flops=float(w.flops.mean()) if w.flops is not None else 0.0, peak=w.peak,
+        vcpu_busy=w.vcpu_busy.mean(axis=0), host_busy=float((100 - w.sys_idle).mean()) if w.sys_idle.any() else 0.0,
+        hbm_frac=busy_mean(w.hbm_rate) / bw if ext else None, tensor_active=busy_mean(w.tensor) if ext else None,
+        exposed_comm=float(w.exposed_comm.sum()) / span if ext else None,
+        input_wait=float(w.input_wait.mean()) if ext and len(w.input_wait) else None,
+        mem_frac_max=dev / w.hbm_capacity, mem_dev_max=dev, capacity=w.hbm_capacity,
+        busbw_frac=float(w.busbw.mean()) / w.link_bw if ext and w.busbw.any() else None,
+        link_frac=float(w.link_mean.mean()) / w.link_bw if ext and len(w.link_mean) else None,
+    )
+
+
+@pytest.mark.parametrize("preset,scenario,extension", [("trn1.32xlarge", "input_bound", True),
+                                                       ("trn2.48xlarge", "comm_bound", True),
+                                                       ("trn1.32xlarge", "straggler", False)])
+def test_many_windows_at_once_equal_one_window_at_a_time(preset: str, scenario: str, extension: bool) -> None:
+    """stats_of_windows (the export's path, and the live view's with one window) gives every window's
+    figures bit for bit as the plain definition, for evenly spaced windows (a strided view) and
+    uneven ones (a gather)."""
+    lines = make_reports(preset, scenario, 60, period=0.5)
+    samples = decode_all(lines if extension else strip_extension(lines))
+    whole = window_arrays(samples)
+    bounds = [(a, a + 20) for a in range(0, 40, 2)] + [(0, 60), (3, 9), (5, 6), (17, 60), (1, 11), (4, 14), (40, 50)]
+    got = stats_of_windows(whole, bounds)
+    compared = 0
+    for (a, e), st in zip(bounds, got, strict=True):
+        for name, want in one_window(window_arrays(samples[a:e])).items():
+            have = getattr(st, name)
+            if isinstance(want, np.ndarray):
+                assert have.dtype == want.dtype and np.array_equal(have, want), name
+            else:
+                assert type(have) is type(want) and have == want, (name, have, want)
+            compared += want is not None
+    assert compared > 12 * len(bounds)

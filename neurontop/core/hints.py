@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
 from .sample import Sample
 
@@ -95,11 +96,10 @@ def window(samples: Sequence[Sample], seconds: float = DEFAULT_WINDOW_S) -> list
     return out or [samples[-1]]
 
 
-def _busy_mean(values: np.ndarray, busy: np.ndarray) -> float:
-    """Mean over windows of the per-window mean over busy cores (0 for a window with none)."""
+def _busy_rows(values: np.ndarray, busy: np.ndarray) -> np.ndarray:
+    """Per sample: the mean of `values` over its busy cores (0 for a sample with none)."""
     cnt = busy.sum(axis=1)
-    per = np.where(cnt > 0, (values * busy).sum(axis=1) / np.maximum(cnt, 1), 0.0)
-    return float(_mean(per))
+    return np.where(cnt > 0, (values * busy).sum(axis=1) / np.maximum(cnt, 1), 0.0)
 
 
 @dataclass
@@ -171,41 +171,113 @@ def _mean(a: np.ndarray, axis: int | None = None):
     return np.add.reduce(a, axis=axis, dtype=np.float64) / n
 
 
+class _Rows:
+    """Windows of k rows starting at `starts`: an array's rows for each, [windows, k, ...]."""
+
+    def __init__(self, starts: np.ndarray, k: int, n_rows: int, whole: bool) -> None:
+        self.starts, self.k, self.n_rows, self.whole = starts, k, n_rows, whole
+        self.step = int(starts[1] - starts[0]) if len(starts) > 1 else 0
+        even = self.step >= 0 and bool((np.diff(starts) == self.step).all())  # every `step` rows: a view
+        self.idx = None if even else starts[:, None] + np.arange(k)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        if len(x) != self.n_rows:
+            if not self.whole:
+                raise ValueError("stats_of_windows: an array without a row per sample needs the whole window")
+            return x[None]
+        if self.idx is not None:
+            return x[self.idx]
+        return as_strided(x[self.starts[0]:], shape=(len(self.starts), self.k, *x.shape[1:]),
+                          strides=(self.step * x.strides[0], *x.strides), writeable=False)
+
+
 def stats_of(w: WindowArrays) -> WindowStats:
-    U = w.util  # [samples, cores]: one array op per figure, not one per sample
-    n = U.shape[1]
-    core_util = _mean(U, 0)
-    M = w.mem_core
-    mem = _mean(M, 0)
-    allocated = (mem >= ALLOCATED_BYTES) | (core_util >= 1.0)
-    has_flops = w.flops is not None
-    flops = float(_mean(w.flops)) if w.flops is not None else 0.0
-    vcpu = _mean(w.vcpu_busy, 0) if len(w.vcpu_busy) else np.zeros(0)
-    host_busy = float(_mean(100 - w.sys_idle)) if w.sys_idle.any() else 0.0
-    hbm_frac = tensor = comm = wait = busbw = linkf = None
-    if w.has_ext:
-        busy = U > 1
-        bw = w.hbm_bw / max(1, w.cores_per_device)
-        if bw and w.hbm_rate is not None:
-            hbm_frac = _busy_mean(w.hbm_rate, busy) / bw
-        tensor = _busy_mean(w.tensor, busy) if w.tensor is not None else None
-        span = float(w.period.sum())
-        comm = float(w.exposed_comm.sum()) / span if span else 0.0
-        wait = float(_mean(w.input_wait)) if len(w.input_wait) else None
-        if w.link_bw and w.busbw.any():
-            busbw = float(_mean(w.busbw)) / w.link_bw
-        if len(w.link_mean) and w.link_bw:
-            linkf = float(_mean(w.link_mean)) / w.link_bw
-    cap = w.hbm_capacity
+    return stats_of_windows(w, [(0, len(w.util))])[0]
+
+
+def stats_of_windows(w: WindowArrays, bounds: Sequence[tuple[int, int]] | np.ndarray) -> list[WindowStats]:
+    """The statistics of many windows of one stream: rows [a, e) of `w`'s arrays for each (a, e).
+    The windows of one length are one array operation per figure; each sum adds the same numbers in
+    the same order as a window on its own would (tests compare them bit for bit), so an export's
+    hints are the live view's. Each gets w.training and w.events (the caller sets the window's own).
+
+    Arrays whose rows are not one per sample (vcpu_busy, input_wait and link_mean when samples lack
+    them) are only allowed with the one window that spans the whole stream."""
+    R, n = w.util.shape
+    b = np.asarray(bounds, dtype=np.int64).reshape(-1, 2)
+    nw = len(b)
+    whole = nw == 1 and b[0, 0] == 0 and b[0, 1] == R
+    # per-sample figures, for every row at once
+    busy = w.util > 1
+    bw = w.hbm_bw / max(1, w.cores_per_device)
+    hbm_row = _busy_rows(w.hbm_rate, busy) if w.has_ext and bw and w.hbm_rate is not None else None
+    tensor_row = _busy_rows(w.tensor, busy) if w.has_ext and w.tensor is not None else None
     nd = w.n_devices
-    dev = int(M.reshape(len(M), nd, -1).sum(axis=2).max()) if nd and n % nd == 0 else 0
-    return WindowStats(
-        n=n, util=float(_mean(core_util)), core_util=core_util, allocated=allocated, has_ext=w.has_ext,
-        has_flops=has_flops, flops=flops, peak=w.peak, vcpu_busy=vcpu, host_busy=host_busy,
-        hbm_frac=hbm_frac, tensor_active=tensor, exposed_comm=comm, input_wait=wait,
-        mem_frac_max=dev / cap if cap else 0.0, mem_dev_max=dev, capacity=cap, events=w.events,
-        training=w.training, busbw_frac=busbw, link_frac=linkf,
-    )
+    M = w.mem_core
+    dev_row = M.reshape(R, nd, -1).sum(axis=2).max(axis=1) if nd and n % nd == 0 else None
+    f64 = np.float64
+    core_util = np.zeros((nw, n))
+    mem = np.zeros((nw, n))
+    flops = np.zeros(nw)
+    vcpu = np.zeros((nw, w.vcpu_busy.shape[1] if len(w.vcpu_busy) else 0))
+    host = np.zeros(nw)
+    nan = np.full(nw, np.nan)
+    hbm, tensor, comm, wait, busbw, linkf = (nan.copy() for _ in range(6))
+    dev = np.zeros(nw, dtype=np.int64)
+    has_busbw = np.zeros(nw, dtype=bool)
+    lengths = b[:, 1] - b[:, 0]
+    for k in np.unique(lengths).tolist():
+        sel = np.flatnonzero(lengths == k)
+        rows = _Rows(b[sel, 0], k, R, whole)
+
+        def mean(x: np.ndarray, rows: _Rows = rows) -> np.ndarray:
+            r = rows(x)
+            return np.add.reduce(r, axis=1, dtype=f64) / r.shape[1]
+
+        core_util[sel] = mean(w.util)
+        mem[sel] = mean(M)
+        if w.flops is not None:
+            F = rows(w.flops)
+            flops[sel] = np.add.reduce(F, axis=(1, 2), dtype=f64) / F[0].size
+        if len(w.vcpu_busy):
+            vcpu[sel] = mean(w.vcpu_busy)
+        host[sel] = np.where(rows(w.sys_idle).any(axis=1), mean(100 - w.sys_idle), 0.0)
+        if w.has_ext:
+            if hbm_row is not None:
+                hbm[sel] = mean(hbm_row) / bw
+            if tensor_row is not None:
+                tensor[sel] = mean(tensor_row)
+            span = rows(w.period).sum(axis=1)
+            comm[sel] = np.where(span != 0, rows(w.exposed_comm).sum(axis=1) / np.where(span != 0, span, 1.0), 0.0)
+            if len(w.input_wait):
+                wait[sel] = mean(w.input_wait)
+            if w.link_bw:
+                has_busbw[sel] = rows(w.busbw).any(axis=1)
+                busbw[sel] = mean(w.busbw) / w.link_bw
+                if len(w.link_mean):
+                    linkf[sel] = mean(w.link_mean) / w.link_bw
+        if dev_row is not None:
+            dev[sel] = rows(dev_row).max(axis=1)
+    util = np.add.reduce(core_util, axis=1, dtype=f64) / n
+    allocated = (mem >= ALLOCATED_BYTES) | (core_util >= 1.0)
+    cap = w.hbm_capacity
+    ext = w.has_ext
+    cols = zip(util.tolist(), flops.tolist(), host.tolist(), _present(hbm, hbm_row is not None),
+               _present(tensor, tensor_row is not None), _present(comm, ext),
+               _present(wait, ext and len(w.input_wait) > 0), _present(busbw, has_busbw),
+               _present(linkf, ext and bool(w.link_bw) and len(w.link_mean) > 0), dev.tolist(), strict=True)
+    return [WindowStats(
+        n=n, util=u, core_util=core_util[i], allocated=allocated[i], has_ext=w.has_ext, has_flops=w.flops is not None,
+        flops=fl, peak=w.peak, vcpu_busy=vcpu[i], host_busy=hb, hbm_frac=hf, tensor_active=ta,
+        exposed_comm=cm, input_wait=wt, mem_frac_max=dv / cap if cap else 0.0, mem_dev_max=dv, capacity=cap,
+        events=w.events, training=w.training, busbw_frac=bb, link_frac=lf,
+    ) for i, (u, fl, hb, hf, ta, cm, wt, bb, lf, dv) in enumerate(cols)]
+
+
+def _present(a: np.ndarray, present: bool | np.ndarray) -> list[float | None]:
+    """Each window's figure, or None where the window lacks it."""
+    ok = np.broadcast_to(present, a.shape).tolist()
+    return [v if p else None for v, p in zip(a.tolist(), ok, strict=True)]
 
 
 def _sev(loss: float) -> str:
@@ -492,8 +564,10 @@ class _Dims:
         self.micro_batch, self.seq = micro_batch, seq
 
 
-def _window_of_batches(segs: list) -> WindowArrays:
-    """window_arrays() for rows [a, e) of batches (batch.Batch), oldest first."""
+def _window_of_batches(segs: list, stream: bool = False) -> WindowArrays:
+    """window_arrays() for rows [a, e) of batches (batch.Batch), oldest first. With `stream` the
+    rows are a stream cut into many windows: FLOP rates come along even if some rows lack them (each
+    window checks its own)."""
     last, a_last, e_last = segs[-1]
     lay = last.layout
     segs = [(b, a, e) for b, a, e in segs if b.layout.n_cores == lay.n_cores]
@@ -515,7 +589,7 @@ def _window_of_batches(segs: list) -> WindowArrays:
         if any(b.events for b, _, _ in segs) else []
     return WindowArrays(
         util=cat(lambda b: b.util), mem_core=cat(lambda b: b.mem_core),
-        flops=cat(lambda b: b.flops) if has_flops else None, vcpu_busy=vcpu, sys_idle=cat(lambda b: b.sys_idle),
+        flops=cat(lambda b: b.flops) if has_flops or stream else None, vcpu_busy=vcpu, sys_idle=cat(lambda b: b.sys_idle),
         has_ext=has_ext, hbm_rate=cat(lambda b: b.hbm_rate) if has_ext else None,
         tensor=cat(lambda b: b.engines[:, 0]) if has_ext else None, period=cat(lambda b: b.period),
         exposed_comm=cat(lambda b: b.exposed_comm),
@@ -555,37 +629,72 @@ class BatchHintMonitor:
         """[rows, causes] bool: the causes shown after each row of batch `b`."""
         n = len(b)
         out = np.zeros((n, len(causes)), dtype=bool)
-        t = b.time_s
+        if not n:
+            return out
         col = {c: i for i, c in enumerate(causes)}
+        tl = b.time_s.tolist()
+        tail = self._tail
+        if tail and tl[0] < tail[-1][0].time_s[tail[-1][2] - 1]:
+            tail = []
+            self._reset()
+        cuts = [r for r in range(1, n) if tl[r] < tl[r - 1]]  # the stream restarted
+        for a, e in zip([0, *cuts], [*cuts, n], strict=True):
+            if a:
+                tail = []
+                self._reset()
+            self._piece(b, a, e, tail, out, col)
+        self._tail = _since([*tail, (b, cuts[-1] if cuts else 0, n)], tl[-1] - self.window_s - 1e-9)
+        return out
+
+    def _piece(self, b, a: int, e: int, tail: list, out: np.ndarray, col: dict[str, int]) -> None:
+        """Rows [a, e) of `b`, one stream after `tail`: evaluate where due, fill `out`."""
+        tl = b.time_s.tolist()
+        evals = []
+        for r in range(a, e):
+            if tl[r] - self._at >= self.every_s - 1e-9:
+                self._at = tl[r]
+                evals.append(r)
 
         def mask() -> np.ndarray:
-            m = np.zeros(len(causes), dtype=bool)
+            m = np.zeros(len(col), dtype=bool)
             m[[col[h.cause] for h in self.shown if h.cause in col]] = True
             return m
 
-        start = 0
-        tail = self._tail
-        if tail and n and t[0] < tail[-1][0].time_s[tail[-1][2] - 1]:
-            tail = []
-            self._reset()
-        shown = mask()
-        tl = t.tolist()
-        for r in range(n):
-            if r > start and tl[r] < tl[r - 1]:  # the stream restarted
-                start, tail = r, []
-                self._reset()
-                shown = mask()
-            if tl[r] - self._at >= self.every_s - 1e-9:
-                self._at = tl[r]
-                thr = tl[r] - self.window_s - 1e-9
-                lo = start + int(np.searchsorted(t[start:r + 1], thr, side="right"))
-                segs = [*(_since(tail, thr) if lo == start else []), (b, lo, r + 1)]
-                self.shown = self.tracker.update(rank(stats_of(_window_of_batches(segs)), self.threshold), tl[r])
-                shown = mask()
-            out[r] = shown
-        if n:  # keep what the next batch's first windows can reach
-            self._tail = _since([*(tail if start == 0 else []), (b, start, n)], tl[-1] - self.window_s - 1e-9)
-        return out
+        out[a:evals[0] if evals else e] = mask()
+        for q, (r, st) in enumerate(zip(evals, self._stats(b, a, tail, evals), strict=True)):
+            self.shown = self.tracker.update(rank(st, self.threshold), tl[r])
+            out[r:evals[q + 1] if q + 1 < len(evals) else e] = mask()
+
+    def _stats(self, b, a: int, tail: list, evals: list[int]) -> list[WindowStats]:
+        """The statistics of the window ending at each row in `evals` (rows of `b` from `a` on,
+        after `tail`): all at once when every row shares the batch's layout, else one by one."""
+        if not evals:
+            return []
+        t = b.time_s
+        thr = [float(t[r]) - self.window_s - 1e-9 for r in evals]
+        segs = [*tail, (b, a, evals[-1] + 1)]
+        if any(sb.layout != b.layout for sb, _, _ in segs):
+            out = []
+            for r, th in zip(evals, thr, strict=True):
+                lo = a + int(np.searchsorted(t[a:r + 1], th, side="right"))
+                out.append(stats_of(_window_of_batches([*(_since(tail, th) if lo == a else []), (b, lo, r + 1)])))
+            return out
+        w = _window_of_batches(segs, stream=True)
+        times = np.concatenate([sb.time_s[sa:se] for sb, sa, se in segs])
+        off = len(times) - (evals[-1] + 1 - a)  # the stream's row of batch row a
+        hi = np.asarray(evals) - a + off + 1
+        lo = np.array([int(np.searchsorted(times[:h], th, side="right")) for h, th in zip(hi, thr, strict=True)])
+        stats = stats_of_windows(w, np.stack([lo, hi], axis=1))
+        ok = np.concatenate([[0], np.cumsum(~np.concatenate([sb.flops_ok[sa:se] for sb, sa, se in segs]))])
+        has_events = any(sb.events for sb, _, _ in segs)
+        rows = [(sb, i) for sb, sa, se in segs for i in range(sa, se)] if has_events else []
+        lay = b.layout
+        for st, r, x, y in zip(stats, evals, lo.tolist(), hi.tolist(), strict=True):
+            if ok[y] != ok[x]:  # a row of the window lacks FLOP rates
+                st.has_flops, st.flops = False, 0.0
+            st.training = _Dims(int(b.micro_batch[r]), int(b.seq_len[r])) if lay.has_training else None
+            st.events = [ev for sb, i in rows[x:y] for ev in sb.events.get(i, ())]
+        return stats
 
     def _reset(self) -> None:
         self.tracker.reset()
