@@ -29,14 +29,12 @@ class _Cols:
     `mat` holds the columns listed in `pos` (column -> place in `mat`)."""
 
     def __init__(self, g, xt: colcodec._Texts, index: dict[tuple, int], n: int, mat: np.ndarray,
-                 pos: dict[int, int]) -> None:
+                 cols: np.ndarray, pos: dict[int, int]) -> None:
         self.g, self.xt, self.index, self.n, self.mat, self.pos = g, xt, index, n, mat, pos
         self.used: set[int] = set()
         # every column as the double its text parses to, in one division (correctly rounded, as
         # float() of the text is); text columns ('x') are parsed cell by cell when asked
-        kinds = [g.kinds[j] for j in pos]
-        scale = np.array([10.0 ** int(k[1:]) if k[0] in "dm" else 1.0 for k in kinds])
-        self.fmat = mat / scale if len(scale) else mat.astype(np.float64)
+        self.fmat = mat / 10.0 ** colcodec.decimals_of(g.kinds)[cols]
 
     def _where(self, paths: list[tuple]) -> list[int] | None:
         """The columns of `paths` in `mat`, or None when one is missing or not a number column."""
@@ -102,14 +100,14 @@ _SHAPES: dict[tuple, _Shape] = {}
 
 def _shape(lg: colcodec.LazyGroup) -> _Shape:
     g = lg.g
-    real = colcodec._real(g.lits)
-    nonreal = [j for j, r in enumerate(real) if not r]
+    real, nonreal, joined = colcodec.derived(g.lits, "shape", lambda lits: (
+        (r := colcodec._real(lits)), [j for j, x in enumerate(r) if not x], b"\x00".join(lits)))
     for j in nonreal:
         if not lg.xt.constant(j):
             raise Unsupported("text inside strings changes within the shape")
     # the structure: the text between the numbers, and the (constant) text inside strings; a
     # column's kind (integer, decimals) may differ from chunk to chunk and is read per chunk
-    key = (b"\x00".join(g.lits), tuple(lg.xt.cell(j, 0) for j in nonreal))
+    key = (joined, tuple(lg.xt.cell(j, 0) for j in nonreal))
     sh = _SHAPES.get(key)
     if sh is not None and sh.needed is not None:
         return sh  # the caller checks the hardware figures against the shape's (_group_raw)
@@ -154,10 +152,12 @@ def _group_raw(lg: colcodec.LazyGroup) -> tuple[Sample, dict]:
     sh = _shape(lg)
     if sh.needed is None or sh.events:
         mat = lg.full()
+        cols = np.arange(mat.shape[1])
         pos = {j: j for j in range(mat.shape[1])}
     else:
         mat = lg.columns(sh.needed)
-        pos = {j: i for i, j in enumerate(sh.needed)}
+        cols, pos = colcodec.derived(sh.needed, "pos", lambda need: (
+            np.asarray(need, dtype=np.int64), {j: i for i, j in enumerate(need)}))
         if (mat[0, [pos[j] for j in sh.layout_cols]] != sh.layout_vals).any():
             _SHAPES.pop(sh.key, None)  # same text, other hardware figures: read this shape afresh
             return _group_raw(lg)
@@ -165,7 +165,7 @@ def _group_raw(lg: colcodec.LazyGroup) -> tuple[Sample, dict]:
     if not (lay == lay[:1]).all():
         raise Unsupported("hardware figures change within the shape")
     g, xt, fl, doc, s0 = lg.g, lg.xt, lg.fl, sh.doc, sh.s0
-    c = _Cols(g, xt, sh.index, lg.n, mat, pos)
+    c = _Cols(g, xt, sh.index, lg.n, mat, cols, pos)
     n, nc = lg.n, s0.n_cores
     util = np.zeros((n, nc))
     nm_flops: np.ndarray | None = None
