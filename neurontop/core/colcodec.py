@@ -176,38 +176,54 @@ def _choose(x: np.ndarray, keys: list[int], kinds: list[str], shape: bytes | Non
     return spec, _residuals(x, spec)  # one mapping from modes to residuals, the inverse of _unpredict
 
 
-def _unpredict(res: np.ndarray, spec: list[list]) -> np.ndarray:
-    """The inverse of _residuals. Works on the transposed matrix (each column contiguous, as
-    LazyGroup._residuals lays it out) and returns a [rows, columns] view of it."""
-    r = res.T
-    x = np.empty_like(r)
+@dataclass(frozen=True)
+class _Inverse:
+    """What _unpredict needs of a spec, worked out once per spec (see derived)."""
+
+    raw: np.ndarray  # columns by mode
+    delta2: np.ndarray
+    refs: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]  # (mode, columns, their references, k [cols, 1])
+    sums: list[tuple[np.ndarray, np.ndarray, np.ndarray]]  # (columns, siblings [cols, s], totals [cols, 1])
+
+
+def _inverse(spec: list[list]) -> _Inverse:
     modes = np.array([m_ for m_, _r, _k in spec], dtype=np.int64)
-    # the base modes for all their columns at once (a seek decodes a whole chunk: keep it cheap)
-    for m_, depth in ((RAW, 0), (DELTA, 1), (DELTA2, 2)):
-        cols = np.flatnonzero(modes == m_)
-        if len(cols):
-            v = r[cols]
-            for _ in range(depth):
-                v = np.cumsum(v, axis=1)
-            x[cols] = v
-    # References are always base columns (_choose never refers to a predicted column), so each
-    # predicted mode is one array operation over all its columns.
+    refs = []
     for m_ in (REF, REF_D, DREF_D):
         cols = np.flatnonzero(modes == m_)
         if len(cols):
-            refs = x[[spec[j][1] for j in cols]]
-            k = np.array([spec[j][2] for j in cols], dtype=np.float64)[:, None]
-            if m_ != REF:
-                refs = refs - np.concatenate([np.zeros((len(cols), 1), dtype=np.int64), refs[:, :-1]], axis=1)
-            v = r[cols] + np.rint(np.clip(k * refs.astype(np.float64), -_LIMIT, _LIMIT)).astype(np.int64)
-            x[cols] = np.cumsum(v, axis=1) if m_ == DREF_D else v
-    sums: dict[int, list[int]] = {}
+            refs.append((m_, cols, np.array([spec[j][1] for j in cols], dtype=np.int64),
+                         np.array([spec[j][2] for j in cols], dtype=np.float64)[:, None]))
+    by_len: dict[int, list[int]] = {}
     for j in np.flatnonzero(modes == SUM).tolist():
-        sums.setdefault(len(spec[j][1]), []).append(j)
-    for cols_ in sums.values():
-        sib = np.array([spec[j][1] for j in cols_], dtype=np.int64)  # [columns, siblings]
-        total = np.array([spec[j][2] for j in cols_], dtype=np.int64)[:, None]
-        x[cols_] = r[cols_] + (total - x[sib].sum(axis=1))
+        by_len.setdefault(len(spec[j][1]), []).append(j)
+    sums = [(np.array(cols, dtype=np.int64), np.array([spec[j][1] for j in cols], dtype=np.int64),
+             np.array([spec[j][2] for j in cols], dtype=np.int64)[:, None]) for cols in by_len.values()]
+    return _Inverse(np.flatnonzero(modes == RAW), np.flatnonzero(modes == DELTA2), refs, sums)
+
+
+def _unpredict(res: np.ndarray, spec: list[list]) -> np.ndarray:
+    """The inverse of _residuals. Works on the transposed matrix (each column contiguous, as
+    LazyGroup._residuals lays it out) and returns a [rows, columns] view of it."""
+    inv = derived(spec, "inverse", _inverse)
+    r = res.T
+    # Most columns are deltas: a running sum of every column at once, then the few others redone
+    # (predicted columns are overwritten below; their running sums cost less than picking columns).
+    x = np.cumsum(r, axis=1)
+    if len(inv.raw):
+        x[inv.raw] = r[inv.raw]
+    if len(inv.delta2):
+        x[inv.delta2] = np.cumsum(x[inv.delta2], axis=1)
+    # References are always base columns (_choose never refers to a predicted column), so each
+    # predicted mode is one array operation over all its columns.
+    for m_, cols, ref, k in inv.refs:
+        refs = x[ref]
+        if m_ != REF:
+            refs[:, 1:] = np.diff(refs, axis=1)  # (a copy: x itself is unchanged)
+        v = r[cols] + np.rint(np.clip(k * refs.astype(np.float64), -_LIMIT, _LIMIT)).astype(np.int64)
+        x[cols] = np.cumsum(v, axis=1) if m_ == DREF_D else v
+    for cols, sib, total in inv.sums:
+        x[cols] = r[cols] + (total - x[sib].sum(axis=1))
     return x.T
 
 
