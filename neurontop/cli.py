@@ -302,6 +302,9 @@ def cmd_export(args) -> int:
             except OSError:
                 pass
             os.unlink(tmp)
+        if isinstance(exc, BrokenPipeError) and tmp is not None:
+            # not stdout's reader going away (the quiet exit main() gives that): a pipe of our own broke
+            raise UsageError(f"{args.output}: export failed: {exc.strerror or exc}") from None
         if isinstance(exc, OSError) and not isinstance(exc, BrokenPipeError) and exc.errno is not None:
             where = "stdout" if tmp is None else args.output
             raise UsageError(f"{where}: write failed: {exc.strerror or exc}") from None

@@ -371,6 +371,38 @@ def test_export_reader_reports_a_damaged_chunk_in_one_line(tmp_path, parallel: b
     assert b"Traceback" not in r.stderr and r.returncode in (0, 2)
 
 
+@pytest.mark.parametrize("slot_bytes", [8 << 20, 1024])
+def test_the_reader_hands_over_figures_through_shared_memory(monkeypatch, slot_bytes: int) -> None:
+    """The forked reader's figures arrive intact: matrices through shared-memory slots, each slot
+    reused many times (the reader waits for the writer to give one back), or through the pipe when
+    a matrix does not fit a slot."""
+    from neurontop.core import prefetch
+    from neurontop.core.export import Figures
+
+    layout = next(iter(B.from_samples([Decoder().decode(make_reports("trn1.2xlarge", "healthy", 1)[0])]))).layout
+    rng = np.random.default_rng(7)
+    sent = []
+    for k in range(6 * prefetch._Slots.COUNT):
+        n = int(rng.integers(1, 60))
+        t = np.arange(n, dtype=np.float64) + 100 * k
+        m = rng.random((n, 1 + k % 5)) * 10**k
+        m[m < 0.05 * 10**k] = np.nan
+        sent.append(Figures(layout, t, t + 1e9, t.astype(np.int64), np.ones(n, dtype=bool), ["x"] * m.shape[1], m))
+
+    def fake_serial(path, skip_bad, hints, groups):  # noqa: ANN001, ANN202 - the reader's loop, stubbed
+        for f in sent:
+            yield f, None
+
+    monkeypatch.setattr(prefetch, "_serial", fake_serial)
+    monkeypatch.setattr(prefetch._Slots, "SIZE", slot_bytes)
+    got = [(f.m.copy(), f.time_s.copy()) for f, _ in prefetch.batches("unused", parallel=True, groups=("util",))]
+    assert len(got) == len(sent)
+    for f, (m, t) in zip(sent, got, strict=True):
+        assert np.array_equal(f.m, m, equal_nan=True) and np.array_equal(f.time_s, t)
+    if slot_bytes < 8 << 20:
+        assert any(f.m.nbytes > slot_bytes for f in sent) and any(f.m.nbytes <= slot_bytes for f in sent)
+
+
 def test_a_shape_whose_number_kinds_change_between_chunks() -> None:
     """The shape cache is keyed by text only: a column that is integer in one chunk and decimal in
     the next (period 1 vs 1.0, an input wait of 0 vs 0.25) must still be read per chunk."""

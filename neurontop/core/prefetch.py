@@ -1,17 +1,19 @@
 """Read a profile's batches in a second process while this one writes them out.
 
-An export's two halves cost about the same (decoding columns into figures; hints and formatting
-text), so on a machine with two cores or more a forked reader runs the first half beside the
-second. The pipe between them holds a few batches at most: memory stays flat. Without fork (or
-with one core) the batches are read in this process, the same way.
+An export's two halves cost about the same (decoding columns into figures and evaluating hints;
+formatting text), so on a machine with two cores or more a forked reader runs the first half
+beside the second. Figure matrices pass through a few shared-memory slots, the rest through a
+pipe; either holds a few batches at most, so memory stays flat. Without fork (or with one core)
+the batches are read in this process, the same way.
 """
 
 from __future__ import annotations
 
+import mmap
 import multiprocessing as mp
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -36,11 +38,51 @@ class HintOptions:
     causes: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class _InSlot:
+    """A Figures whose matrix waits in shared-memory slot `slot` (the pipe carries the rest)."""
+
+    figures: Figures
+    slot: int
+    shape: tuple[int, int]
+
+
+class _Slots:
+    """Shared memory between the reader and the writer: a few slots of figure matrices, so the
+    biggest part of each batch is written once and read in place instead of pickled, piped and
+    unpickled (four copies, and a pipe wake-up per 64 KiB). A slot goes back to the reader when the
+    writer asks for the next batch; a matrix too big for a slot goes through the pipe."""
+
+    COUNT = 4
+    SIZE = 8 << 20
+
+    def __init__(self, ctx) -> None:
+        self.mem = mmap.mmap(-1, self.COUNT * self.SIZE)  # anonymous and shared: the fork inherits it
+        self.freed_recv, self.freed_send = ctx.Pipe(duplex=False)
+        self.free = list(range(self.COUNT))  # the reader's view
+
+    def view(self, slot: int, shape: tuple[int, int]) -> np.ndarray:
+        return np.ndarray(shape, dtype=np.float64, buffer=self.mem, offset=slot * self.SIZE)
+
+    def put(self, f: Figures) -> Figures | _InSlot:
+        """In the reader: the message that carries `f`."""
+        if f.m.nbytes > self.SIZE or f.m.dtype != np.float64:
+            return f
+        if not self.free:
+            try:
+                self.free.append(self.freed_recv.recv())
+            except EOFError:
+                raise BrokenPipeError("the writer stopped") from None
+        slot = self.free.pop()
+        self.view(slot, f.m.shape)[...] = f.m
+        return _InSlot(replace(f, m=np.zeros((0, 0))), slot, f.m.shape)
+
+
 def _reader(path: str, skip_bad: bool, hints: HintOptions | None, groups: tuple[str, ...] | None,
-            conn) -> None:
+            conn, slots: _Slots) -> None:
     try:
-        for item in _serial(path, skip_bad, hints, groups):
-            conn.send(item)
+        for item, mask in _serial(path, skip_bad, hints, groups):
+            conn.send((slots.put(item) if isinstance(item, Figures) else item, mask))
         conn.send(None)
     except (ProfileError, InputError) as exc:
         conn.send(_Failed(str(exc)))
@@ -65,16 +107,20 @@ def batches(path: str, skip_bad: bool = False, parallel: bool | None = None,
     included): the reader gathers them, and only the matrix crosses the pipe.
 
     The reader is forked here, at the call, not at the first batch: before the caller starts
-    threads of its own (a progress bar's), which a forked child must not inherit mid-write."""
+    threads of its own (a progress bar's), which a forked child must not inherit mid-write.
+    A forked reader's figure matrices live in shared memory that is reused once the next item is
+    asked for: copy what must outlive that (CsvExporter.add_batch does)."""
     if not (parallel_ok() if parallel is None else parallel):
         return _serial(path, skip_bad, hints, groups)
     ctx = mp.get_context("fork")
     recv, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_reader, args=(path, skip_bad, hints, groups, send), name="neuron-top-export-reader",
-                       daemon=True)
+    slots = _Slots(ctx)
+    proc = ctx.Process(target=_reader, args=(path, skip_bad, hints, groups, send, slots),
+                       name="neuron-top-export-reader", daemon=True)
     proc.start()
     send.close()
-    return _received(path, recv, proc)
+    slots.freed_recv.close()
+    return _received(path, recv, proc, slots)
 
 
 def _serial(path: str, skip_bad: bool, hints: HintOptions | None, groups: tuple[str, ...] | None = None,
@@ -86,7 +132,7 @@ def _serial(path: str, skip_bad: bool, hints: HintOptions | None, groups: tuple[
         yield (reduce_batch(b, groups, mask), None) if groups is not None else (b, mask)
 
 
-def _received(path: str, recv, proc) -> Iterator[tuple[Batch | Figures, np.ndarray | None]]:
+def _received(path: str, recv, proc, slots: _Slots) -> Iterator[tuple[Batch | Figures, np.ndarray | None]]:
     try:
         while True:
             try:
@@ -97,9 +143,18 @@ def _received(path: str, recv, proc) -> Iterator[tuple[Batch | Figures, np.ndarr
                 return
             if isinstance(item, _Failed):
                 raise ProfileError(item.message)
-            yield item
+            got, mask = item
+            if isinstance(got, _InSlot):
+                yield replace(got.figures, m=slots.view(got.slot, got.shape)), mask
+                try:
+                    slots.freed_send.send(got.slot)  # the writer has finished with it (it asks for the next)
+                except BrokenPipeError:
+                    pass  # the reader has sent everything and gone
+            else:
+                yield got, mask
     finally:
         recv.close()
+        slots.freed_send.close()
         if proc.is_alive():
             proc.terminate()
         proc.join()
