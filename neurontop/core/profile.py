@@ -347,15 +347,18 @@ class Profile:
     def _chunk(self, cid: int) -> list[bytes] | colcodec.ColumnChunk:
         if self._chunk_cache and self._chunk_cache[0] == cid:
             return self._chunk_cache[1]
+        chunk = self._unpack(cid, self._data(cid))
+        self._chunk_cache = (cid, chunk)
+        return chunk
+
+    def _data(self, cid: int) -> bytes:
         try:
             row = self.db.execute("SELECT data FROM chunks WHERE id = ?", (cid,)).fetchone()
         except sqlite3.DatabaseError as exc:
             raise ProfileError(f"{self.path}: chunk {cid} is corrupt ({exc})") from None
         if row is None:
             raise ProfileError(f"{self.path}: chunk {cid} is missing")
-        chunk = self._unpack(cid, row[0])
-        self._chunk_cache = (cid, chunk)
-        return chunk
+        return row[0]
 
     def raw(self, index: int) -> bytes:
         cid, pos = self._locate(index)
@@ -389,10 +392,12 @@ class Profile:
     def iter_chunks(self, start: int = 0, lazy: bool = False) -> Iterator[tuple[int, Any]]:
         """(index of the chunk's first sample, chunk) for the chunks holding samples from `start` on:
         a list of report lines, or a colcodec.ColumnChunk (a LazyChunk if `lazy`)."""
-        q = self.db.execute("SELECT id, first_seq, n, data FROM chunks WHERE first_seq + n > ? ORDER BY first_seq",
-                            (start,))
-        for cid, first, _n, data in q:
-            yield first, self._unpack(cid, data, lazy)
+        # the order first, then each chunk's data as it is needed: ordering the rows with their data
+        # would make SQLite sort every chunk's bytes before handing over the first
+        order = self.db.execute("SELECT id, first_seq FROM chunks WHERE first_seq + n > ? ORDER BY first_seq",
+                                (start,)).fetchall()
+        for cid, first in order:
+            yield first, self._unpack(cid, self._data(cid), lazy)
 
     def iter_samples(self, start: int = 0, skip_bad: bool = False) -> Iterator[Sample]:
         dec = Decoder()
