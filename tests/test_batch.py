@@ -301,6 +301,15 @@ def test_row_blocks_write_the_cells_of_format_block(table: tuple[list[list[float
     assert got == ["," + ",".join(c[i] for c in cells) for i in range(len(m))]
 
 
+@pytest.mark.parametrize("d", range(7))
+def test_row_blocks_over_the_whole_range_of_the_lookup_tables(d: int) -> None:
+    k = np.unique(np.r_[0:2**17:7, 2**17 - 1, 9, 10, 99, 100, 999, 1000, 10**d - 1, 10**d])  # all in the table
+    m = (k / 10**d)[:, None].repeat(2, axis=1)
+    m[::5, 1] = np.nan
+    got = numtext.join([*row_blocks(m, [d, d]), numtext.literal(b"\n", len(m))]).decode().splitlines()
+    assert got == ["," + ",".join(fmt(v, d) for v in row) for row in m.tolist()]
+
+
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.floats(0, 4e9, allow_nan=False), min_size=1, max_size=10))
 def test_iso_block_matches_datetime(ts: list[float]) -> None:

@@ -232,19 +232,26 @@ def format_block(m: np.ndarray, decimals: list[int]) -> list[np.ndarray]:
 
 _LUT_BITS = 17  # scaled values a lookup table covers: up to 1310.71 at two decimals
 _LUT_DEC = 5  # ',' and 1.31071 fill the 8 bytes of a cell: more decimals do not fit
+_ZERO = ord("0")
 
 
 @lru_cache(maxsize=32)
 def _cell_table(d: int, bits: int) -> np.ndarray:
-    """',' then the text of k / 10**d for k in [0, 2**bits), each an 8-byte cell (NUL-padded after
-    the number), and a lone ',' (a missing value) at 2**bits."""
+    """',' then the text of k / 10**d for k in [0, 2**bits), each an 8-byte cell, and a lone ','
+    (a missing value) at 2**bits. A cell is ',', the integer part right-aligned in a fixed field,
+    '.', the d decimals; NUL bytes pad the field (the row join drops them)."""
     size = 1 << bits
-    blk = numtext.table(np.arange(size, dtype=np.int64)[:, None], d if d else None)[0]
+    ip, fp = np.divmod(np.arange(size, dtype=np.int64), 10**d)
+    width = len(str((size - 1) // 10**d))
     cells = np.zeros((size + 1, 8), dtype=np.uint8)
     cells[:, 0] = ord(",")
-    text = blk != 0  # each number's characters, moved up to follow the comma (at most 7 of them)
-    rows, _ = np.nonzero(text)
-    cells[rows, np.cumsum(text, axis=1)[text]] = blk[text]
+    for p in range(width):  # the p-th digit from the right; leading zeros stay NUL (but 0 is "0")
+        digit = (ip // 10**p) % 10 + _ZERO
+        cells[:size, width - p] = np.where((ip >= 10**p) | (p == 0), digit, 0)
+    if d:
+        cells[:size, 1 + width] = ord(".")
+        for p in range(d):
+            cells[:size, 1 + width + d - p] = (fp // 10**p) % 10 + _ZERO
     return cells.view("<u8").ravel()
 
 
