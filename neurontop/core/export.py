@@ -172,19 +172,18 @@ def reduce_batch(b: Batch, groups: tuple[str, ...], hints: np.ndarray | None) ->
 # -- numbers to text, a block at a time ------------------------------------------------------------
 def _scaled(v: np.ndarray, d: int) -> np.ndarray:
     """round(v * 10**d) as int64, exactly as Python's f"{v:.{d}f}" rounds (NaN -> 0)."""
-    ok = np.isfinite(v)
-    s = np.where(ok, v, 0.0) * 10.0**d
-    ok &= np.isfinite(s)
-    s = np.where(ok, s, 0.0)
-    r = np.rint(s)
-    # The product may have rounded across a .5: redo those few cells as Python formats them.
-    near = ok & (np.abs(np.abs(s - np.floor(s)) - 0.5) <= np.abs(s) * 1e-15)
-    big = ok & (np.abs(s) >= 2.0**62)
-    out = np.where(ok & ~big, r, 0.0).astype(np.int64)
-    for idx in zip(*np.nonzero(near & ~big), strict=True):
+    with np.errstate(invalid="ignore", over="ignore"):
+        s = v * 10.0**d  # (NaN stays NaN; a value too large for int64 or float raises below)
+        r = np.rint(s)
+        a = np.abs(s)
+        fits = a < 2.0**62  # (NaN and inf do not: they are empty cells)
+        if ((a != np.inf) & ~fits & (a == a)).any():
+            raise OverflowError("export: a value too large for the block formatter")
+        # The product may have rounded across a .5: redo those few cells as Python formats them.
+        near = np.abs(s - r) >= 0.5 - a * 1e-15
+        out = np.where(fits, r, 0.0).astype(np.int64)
+    for idx in zip(*np.nonzero(near), strict=True):
         out[idx] = int(f"{float(v[idx]):.{d}f}".replace(".", ""))
-    if big.any():
-        raise OverflowError("export: a value too large for the block formatter")
     return out
 
 
@@ -211,7 +210,8 @@ def _column_blocks(m: np.ndarray, decimals: list[int], scaled: np.ndarray, missi
     by_dec: dict[int, list[int]] = {}
     for j in cols:
         if j in slow:
-            out[j] = numtext.strings([fmt(float(x), decimals[j]).encode() for x in m[:, j]])
+            texts = [fmt(float(x), decimals[j]) for x in m[:, j]]
+            out[j] = numtext.strings([(t[1:] if t[:1] == "-" and float(t) == 0 else t).encode() for t in texts])
         else:
             by_dec.setdefault(decimals[j], []).append(j)
     for d, js in by_dec.items():
