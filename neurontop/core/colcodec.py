@@ -693,7 +693,7 @@ class LazyGroup:
     """One shape of a chunk, its columns decoded when asked: a reader that needs a few hundred of a
     report's thousands of numbers (the export) decodes only those and what they are predicted from."""
 
-    def __init__(self, g: _Group, body: bytes) -> None:
+    def __init__(self, g: _Group, body: bytes | memoryview) -> None:
         self.g = g
         self.n = n = len(g.rows)
         self.body = body
@@ -773,7 +773,7 @@ def decode_lazy(blob: bytes) -> LazyChunk:
         size = sum(g.widths) * len(g.rows)
         if len(g.widths) != len(g.kinds) or len(g.spec) != len(g.kinds) or off + size > len(blob):
             raise ValueError("columnar chunk: header and body disagree")
-        groups.append(LazyGroup(g, blob[off:off + size]))
+        groups.append(LazyGroup(g, memoryview(blob)[off:off + size]))  # (a view: the body is megabytes)
         off += size
     if off != len(blob):
         raise ValueError("columnar chunk has trailing bytes")
