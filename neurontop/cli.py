@@ -238,6 +238,7 @@ def _samples_of(path: str, skip_bad: bool):
 
 def cmd_export(args) -> int:
     from .core.export import HINT_CAUSES, CsvExporter, parse_fields
+    from .core.heap import keep_freed_memory
     from .core.logs import log_samples, sniff
     from .core.prefetch import HintOptions
     from .core.prefetch import batches as profile_batches
@@ -251,6 +252,7 @@ def cmd_export(args) -> int:
         folder = os.path.dirname(os.path.abspath(args.output))
         if not os.path.isdir(folder):
             raise UsageError(f"{args.output}: folder {folder} does not exist")
+    keep_freed_memory()  # batch after batch of the same temporaries: reuse them, do not fault them in again
     start = None
     if args.source != "-" and sniff(args.source) == "profile":
         prof = Profile(args.source)  # opens and checks it here: a bad file fails before any output
