@@ -169,7 +169,7 @@ def _group_raw(lg: colcodec.LazyGroup) -> tuple[Sample, dict]:
     n, nc = lg.n, s0.n_cores
     util = np.zeros((n, nc))
     nm_flops: np.ndarray | None = None
-    mem = np.zeros((n, nc, 5), dtype=np.int64)
+    mem = np.zeros((n, nc), dtype=np.int64)  # device memory per core: every category, every runtime
     rt_user = np.zeros(n)
     rt_sys = np.zeros(n)
     period = np.zeros(n)
@@ -205,7 +205,8 @@ def _group_raw(lg: colcodec.LazyGroup) -> tuple[Sample, dict]:
             ks = [k for k in _get(mu, "neuron_runtime_used_bytes", "usage_breakdown", "neuroncore_memory_usage") or {}
                   if int(k) < nc]
             if ks:
-                mem[:, [int(k) for k in ks]] += c.is_([(*pre, k, cat) for k in ks for cat in _MEM]).reshape(n, len(ks), 5)
+                cats = c.is_([(*pre, k, cat) for k in ks for cat in _MEM]).reshape(n, len(ks), len(_MEM))
+                mem[:, [int(k) for k in ks]] += cats.sum(axis=2)
         if rep.get("neuron_runtime_vcpu_usage") is not None:
             pre = (*base, "neuron_runtime_vcpu_usage", "vcpu_usage")
             rt_user = rt_user + c.f((*pre, "user"))
@@ -378,7 +379,7 @@ def _derive(s0: Sample, raw: dict, n: int, dec: Decoder) -> Batch:
     wait = raw.get("wait")
     batch = Batch(
         layout=lay, time_s=time_s, timestamp=ts, seq=seq, period=period, util=np.clip(util, 0.0, 100.0),
-        flops=flops, flops_ok=flops_ok, mem_core=raw["mem"].sum(axis=2), engines=engines, hbm_rate=hbm_rate,
+        flops=flops, flops_ok=flops_ok, mem_core=raw["mem"], engines=engines, hbm_rate=hbm_rate,
         link_rate=link_rate if lay.n_links >= 0 else None, efa_rate=efa_rate, sys_user=raw["su"],
         sys_system=raw["ss"], sys_idle=raw["si"], runtime_user=raw["rt_user"], runtime_system=raw["rt_sys"],
         host_mem_used=raw["mu"], vcpu_busy=raw["busy"],
