@@ -312,11 +312,11 @@ class _Bytes:
         if self.buffer is not None:
             out.flush()
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | np.ndarray) -> None:
         if self.buffer is not None:
             self.buffer.write(data)
         elif self.text:
-            self.out.write(data.decode())
+            self.out.write(bytes(data).decode())
         else:
             self.out.write(data)
 
@@ -386,7 +386,10 @@ class CsvExporter:
         if take is None:
             where = {nm: i for i, nm in enumerate(names)}
             take = self._plans[b.layout] = np.array([where.get(c.name, -1) for c in self.cols], dtype=np.int64)
-        vals = np.concatenate([m, np.full((len(b), 1), np.nan)], axis=1)[:, take]  # -1: the NaN column
+        if len(take) == m.shape[1] and (take == np.arange(len(take))).all():
+            vals = m  # the usual case: this layout's figures are the fixed columns, in order
+        else:
+            vals = np.concatenate([m, np.full((len(b), 1), np.nan)], axis=1)[:, take]  # -1: the NaN column
         ts = b.timestamp.copy()
         if self.start_unix is not None:
             ts = np.where(np.isnan(ts), self.start_unix + rel, ts)
@@ -445,7 +448,7 @@ class CsvExporter:
         comma = numtext.literal(b",", n)
         blocks = [t_blk, comma, iso_block(ts), comma, numtext.ints(step), *row_blocks(vals, self._decimals)]
         blocks.append(numtext.literal(b"\n", n))
-        self.out.write(numtext.join(blocks))
+        self.out.write(numtext.joined(blocks))
 
     def _write_long(self, t_blk: np.ndarray, vals: np.ndarray) -> None:
         """One line per present value: time_s,device,core,metric,value (row by row, column by column)."""
