@@ -303,7 +303,6 @@ class Profile:
         try:
             self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
             meta = dict(self.db.execute("SELECT key, value FROM meta").fetchall())
-            rows = self.db.execute("SELECT time_s FROM samples ORDER BY idx").fetchall()
         except sqlite3.DatabaseError as exc:
             raise ProfileError(f"{path}: corrupt or truncated profile ({exc})") from None
         if "format_version" not in meta:
@@ -317,9 +316,19 @@ class Profile:
                                f"({FORMAT_VERSION}); upgrade neuron-top")
         self.meta = meta
         self.version = version
-        self.times = [r[0] for r in rows]
         self.dctx = zstandard.ZstdDecompressor()
         self._chunk_cache: tuple[int, list[bytes] | colcodec.ColumnChunk] | None = None
+        self._times: list[float] | None = None
+
+    @property
+    def times(self) -> list[float]:
+        """Every sample's time, in order (read when first asked: an export reads chunks, not the index)."""
+        if self._times is None:
+            try:
+                self._times = [r[0] for r in self.db.execute("SELECT time_s FROM samples ORDER BY idx")]
+            except sqlite3.DatabaseError as exc:
+                raise ProfileError(f"{self.path}: corrupt or truncated profile ({exc})") from None
+        return self._times
 
     def __len__(self) -> int:
         return len(self.times)
