@@ -385,6 +385,8 @@ def test_the_reader_hands_over_figures_through_shared_memory(monkeypatch, slot_b
     """The forked reader's figures arrive intact: matrices through shared-memory slots, each slot
     reused many times (the reader waits for the writer to give one back), or through the pipe when
     a matrix does not fit a slot."""
+    from dataclasses import replace
+
     from neurontop.core import prefetch
     from neurontop.core.export import Figures
 
@@ -398,11 +400,18 @@ def test_the_reader_hands_over_figures_through_shared_memory(monkeypatch, slot_b
         m[m < 0.05 * 10**k] = np.nan
         sent.append(Figures(layout, t, t + 1e9, t.astype(np.int64), np.ones(n, dtype=bool), ["x"] * m.shape[1], m))
 
-    def fake_serial(path, skip_bad, hints, groups):  # noqa: ANN001, ANN202 - the reader's loop, stubbed
-        for f in sent:
-            yield f, None
+    def fake_batches(path, skip_bad, hints):  # noqa: ANN001, ANN202 - the reader's loop, stubbed: batch k
+        for k in range(len(sent)):
+            yield k, None
 
-    monkeypatch.setattr(prefetch, "_serial", fake_serial)
+    def fake_reduce(k, groups, mask, out=None):  # noqa: ANN001, ANN202 - batch k's figures, into `out`
+        f = sent[k]
+        m = out(f.m.shape) if out is not None else np.empty(f.m.shape)
+        m[...] = f.m
+        return replace(f, m=m)
+
+    monkeypatch.setattr(prefetch, "_hinted", fake_batches)
+    monkeypatch.setattr(prefetch, "reduce_batch", fake_reduce)
     monkeypatch.setattr(prefetch._Slots, "SIZE", slot_bytes)
     got = [(f.m.copy(), f.time_s.copy()) for f, _ in prefetch.batches("unused", parallel=True, groups=("util",))]
     assert len(got) == len(sent)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import IO
@@ -110,9 +111,11 @@ def _figure_names(lay: Layout, groups: tuple[str, ...]) -> list[str]:
     return [c.name for c in columns_for_layout(lay, groups)]
 
 
-def figures(b: Batch, groups: tuple[str, ...], hints: np.ndarray | None) -> tuple[list[str], np.ndarray]:
+def figures(b: Batch, groups: tuple[str, ...], hints: np.ndarray | None,
+            out: Callable[[tuple[int, int]], np.ndarray] | None = None) -> tuple[list[str], np.ndarray]:
     """Every exportable figure of batch `b` in `groups`: column names and an [n, k] float matrix
-    (NaN where the sample lacks the figure). `hints` is [n, len(HINT_CAUSES)]."""
+    (NaN where the sample lacks the figure). `hints` is [n, len(HINT_CAUSES)]. `out(shape)` gives
+    the matrix to fill (prefetch's shared memory), else a new one."""
     n = len(b)
     lay = b.layout
     names = _figure_names(lay, groups)
@@ -140,10 +143,16 @@ def figures(b: Batch, groups: tuple[str, ...], hints: np.ndarray | None) -> tupl
         parts.append(np.stack([b.loss, b.tokens_per_s, b.mfu * 100, b.step_p50, b.input_wait * 100], axis=1))
     if "hints" in groups:
         parts.append(hints.astype(np.float64) if hints is not None else np.zeros((n, len(HINT_CAUSES))))
-    m = np.concatenate(parts, axis=1) if parts else np.zeros((n, 0))
-    if m.shape[1] != len(names):
-        raise AssertionError(f"export: {m.shape[1]} figures for {len(names)} names")
-    return names, np.where(np.isfinite(m), m, np.nan)
+    k = sum(p.shape[1] for p in parts)
+    if k != len(names):
+        raise AssertionError(f"export: {k} figures for {len(names)} names")
+    m = out((n, k)) if out is not None else np.empty((n, k))
+    a = 0
+    for p in parts:
+        m[:, a:a + p.shape[1]] = p
+        a += p.shape[1]
+    m[np.isinf(m)] = np.nan  # (an infinite rate is no figure either)
+    return names, m
 
 
 @dataclass(frozen=True)
@@ -164,8 +173,9 @@ class Figures:
         return len(self.time_s)
 
 
-def reduce_batch(b: Batch, groups: tuple[str, ...], hints: np.ndarray | None) -> Figures:
-    names, m = figures(b, groups, hints)
+def reduce_batch(b: Batch, groups: tuple[str, ...], hints: np.ndarray | None,
+                 out: Callable[[tuple[int, int]], np.ndarray] | None = None) -> Figures:
+    names, m = figures(b, groups, hints, out)
     return Figures(b.layout, b.time_s, b.timestamp, b.step, b.flops_ok, names, m)
 
 

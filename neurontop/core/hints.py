@@ -215,6 +215,7 @@ def stats_of_windows(w: WindowArrays, bounds: Sequence[tuple[int, int]] | np.nda
     nd = w.n_devices
     M = w.mem_core
     dev_row = M.reshape(R, nd, -1).sum(axis=2).max(axis=1) if nd and n % nd == 0 else None
+    M = M.astype(np.float64)  # once, not once per window (each window's sum casts the same way)
     f64 = np.float64
     core_util = np.zeros((nw, n))
     mem = np.zeros((nw, n))
@@ -683,7 +684,7 @@ class BatchHintMonitor:
         times = np.concatenate([sb.time_s[sa:se] for sb, sa, se in segs])
         off = len(times) - (evals[-1] + 1 - a)  # the stream's row of batch row a
         hi = np.asarray(evals) - a + off + 1
-        lo = np.array([int(np.searchsorted(times[:h], th, side="right")) for h, th in zip(hi, thr, strict=True)])
+        lo = np.minimum(np.searchsorted(times, thr, side="right"), hi)  # (times ascend: as searching times[:hi])
         stats = stats_of_windows(w, np.stack([lo, hi], axis=1))
         ok = np.concatenate([[0], np.cumsum(~np.concatenate([sb.flops_ok[sa:se] for sb, sa, se in segs]))])
         has_events = any(sb.events for sb, _, _ in segs)

@@ -64,25 +64,32 @@ class _Slots:
     def view(self, slot: int, shape: tuple[int, int]) -> np.ndarray:
         return np.ndarray(shape, dtype=np.float64, buffer=self.mem, offset=slot * self.SIZE)
 
-    def put(self, f: Figures) -> Figures | _InSlot:
-        """In the reader: the message that carries `f`."""
-        if f.m.nbytes > self.SIZE or f.m.dtype != np.float64:
-            return f
+    def reduce(self, b: Batch, groups: tuple[str, ...], mask: np.ndarray | None) -> Figures | _InSlot:
+        """In the reader: batch `b` reduced to its figures, the matrix written straight into a free
+        slot (waiting for the writer to give one back), and the message that carries them."""
         if not self.free:
             try:
                 self.free.append(self.freed_recv.recv())
             except EOFError:
                 raise BrokenPipeError("the writer stopped") from None
-        slot = self.free.pop()
-        self.view(slot, f.m.shape)[...] = f.m
-        return _InSlot(replace(f, m=np.zeros((0, 0))), slot, f.m.shape)
+        slot = self.free[-1]
+        used: list[int] = []
+
+        def out(shape: tuple[int, int]) -> np.ndarray:
+            if shape[0] * shape[1] * 8 > self.SIZE:
+                return np.empty(shape)  # too big for a slot: it goes through the pipe
+            used.append(self.free.pop())
+            return self.view(slot, shape)
+
+        f = reduce_batch(b, groups, mask, out)
+        return _InSlot(replace(f, m=np.zeros((0, 0))), slot, f.m.shape) if used else f
 
 
 def _reader(path: str, skip_bad: bool, hints: HintOptions | None, groups: tuple[str, ...] | None,
             conn, slots: _Slots) -> None:
     try:
-        for item, mask in _serial(path, skip_bad, hints, groups):
-            conn.send((slots.put(item) if isinstance(item, Figures) else item, mask))
+        for b, mask in _hinted(path, skip_bad, hints):
+            conn.send((slots.reduce(b, groups, mask), None) if groups is not None else (b, mask))
         conn.send(None)
     except (ProfileError, InputError) as exc:
         conn.send(_Failed(str(exc)))
@@ -123,12 +130,17 @@ def batches(path: str, skip_bad: bool = False, parallel: bool | None = None,
     return _received(path, recv, proc, slots)
 
 
-def _serial(path: str, skip_bad: bool, hints: HintOptions | None, groups: tuple[str, ...] | None = None,
-            ) -> Iterator[tuple[Batch | Figures, np.ndarray | None]]:
-    """Batches and their hint flags, read in this process (also the reader process's loop)."""
+def _hinted(path: str, skip_bad: bool, hints: HintOptions | None) -> Iterator[tuple[Batch, np.ndarray | None]]:
+    """The profile's batches and their hint flags (the loop of either process)."""
     mon = BatchHintMonitor(hints.threshold) if hints is not None else None
     for b in iter_profile(Profile(path), skip_bad):
-        mask = mon.feed(b, hints.causes) if mon is not None else None
+        yield b, mon.feed(b, hints.causes) if mon is not None else None
+
+
+def _serial(path: str, skip_bad: bool, hints: HintOptions | None, groups: tuple[str, ...] | None = None,
+            ) -> Iterator[tuple[Batch | Figures, np.ndarray | None]]:
+    """Batches and their hint flags, read in this process."""
+    for b, mask in _hinted(path, skip_bad, hints):
         yield (reduce_batch(b, groups, mask), None) if groups is not None else (b, mask)
 
 
