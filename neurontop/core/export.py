@@ -267,30 +267,36 @@ def _cell_table(d: int, bits: int) -> np.ndarray:
 
 def row_blocks(m: np.ndarray, decimals: list[int]) -> list[np.ndarray]:
     """[n, k] floats -> blocks that, joined, give ',v1,v2,...,vk' for each row (NaN cells empty).
-    Most figures (percentages, TFLOP/s, flags) are small non-negative numbers: a run of such
-    columns with the same decimals is one table lookup per cell, and one block. Others are
-    formatted digit by digit (numtext), a block per column."""
+    Consecutive columns of the same precision are one block. Most figures (percentages, TFLOP/s,
+    flags) are small non-negative numbers: one table lookup per cell. Others are formatted four
+    digits per lookup (numtext.cells)."""
     n, k = m.shape
     scaled, missing, slow = _scaled_columns(m, decimals)
     dec = np.asarray(decimals)
     in_table = (dec <= _LUT_DEC) & (((scaled >= 0) & (scaled < 1 << _LUT_BITS)) | missing).all(axis=0)
     in_table[slow] = False
-    other = _column_blocks(m, decimals, scaled, missing, slow, np.flatnonzero(~in_table).tolist())
-    comma = numtext.literal(b",", n)
+    is_slow = np.zeros(k, dtype=bool)
+    is_slow[slow] = True
     out: list[np.ndarray] = []
     j = 0
     while j < k:
-        if not in_table[j]:
-            out += (comma, other[j])
-            j += 1
-            continue
         e = j + 1
-        while e < k and in_table[e] and dec[e] == dec[j]:
+        while e < k and in_table[e] == in_table[j] and is_slow[e] == is_slow[j] and dec[e] == dec[j]:
             e += 1
-        run = scaled[:, j:e]  # (missing cells hold 0)
-        bits = max(10, int(run.max()).bit_length())  # the smallest table that holds the run
-        idx = np.where(missing[:, j:e], 1 << bits, run)
-        out.append(_cell_table(int(dec[j]), bits)[idx].view(np.uint8).reshape(n, 8 * (e - j)))
+        d = int(dec[j])
+        run, gone = scaled[:, j:e], missing[:, j:e]  # (missing cells hold 0)
+        if in_table[j]:
+            bits = max(10, int(run.max()).bit_length())  # the smallest table that holds the run
+            out.append(_cell_table(d, bits)[np.where(gone, 1 << bits, run)].view(np.uint8).reshape(n, -1))
+        elif is_slow[j]:
+            blocks = _column_blocks(m, decimals, scaled, missing, slow, list(range(j, e)))
+            for q in range(j, e):
+                out += (numtext.literal(b",", n), blocks[q])
+        else:
+            blk = numtext.cells(run, d if d else None)
+            if gone.any():
+                blk.reshape(n, e - j, -1)[gone, 1:] = 0  # an empty cell: its comma alone
+            out.append(blk)
         j = e
     return out
 

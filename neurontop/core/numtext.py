@@ -82,6 +82,55 @@ def _groups(words: np.ndarray, m: np.ndarray) -> None:
 _MASK32 = np.array([0xFFFFFFFF, 0xFFFFFF00, 0xFFFF0000, 0xFF000000, 0], dtype="<u4")  # keep all but the first k bytes
 
 
+def _parts(block: np.ndarray, dec: int | None) -> tuple:
+    """Magnitudes split at the point: integer part, fraction (or None), digit counts, signs."""
+    n, c = block.shape
+    mag, neg = _magnitude(block)
+    if dec is None:
+        ip, fp = mag, None
+    else:
+        p = np.uint64(10**dec)
+        ip, fp = mag // p, mag % p
+    nd = np.searchsorted(_POW10, ip.ravel(), side="right").clip(1, 20).reshape(n, c)
+    return ip, fp, nd, neg
+
+
+def _format(ip: np.ndarray, fp: np.ndarray | None, nd: np.ndarray, neg: np.ndarray, dec: int | None,
+            gi: int) -> np.ndarray:
+    """Columns [rows, k] as uint8 [rows, k, 4 * (gi + gf)]: the integer part right-aligned in gi
+    four-digit words (leading zeros NUL, the sign before the first digit), then the point and the
+    fraction."""
+    n, k = ip.shape
+    gf = 0 if not dec else dec // 4 + 1  # words for the fraction, with room for the point
+    words = np.empty((n, k, gi + gf), dtype="<u4")
+    _groups(words[:, :, :gi], ip)
+    blank = 4 * gi - nd  # leading zeros of the integer part
+    for g in range(gi):
+        words[:, :, g] &= _MASK32[np.clip(blank - 4 * g, 0, 4)]
+    out = words.view(np.uint8).reshape(n, k, 4 * (gi + gf))
+    if neg.any():
+        r, q = np.nonzero(neg)
+        out[r, q, blank[r, q] - 1] = ord("-")
+    if dec:
+        assert fp is not None
+        _groups(words[:, :, gi:], fp)
+        dot = 4 * (gi + gf) - dec - 1
+        out[:, :, 4 * gi:dot] = 0
+        out[:, :, dot] = ord(".")
+    return out
+
+
+def cells(block: np.ndarray, dec: int | None) -> np.ndarray:
+    """int64 [rows, cols] -> uint8 [rows, cols * w]: each cell a comma, then the number as `table`
+    writes it (NUL padding between): a run of CSV cells as one block."""
+    n, c = block.shape
+    ip, fp, nd, neg = _parts(block, dec)
+    wmax = int(nd.max()) if nd.size else 1
+    out = _format(ip, fp, nd, neg, dec, (wmax + 1) // 4 + 1)  # room for the sign and the comma
+    out[:, :, 0] = ord(",")
+    return out.reshape(n, -1)
+
+
 def table(block: np.ndarray, dec: int | None, shortest: bool = False) -> list[np.ndarray]:
     """int64 [rows, cols] -> one uint8 block per column (as `ints`, or as `decimals` when `dec` is
     given; `shortest` drops trailing zeros after the point but keeps one digit, which is how a
@@ -90,44 +139,22 @@ def table(block: np.ndarray, dec: int | None, shortest: bool = False) -> list[np
     A block is the digits with NUL in place of leading zeros (the sign in the last of them), then
     the point and the fraction: callers drop the NULs when they join blocks."""
     n, c = block.shape
-    mag, neg = _magnitude(block)
-    if dec is None:
-        ip = mag
-        fp = None
-    else:
-        p = np.uint64(10**dec)
-        ip, fp = mag // p, mag % p
-    nd = np.searchsorted(_POW10, ip.ravel(), side="right").clip(1, 20).reshape(n, c)
+    ip, fp, nd, neg = _parts(block, dec)
     wcol = nd.max(axis=0) if n else np.ones(c, dtype=np.int64)
     result: list[np.ndarray] = [np.zeros((n, 0), dtype=np.uint8)] * c
     gi_col = wcol // 4 + 1  # 4-digit words for the integer part, with room for a sign
-    gf = 0 if not dec else dec // 4 + 1  # and for the fraction, with room for the point
     for gi in sorted(set(gi_col.tolist())):  # (not np.unique: it imports numpy.ma, 10 ms per process)
         cols = np.flatnonzero(gi_col == gi)
         k = len(cols)
-        words = np.empty((n, k, gi + gf), dtype="<u4")
-        _groups(words[:, :, :gi], ip[:, cols])
-        blank = 4 * gi - nd[:, cols]  # leading zeros of the integer part
-        for g in range(gi):
-            words[:, :, g] &= _MASK32[np.clip(blank - 4 * g, 0, 4)]
-        out = words.view(np.uint8).reshape(n, k, 4 * (gi + gf))
-        negb = neg[:, cols]
-        if negb.any():
-            r, q = np.nonzero(negb)
-            out[r, q, blank[r, q] - 1] = ord("-")
-        if dec:
-            assert fp is not None
-            _groups(words[:, :, gi:], fp[:, cols])
-            dot = 4 * (gi + gf) - dec - 1
-            out[:, :, 4 * gi:dot] = 0
-            out[:, :, dot] = ord(".")
-            if shortest:  # the codec's text: no NUL between the digits and the point (it pads with spaces)
-                if dec > 1:
-                    strip = np.ones((n, k), dtype=bool)
-                    for pos in range(out.shape[2] - 1, dot + 1, -1):
-                        strip &= out[:, :, pos] == _ZERO
-                        out[:, :, pos][strip] = 0
-                out = np.concatenate([out[:, :, :4 * gi], out[:, :, dot:]], axis=2)
+        out = _format(ip[:, cols], None if fp is None else fp[:, cols], nd[:, cols], neg[:, cols], dec, gi)
+        if dec and shortest:  # the codec's text: no NUL between the digits and the point (it pads with spaces)
+            dot = out.shape[2] - dec - 1
+            if dec > 1:
+                strip = np.ones((n, k), dtype=bool)
+                for pos in range(out.shape[2] - 1, dot + 1, -1):
+                    strip &= out[:, :, pos] == _ZERO
+                    out[:, :, pos][strip] = 0
+            out = np.concatenate([out[:, :, :4 * gi], out[:, :, dot:]], axis=2)
         for jj, j in enumerate(cols.tolist()):
             result[j] = out[:, jj, :]
     return result
