@@ -605,7 +605,7 @@ class _WireHeader(msgspec.Struct, array_like=True):
 
 
 # Decoded literals, kinds and specs by their msgpack bytes: the chunks of a shape share them, so a
-# reader decodes them (and derives what it needs from them, _plan) once per shape, not per chunk.
+# reader decodes them (and derives what it needs from them: derived) once per shape, not per chunk.
 _PARTS: dict[tuple[str, bytes], list] = {}
 
 
@@ -615,7 +615,6 @@ def _part(name: str, raw: msgspec.Raw, typ: type) -> list:
     if v is None:
         if len(_PARTS) > 96:
             _PARTS.clear()
-            _PLANS.clear()
         v = _PARTS[key] = msgspec.msgpack.decode(raw, type=typ)
     return v
 
@@ -655,17 +654,14 @@ def decode(blob: bytes) -> ColumnChunk:
     return decode_lazy(blob).materialize()
 
 
-# (spec, cols) -> what decoding `cols` takes; keyed by the objects' ids, which stay valid because
-# the entry holds the objects (specs are shared through _PARTS; a reader passes the same column list)
-_PLANS: dict[tuple[int, int], tuple[list, list[int], tuple[np.ndarray, list[list], np.ndarray]]] = {}
-
-
 def _plan(spec: list[list], cols: list[int]) -> tuple[np.ndarray, list[list], np.ndarray]:
     """The columns to decode for `cols` (with the base columns they are predicted from), their spec
-    renumbered among themselves, and where each of `cols` lands."""
-    hit = _PLANS.get((id(spec), id(cols)))
-    if hit is not None and hit[0] is spec and hit[1] is cols:
-        return hit[2]
+    renumbered among themselves, and where each of `cols` lands. Made once per shared spec and
+    column list (a reader passes the same list for every chunk of a shape)."""
+    plans: dict[int, tuple[list[int], tuple]] = derived(spec, "plans", lambda _s: {})
+    hit = plans.get(id(cols))
+    if hit is not None and hit[0] is cols:  # (the entry holds `cols`, so its id stays its own)
+        return hit[1]
     need = set(cols)
     for j in cols:
         m_, r, _k = spec[j]
@@ -678,12 +674,8 @@ def _plan(spec: list[list], cols: list[int]) -> tuple[np.ndarray, list[list], np
         m_, r, k = spec[j]
         sub.append([m_, [pos[q] for q in r] if m_ == SUM else pos[r] if m_ >= REF else r, k])
     out = (np.asarray(allc, dtype=np.int64), sub, np.array([pos[j] for j in cols], dtype=np.int64))
-    if len(_PLANS) > 64:
-        _PLANS.clear()
-    _PLANS[(id(spec), id(cols))] = (spec, cols, out)
+    plans[id(cols)] = (cols, out)
     return out
-
-
 
 
 class LazyGroup:

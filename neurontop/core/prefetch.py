@@ -111,7 +111,7 @@ def batches(path: str, skip_bad: bool = False, parallel: bool | None = None,
     """The profile's samples as batches (colread.iter_profile), each with its rows' hint flags
     ([rows, causes] bool, when `hints` asks), decoded in a forked reader when it helps. With
     `groups` (an export's field groups) each batch comes reduced to its figures (`Figures`, hints
-    included): the reader gathers them, and only the matrix crosses the pipe.
+    included): the reader gathers them into shared memory, and only the rest crosses the pipe.
 
     The reader is forked here, at the call, not at the first batch: before the caller starts
     threads of its own (a progress bar's), which a forked child must not inherit mid-write.
