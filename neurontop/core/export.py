@@ -328,11 +328,11 @@ class _Bytes:
         if self.buffer is not None:
             out.flush()
 
-    def write(self, data: bytes | np.ndarray) -> None:
+    def write(self, data: bytes) -> None:
         if self.buffer is not None:
             self.buffer.write(data)
         elif self.text:
-            self.out.write(bytes(data).decode())
+            self.out.write(data.decode())
         else:
             self.out.write(data)
 
@@ -464,7 +464,7 @@ class CsvExporter:
         comma = numtext.literal(b",", n)
         blocks = [t_blk, comma, iso_block(ts), comma, numtext.ints(step), *row_blocks(vals, self._decimals)]
         blocks.append(numtext.literal(b"\n", n))
-        self.out.write(numtext.joined(blocks))
+        self.out.write(numtext.join(blocks))
 
     def _write_long(self, t_blk: np.ndarray, vals: np.ndarray) -> None:
         """One line per present value: time_s,device,core,metric,value (row by row, column by column)."""
@@ -482,8 +482,7 @@ class CsvExporter:
         for j, x in enumerate(lines):
             grid[:, j, :x.shape[1]] = x
         grid[np.isnan(vals)] = 0  # a missing value writes no line
-        flat = grid.ravel()
-        self.out.write(flat[flat != 0].tobytes())
+        self.out.write(grid.tobytes().translate(None, b"\0"))
 
     def finish(self) -> int:
         self._drain()

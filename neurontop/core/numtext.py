@@ -47,15 +47,10 @@ def literal(text: bytes, n: int) -> np.ndarray:
 
 
 def join(blocks: list[np.ndarray]) -> bytes:
-    """Concatenate blocks row by row and drop the NUL padding."""
-    return joined(blocks).tobytes()
-
-
-def joined(blocks: list[np.ndarray]) -> np.ndarray:
-    """join() as a uint8 array (a file takes it as it is: no copy into bytes)."""
+    """Concatenate blocks row by row and drop the NUL padding (bytes.translate deletes them
+    faster than a numpy mask selects the rest)."""
     m = np.concatenate(blocks, axis=1) if len(blocks) > 1 else np.ascontiguousarray(blocks[0])
-    flat = m.ravel()
-    return flat[flat != 0]
+    return m.tobytes().translate(None, b"\0")
 
 
 # "0000" ... "9999" as little-endian uint32 words: four digit characters per lookup
