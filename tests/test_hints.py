@@ -156,3 +156,11 @@ def test_many_windows_at_once_equal_one_window_at_a_time(preset: str, scenario: 
                 assert type(have) is type(want) and have == want, (name, have, want)
             compared += want is not None
     assert compared > 12 * len(bounds)
+    # per-vCPU figures only where a rule reads them: windows below the threshold
+    cut = float(np.median([st.util for st in got]))
+    some = stats_of_windows(whole, bounds, vcpu_below=cut)
+    assert any(st.util < cut for st in some) and any(st.util >= cut for st in some)
+    for st, full in zip(some, got, strict=True):
+        assert st.util == full.util
+        want = full.vcpu_busy if st.util < cut else np.zeros(0)
+        assert np.array_equal(st.vcpu_busy, want)

@@ -195,11 +195,14 @@ def stats_of(w: WindowArrays) -> WindowStats:
     return stats_of_windows(w, [(0, len(w.util))])[0]
 
 
-def stats_of_windows(w: WindowArrays, bounds: Sequence[tuple[int, int]] | np.ndarray) -> list[WindowStats]:
+def stats_of_windows(w: WindowArrays, bounds: Sequence[tuple[int, int]] | np.ndarray,
+                     vcpu_below: float | None = None) -> list[WindowStats]:
     """The statistics of many windows of one stream: rows [a, e) of `w`'s arrays for each (a, e).
     The windows of one length are one array operation per figure; each sum adds the same numbers in
     the same order as a window on its own would (tests compare them bit for bit), so an export's
     hints are the live view's. Each gets w.training and w.events (the caller sets the window's own).
+    With `vcpu_below` (the hint threshold), per-vCPU figures are worked out only for windows whose
+    utilisation is below it, the only ones whose rules read them; the others get none.
 
     Arrays whose rows are not one per sample (vcpu_busy, input_wait and link_mean when samples lack
     them) are only allowed with the one window that spans the whole stream."""
@@ -218,6 +221,7 @@ def stats_of_windows(w: WindowArrays, bounds: Sequence[tuple[int, int]] | np.nda
     M = M.astype(np.float64)  # once, not once per window (each window's sum casts the same way)
     f64 = np.float64
     core_util = np.zeros((nw, n))
+    util = np.zeros(nw)
     mem = np.zeros((nw, n))
     flops = np.zeros(nw)
     vcpu = np.zeros((nw, w.vcpu_busy.shape[1] if len(w.vcpu_busy) else 0))
@@ -236,12 +240,17 @@ def stats_of_windows(w: WindowArrays, bounds: Sequence[tuple[int, int]] | np.nda
             return np.add.reduce(r, axis=1, dtype=f64) / r.shape[1]
 
         core_util[sel] = mean(w.util)
+        util[sel] = np.add.reduce(core_util[sel], axis=1, dtype=f64) / n
         mem[sel] = mean(M)
         if w.flops is not None:
             F = rows(w.flops)
             flops[sel] = np.add.reduce(F, axis=(1, 2), dtype=f64) / F[0].size
         if len(w.vcpu_busy):
-            vcpu[sel] = mean(w.vcpu_busy)
+            if vcpu_below is None:
+                vcpu[sel] = mean(w.vcpu_busy)
+            elif (low := util[sel] < vcpu_below).any():
+                some = _Rows(b[sel[low], 0], k, R, whole)(w.vcpu_busy)
+                vcpu[sel[low]] = np.add.reduce(some, axis=1, dtype=f64) / some.shape[1]
         host[sel] = np.where(rows(w.sys_idle).any(axis=1), mean(100 - w.sys_idle), 0.0)
         if w.has_ext:
             if hbm_row is not None:
@@ -259,8 +268,9 @@ def stats_of_windows(w: WindowArrays, bounds: Sequence[tuple[int, int]] | np.nda
                     linkf[sel] = mean(w.link_mean) / w.link_bw
         if dev_row is not None:
             dev[sel] = rows(dev_row).max(axis=1)
-    util = np.add.reduce(core_util, axis=1, dtype=f64) / n
     allocated = (mem >= ALLOCATED_BYTES) | (core_util >= 1.0)
+    no_vcpu = np.zeros(0)
+    has_vcpu = util < vcpu_below if vcpu_below is not None else np.ones(nw, dtype=bool)
     cap = w.hbm_capacity
     ext = w.has_ext
     cols = zip(util.tolist(), flops.tolist(), host.tolist(), _present(hbm, hbm_row is not None),
@@ -269,7 +279,7 @@ def stats_of_windows(w: WindowArrays, bounds: Sequence[tuple[int, int]] | np.nda
                _present(linkf, ext and bool(w.link_bw) and len(w.link_mean) > 0), dev.tolist(), strict=True)
     return [WindowStats(
         n=n, util=u, core_util=core_util[i], allocated=allocated[i], has_ext=w.has_ext, has_flops=w.flops is not None,
-        flops=fl, peak=w.peak, vcpu_busy=vcpu[i], host_busy=hb, hbm_frac=hf, tensor_active=ta,
+        flops=fl, peak=w.peak, vcpu_busy=vcpu[i] if has_vcpu[i] else no_vcpu, host_busy=hb, hbm_frac=hf, tensor_active=ta,
         exposed_comm=cm, input_wait=wt, mem_frac_max=dv / cap if cap else 0.0, mem_dev_max=dv, capacity=cap,
         events=w.events, training=w.training, busbw_frac=bb, link_frac=lf,
     ) for i, (u, fl, hb, hf, ta, cm, wt, bb, lf, dv) in enumerate(cols)]
@@ -685,7 +695,7 @@ class BatchHintMonitor:
         off = len(times) - (evals[-1] + 1 - a)  # the stream's row of batch row a
         hi = np.asarray(evals) - a + off + 1
         lo = np.minimum(np.searchsorted(times, thr, side="right"), hi)  # (times ascend: as searching times[:hi])
-        stats = stats_of_windows(w, np.stack([lo, hi], axis=1))
+        stats = stats_of_windows(w, np.stack([lo, hi], axis=1), vcpu_below=self.threshold)
         ok = np.concatenate([[0], np.cumsum(~np.concatenate([sb.flops_ok[sa:se] for sb, sa, se in segs]))])
         has_events = any(sb.events for sb, _, _ in segs)
         rows = [(sb, i) for sb, sa, se in segs for i in range(sa, se)] if has_events else []
