@@ -705,8 +705,9 @@ class LazyGroup:
     def _residuals(self, cols: np.ndarray, rows: int) -> np.ndarray:
         """Residuals of `cols` ([rows, len(cols)]), reading only their byte planes."""
         n = self.n
-        out = np.zeros((len(cols), rows), dtype=np.int64)
+        out = np.empty((len(cols), rows), dtype=np.int64)
         w = self._w[cols]
+        out[w == 0] = 0  # (all-zero columns store no bytes; every other column is written below)
         for width in (1, 2, 4, 8):
             sel = np.flatnonzero(w == width)
             if not len(sel):
