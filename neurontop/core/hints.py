@@ -164,13 +164,6 @@ def stats(ws: Sequence[Sample]) -> WindowStats:
     return stats_of(window_arrays(ws))
 
 
-def _mean(a: np.ndarray, axis: int | None = None):
-    """a.mean(axis), bit for bit, without np.mean's Python-level wrapper (called ~20 times per
-    evaluation, thousands of evaluations per export)."""
-    n = a.size if axis is None else a.shape[axis]
-    return np.add.reduce(a, axis=axis, dtype=np.float64) / n
-
-
 class _Rows:
     """Windows of k rows starting at `starts`: an array's rows for each, [windows, k, ...]."""
 
