@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import re
+import select
 import signal
 import sys
 import time
@@ -100,6 +101,17 @@ def _sub_parser(cmd: str) -> argparse.ArgumentParser:
     return ap
 
 
+def _stdout_gone() -> bool:
+    """Whether standard output's reader has gone (a broken pipe that is ours to ignore), not a
+    pipe of our own (the export's reader process, the simulator's socket). Unknown: gone."""
+    try:
+        poll = select.poll()
+        poll.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(ev & select.POLLERR for _, ev in poll.poll(0))  # a pipe with no reader polls as an error
+    except (AttributeError, OSError, ValueError):
+        return True
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -113,8 +125,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:
-        return 0
+    except BrokenPipeError as exc:
+        if _stdout_gone():
+            return 0  # `neuron-top export ... -o - | head`: the reader had enough
+        print(f"neuron-top: error: a pipe between neuron-top's processes broke ({exc.strerror or exc})",
+              file=sys.stderr)
+        return 2
     except Exception as exc:
         from .core.logs import InputError
 
@@ -304,9 +320,6 @@ def cmd_export(args) -> int:
             except OSError:
                 pass
             os.unlink(tmp)
-        if isinstance(exc, BrokenPipeError) and tmp is not None:
-            # not stdout's reader going away (the quiet exit main() gives that): a pipe of our own broke
-            raise UsageError(f"{args.output}: export failed: {exc.strerror or exc}") from None
         if isinstance(exc, OSError) and not isinstance(exc, BrokenPipeError) and exc.errno is not None:
             where = "stdout" if tmp is None else args.output
             raise UsageError(f"{where}: write failed: {exc.strerror or exc}") from None

@@ -144,3 +144,25 @@ def test_keeping_freed_memory_spares_the_page_faults() -> None:
     kept, default = int(runs["keep"][1]), int(runs["default"][1])
     assert default > 50 * 1000  # 8 MiB per batch faulted in again: 2,048 pages each time
     assert kept * 10 < default
+
+
+def test_stdout_closing_early_is_quiet_but_a_pipe_of_our_own_is_an_error() -> None:
+    """`export -o - | head` ends quietly (exit 0); a broken pipe that is not stdout's (the export's
+    reader process, the simulator's socket) is a one-line error (exit 2), not a silent success."""
+    import subprocess
+    import sys
+
+    from .conftest import ROOT, bin_path
+
+    prof = ROOT / "profiles" / "trn1.32xlarge-healthy.ntprof"
+    r = subprocess.run(f"'{bin_path('neuron-top')}' export '{prof}' --fields all -o - | head -c 100 >/dev/null; "
+                       "exit ${PIPESTATUS[0]}", shell=True, executable="/bin/bash", capture_output=True, timeout=60)
+    assert r.returncode == 0 and r.stderr == b""
+    code = ("import sys, neurontop.cli as cli\n"
+            "def broken(args):\n    raise BrokenPipeError(32, 'Broken pipe')\n"
+            "cli.cmd_export = broken\n"
+            "sys.exit(cli.main(['export', 'x.ntprof', '-o', 'x.csv']))\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
+    assert r.returncode == 2
+    lines = r.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and "pipe" in lines[0] and "Traceback" not in lines[0]

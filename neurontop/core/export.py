@@ -242,7 +242,7 @@ def format_block(m: np.ndarray, decimals: list[int]) -> list[np.ndarray]:
 
 _LUT_BITS = 17  # scaled values a lookup table covers: up to 1310.71 at two decimals
 _LUT_DEC = 5  # ',' and 1.31071 fill the 8 bytes of a cell: more decimals do not fit
-_ZERO = ord("0")
+_ZERO = numtext._ZERO
 
 
 @lru_cache(maxsize=32)
@@ -355,7 +355,7 @@ class CsvExporter:
         self.rows = 0
         self.hintmon = BatchHintMonitor(threshold) if "hints" in groups else None
         self._pending: list[Sample] = []
-        self._plans: dict[Layout, np.ndarray] = {}
+        self._plans: dict[Layout, np.ndarray | None] = {}
         self._decimals: list[int] = []
         self._bin: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None  # the open bin's rows
 
@@ -398,14 +398,13 @@ class CsvExporter:
             self.cols = columns_for_layout(b.layout, self.groups, bool(b.flops_ok[first]))
             self._decimals = [c.decimals for c in self.cols]
             self._header()
-        take = self._plans.get(b.layout)  # where each fixed column is among this layout's figures
-        if take is None:
+        if b.layout not in self._plans:  # where each fixed column is among this layout's figures
             where = {nm: i for i, nm in enumerate(names)}
-            take = self._plans[b.layout] = np.array([where.get(c.name, -1) for c in self.cols], dtype=np.int64)
-        if len(take) == m.shape[1] and (take == np.arange(len(take))).all():
-            vals = m  # the usual case: this layout's figures are the fixed columns, in order
-        else:
-            vals = np.concatenate([m, np.full((len(b), 1), np.nan)], axis=1)[:, take]  # -1: the NaN column
+            take = np.array([where.get(c.name, -1) for c in self.cols], dtype=np.int64)
+            same = len(take) == len(names) and (take == np.arange(len(take))).all()
+            self._plans[b.layout] = None if same else take  # None: the fixed columns, in order (usual)
+        take = self._plans[b.layout]
+        vals = m if take is None else np.concatenate([m, np.full((len(b), 1), np.nan)], axis=1)[:, take]  # -1: NaN
         ts = b.timestamp.copy()
         if self.start_unix is not None:
             ts = np.where(np.isnan(ts), self.start_unix + rel, ts)
