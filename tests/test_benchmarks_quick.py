@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+from benchmarks.simulator import CSV as THROUGHPUT_CSV
+
 from .conftest import ROOT
 
 
@@ -21,7 +23,12 @@ def test_quick_benchmark_run(tmp_path) -> None:
     data = json.loads(out.read_text())
     names = {f["name"] for f in data["figures"]}
     sections = {f["section"] for f in data["figures"]}
-    assert sections == {"throughput", "simulator", "telemetry", "startup", "monitors", "profiles"}
+    # (the throughput check reads ../shared/reference beside the checkout; without it, it says so)
+    expected = {"throughput", "simulator", "telemetry", "startup", "monitors", "profiles"}
+    if not THROUGHPUT_CSV.exists():
+        expected.discard("throughput")
+        assert any("throughput check skipped" in n for n in data["notes"])
+    assert sections == expected
     assert any(n.startswith("neuron-top trn1.2xlarge refresh 1s CPU") for n in names)
     for f in data["figures"]:
         assert f["n"] >= 1 and f["min"] <= f["median"] <= f["max"], f
