@@ -14,6 +14,7 @@ from benchmarks.simulator import CSV as THROUGHPUT_CSV
 from .conftest import ROOT
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (.ci/run installs it)")
 def test_quick_benchmark_run(tmp_path) -> None:
     out = tmp_path / "results.json"

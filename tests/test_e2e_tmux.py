@@ -110,51 +110,82 @@ def test_live_monitor_against_a_running_simulator(tmp_path) -> None:
         sim.kill()
 
 
-def _sim_children() -> list[str]:
-    """Command lines of running private simulators (from /proc, so no procps is needed)."""
-    found = []
+def _descendants(root: int) -> set[int]:
+    """Every process below `root` (from /proc, so no procps is needed)."""
+    children: dict[int, list[int]] = {}
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
         try:
+            stat = open(f"/proc/{pid}/stat").read()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(pid))
+    out: set[int] = set()
+    todo = [root]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            if c not in out:
+                out.add(c)
+                todo.append(c)
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _private_simulators(t: Tmux) -> set[int]:
+    """The simulators started by the neuron-top in this tmux pane (not any other on the machine)."""
+    pane = subprocess.run(["tmux", "display-message", "-p", "-t", t.name, "#{pane_pid}"], capture_output=True,
+                          text=True).stdout.strip()
+    found = set()
+    for pid in _descendants(int(pane)):
+        try:
             cmd = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if "devicesim serve" in cmd and "neuron-top-" in cmd and "sim.sock" in cmd:
-            found.append(f"{pid} {cmd}")
+        if "devicesim serve" in cmd:
+            found.add(pid)
     return found
 
 
+def _wait_gone(pids: set[int], timeout: float = 15.0) -> set[int]:
+    # (the simulator gets SIGTERM on the way out; on a loaded machine it may take a moment)
+    deadline = time.monotonic() + timeout
+    while {p for p in pids if _alive(p)} and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return {p for p in pids if _alive(p)}
+
+
 def test_embedded_simulator_starts_and_stops_with_neuron_top() -> None:
-    before = set(_sim_children())
     t = Tmux(f"{bin_path('neuron-top')} --preset trn1.2xlarge --scenario healthy --seed 3")
     try:
         screen = t.wait_for(r"ND0 .*%")
         assert "trn1.2xlarge" in screen
-        assert set(_sim_children()) - before, "a private simulator should be running"
+        sims = _private_simulators(t)
+        assert sims, "a private simulator should be running"
         t.keys("q")
         assert t.wait_exit() == 0
-        # (the simulator gets SIGTERM on the way out; on a loaded machine it may take a moment)
-        deadline = time.monotonic() + 10
-        while set(_sim_children()) - before and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert not (set(_sim_children()) - before), "quitting must leave no simulator running"
+        assert not _wait_gone(sims), "quitting must leave no simulator running"
     finally:
         t.kill()
 
 
 def test_closing_the_terminal_stops_the_embedded_simulator() -> None:
-    before = set(_sim_children())
     t = Tmux(f"{bin_path('neuron-top')} --preset trn1.2xlarge")
     try:
         t.wait_for(r"ND0 .*%")
-        assert set(_sim_children()) - before
+        sims = _private_simulators(t)
+        assert sims
     finally:
         t.kill()  # the terminal goes away: SIGHUP
-    deadline = time.monotonic() + 10
-    while set(_sim_children()) - before and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not (set(_sim_children()) - before)
+    assert not _wait_gone(sims)
 
 
 @needs_shared

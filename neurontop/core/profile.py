@@ -58,6 +58,7 @@ CREATE INDEX IF NOT EXISTS events_time ON events(time_s);
 ZSTD_LEVEL = 9
 CHUNK_RAW_BYTES = 2 * 1024 * 1024  # raw report bytes per JSON-lines chunk before it is sealed
 COMPACT_ROWS = 600  # sealed samples rewritten together as one columnar chunk
+CHECKPOINT_S = 5.0  # the write-ahead log is copied into the main file at least this often
 
 
 class ProfileError(InputError):
@@ -75,9 +76,17 @@ class ProfileInfo:
 
 
 class Recorder:
-    """Appends raw reports to a profile; thread-safe; commits at least every `flush_s` seconds."""
+    """Appends raw reports to a profile; thread-safe; commits at least every `flush_s` seconds.
 
-    def __init__(self, path: str, meta: dict | None = None, flush_s: float = 1.0, chunk_max: int = 600) -> None:
+    A timer thread commits what is pending even when no report follows (a stream that goes quiet,
+    then the recorder is killed, loses nothing it had read more than `flush_s` earlier), and copies
+    the write-ahead log into the main file every CHECKPOINT_S, so a copy of the .ntprof alone, taken
+    while recording, holds all but the last few seconds. `autoflush=False` (the shipped-profile
+    script, which feeds a fake clock) commits only on append and close.
+    """
+
+    def __init__(self, path: str, meta: dict | None = None, flush_s: float = 1.0, chunk_max: int = 600,
+                 autoflush: bool = True) -> None:
         self.path = path
         folder = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(folder):
@@ -109,7 +118,7 @@ class Recorder:
         self.pending_events: list[tuple[float, str, str]] = []
         self.first_seq = 0
         self.count = 0
-        self.last_flush = time.monotonic()
+        self.last_flush = self.last_commit = time.monotonic()
         self.cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
         self.fast = zstandard.ZstdCompressor(level=1)
         self.open_id: int | None = None
@@ -123,9 +132,36 @@ class Recorder:
         self.sealed_rows = 0
         self.compact_error: str | None = None
         self._compactor: threading.Thread | None = None
+        self.error: ProfileError | None = None  # a failed write of the timer thread, raised at the next append
+        self._stop = threading.Event()
+        self._timer: threading.Thread | None = None
+        if autoflush:
+            self._timer = threading.Thread(target=self._timer_loop, name="ntprof-flush", daemon=True)
+            self._timer.start()
+
+    def _timer_loop(self) -> None:
+        last_checkpoint = time.monotonic()
+        while not self._stop.wait(self.flush_s / 2):
+            with self.lock:
+                if self.closed:
+                    return
+                now = time.monotonic()
+                try:
+                    if now - self.last_commit >= self.flush_s:
+                        self._flush(now)
+                    if now - last_checkpoint >= CHECKPOINT_S:
+                        last_checkpoint = now
+                        self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except ProfileError as exc:
+                    self.error = exc
+                    return
+                except sqlite3.Error:
+                    pass  # a checkpoint that could not run now runs next time; the WAL still has the data
 
     def append(self, line: bytes, sample: Sample, now: float | None = None) -> None:
         with self.lock:
+            if self.error is not None:
+                raise self.error
             if self.closed:
                 return
             self.pending.append(line.rstrip(b"\n"))
@@ -152,6 +188,7 @@ class Recorder:
         it is compressed once more at ZSTD_LEVEL. Bigger chunks compress about twice as well.
         """
         self.last_flush = time.monotonic() if now is None else now
+        self.last_commit = time.monotonic()  # the timer's clock (the caller's `now` may be a fake one)
         if not self.pending and not self.pending_events and not (final and self.open_id is not None):
             return
         try:
@@ -262,7 +299,14 @@ class Recorder:
             self._flush()
 
     def close(self) -> None:
+        self._stop.set()
+        if self._timer is not None and self._timer is not threading.current_thread():
+            self._timer.join()
         with self.lock:
+            if self.error is not None:
+                self.closed = True
+                self.db.close()
+                raise self.error
             if self.closed:
                 return
             try:
