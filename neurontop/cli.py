@@ -44,10 +44,7 @@ def _live_parser() -> argparse.ArgumentParser:
         prog="neuron-top",
         description="Terminal monitor for Trainium-class accelerators. With no source it runs the built-in "
                     "device simulator. Subcommands: record, replay, export, import, diagnose (neuron-top CMD -h).")
-    ap.add_argument("source", nargs="?", help="'-' to read neuron-monitor JSON lines from stdin")
-    ap.add_argument("--connect", metavar="PATH|HOST:PORT", help="a running devicesim; never starts one")
-    ap.add_argument("--exec", dest="exec_cmd", metavar="CMD", help="run CMD (e.g. 'neuron-monitor -c mon.json') "
-                                                                   "and read its stdout")
+    _source_args(ap, "'-' to read neuron-monitor JSON lines from stdin")
     _sim_args(ap)
     ap.add_argument("--refresh", type=parse_duration, default=1.0, help="display refresh interval (default 1s)")
     ap.add_argument("--hint-threshold", type=float, default=70.0, help="utilisation %% below which hints fire")
@@ -56,18 +53,42 @@ def _live_parser() -> argparse.ArgumentParser:
     return ap
 
 
+SIM_DEFAULTS = {"preset": "trn1.32xlarge", "scenario": "healthy", "seed": 0, "period": 1.0, "lnc": None}
+
+
 def _sim_args(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("--preset", default="trn1.32xlarge", help="simulator preset (default trn1.32xlarge)")
-    ap.add_argument("--scenario", default="healthy", help="simulator scenario (default healthy)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--period", type=parse_duration, default=1.0, help="simulator report period (default 1s)")
+    """The built-in simulator's options. Their defaults are None, so that an option the user gave
+    can be told from one they did not: given ones start a private simulator, and are refused with a
+    source they would not apply to."""
+    ap.add_argument("--preset", help="simulator preset (default trn1.32xlarge)")
+    ap.add_argument("--lnc", type=int, choices=(1, 2), help="logical NeuronCore config of a trn2 preset")
+    ap.add_argument("--scenario", help="simulator scenario (default healthy)")
+    ap.add_argument("--seed", type=int)
+    ap.add_argument("--period", type=parse_duration, help="simulator report period (default 1s)")
+
+
+def _sim_given(args) -> list[str]:
+    return [f"--{k}" for k in SIM_DEFAULTS if getattr(args, k, None) is not None]
+
+
+def _sim_value(args, key: str):
+    v = getattr(args, key, None)
+    return SIM_DEFAULTS[key] if v is None else v
+
+
+def _source_args(ap: argparse.ArgumentParser, positional_help: str) -> None:
+    """Where reports come from, the same for the monitor, record and the exporter."""
+    ap.add_argument("source", nargs="?", help=positional_help)
+    ap.add_argument("--connect", metavar="PATH|HOST:PORT", help="a running devicesim; never starts one")
+    ap.add_argument("--exec", dest="exec_cmd", metavar="CMD", help="run CMD (e.g. 'neuron-monitor -c mon.json') "
+                                                                   "and read its stdout")
 
 
 def _sub_parser(cmd: str) -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog=f"neuron-top {cmd}")
     if cmd == "record":
-        ap.add_argument("source", nargs="?", help="'-' (stdin), a socket PATH or HOST:PORT; default: the "
-                                                  "running simulator, else a built-in one")
+        _source_args(ap, "'-' (stdin), a socket PATH or HOST:PORT; default: the running simulator, else a "
+                         "built-in one")
         ap.add_argument("-o", "--output", required=True, help="profile file to create (.ntprof)")
         ap.add_argument("--duration", type=parse_duration, help="stop after this long (e.g. 10m)")
         ap.add_argument("--count", type=int, help="stop after this many reports")
@@ -147,6 +168,14 @@ def _open_live_source(args, allow_embedded: bool = True, for_ui: bool = True):
     from .core.sources import CommandSource, SocketSource, StreamSource, default_socket_path, probe
 
     source_arg = getattr(args, "source", None)
+    chosen = [name for name, given in (("SOURCE", source_arg), ("--connect", getattr(args, "connect", None)),
+                                       ("--exec", getattr(args, "exec_cmd", None))) if given]
+    if len(chosen) > 1:
+        raise UsageError(f"{' and '.join(chosen)} both name a source; give one")
+    sim_opts = _sim_given(args)
+    if chosen and sim_opts:
+        raise UsageError(f"{', '.join(sim_opts)} configure the built-in simulator and do not apply to "
+                         f"{chosen[0]} (change a running simulator with `devicesim ctl --scenario S`)")
     if source_arg == "-":
         return StreamSource(_stdin_stream() if for_ui else sys.stdin.buffer, "stdin"), "stdin", None
     if getattr(args, "exec_cmd", None):
@@ -155,16 +184,19 @@ def _open_live_source(args, allow_embedded: bool = True, for_ui: bool = True):
     if addr:
         return SocketSource(addr), f"socket {addr}", None
     default = default_socket_path()
-    if probe(default):
+    if not sim_opts and probe(default):  # a simulator options asked for gets a private one of its own
         return SocketSource(default), f"sim @ {default}", None
     if not allow_embedded:
         raise UsageError("no simulator is running and none may be started")
-    sim = EmbeddedSimulator(args.preset, args.scenario, args.seed, args.period)
+    preset, scenario = _sim_value(args, "preset"), _sim_value(args, "scenario")
+    lnc = _sim_value(args, "lnc")
+    sim = EmbeddedSimulator(preset, scenario, _sim_value(args, "seed"), _sim_value(args, "period"),
+                            extra_args=["--lnc", str(lnc)] if lnc else None)
     try:
         path = sim.start()
     except SimulatorError as exc:
         raise UsageError(f"cannot start the simulator: {exc}") from None
-    return SocketSource(path), f"sim {args.preset} {args.scenario}", sim
+    return SocketSource(path), f"sim {preset} {scenario}", sim
 
 
 def _stdin_stream():
@@ -268,6 +300,11 @@ def cmd_export(args) -> int:
         folder = os.path.dirname(os.path.abspath(args.output))
         if not os.path.isdir(folder):
             raise UsageError(f"{args.output}: folder {folder} does not exist")
+        ext = os.path.splitext(args.output)[1].lower()
+        if ext not in CSV_EXTENSIONS:
+            raise UsageError(f"{args.output}: export writes CSV only, not {ext} files; name the output .csv")
+    if args.t_from is not None and args.t_to is not None and args.t_to <= args.t_from:
+        raise UsageError(f"--to {args.t_to:g} s is not after --from {args.t_from:g} s")
     keep_freed_memory()  # batch after batch of the same temporaries: reuse them, do not fault them in again
     start = None
     if args.source != "-" and sniff(args.source) == "profile":
@@ -313,6 +350,8 @@ def cmd_export(args) -> int:
                 if progress and k % 500 == 0:
                     progress.update(task, completed=k)
         rows = ex.finish()
+        if rows == 0:
+            raise UsageError(_empty_export(args))
     except BaseException as exc:
         if tmp:
             try:
@@ -333,8 +372,22 @@ def cmd_export(args) -> int:
             os.replace(tmp, args.output)
         except OSError as exc:
             raise UsageError(f"{args.output}: write failed: {exc}") from None
-        print(f"neuron-top: wrote {rows} rows to {args.output}", file=sys.stderr)
+        print(f"neuron-top: wrote {rows} row{'' if rows == 1 else 's'} to {args.output}", file=sys.stderr)
     return 0
+
+
+CSV_EXTENSIONS = ("", ".csv", ".txt")
+
+
+def _empty_export(args) -> str:
+    rng = []
+    if args.t_from is not None:
+        rng.append(f"--from {args.t_from:g} s")
+    if args.t_to is not None:
+        rng.append(f"--to {args.t_to:g} s")
+    if not rng:
+        return f"{args.source}: no reports to export (the input is empty)"
+    return f"{args.source}: no reports in the range {' '.join(rng)} (times count from the first report)"
 
 
 def _log_start_estimate(path: str) -> float | None:
@@ -346,10 +399,11 @@ def _log_start_estimate(path: str) -> float | None:
 
 
 def cmd_import(args) -> int:
+    from .core.hints import plural
     from .core.profile import import_log
 
     n = import_log(args.log, args.output, args.skip_bad, _warn_skip)
-    print(f"neuron-top: imported {n} reports into {args.output}", file=sys.stderr)
+    print(f"neuron-top: imported {plural(n, 'report')} into {args.output}", file=sys.stderr)
     return 0
 
 
@@ -383,8 +437,9 @@ def cmd_record(args) -> int:
     source, label, sim = _open_live_source(args, for_ui=False)
     meta = {"source": json.dumps({"kind": "record", "label": label}), "start_unix": f"{time.time():.3f}"}
     if sim:
-        meta["simulator"] = json.dumps({"preset": args.preset, "scenario": args.scenario, "seed": args.seed,
-                                        "period_s": args.period})
+        meta["simulator"] = json.dumps({"preset": _sim_value(args, "preset"), "scenario": _sim_value(args, "scenario"),
+                                        "seed": _sim_value(args, "seed"), "period_s": _sim_value(args, "period"),
+                                        "lnc": _sim_value(args, "lnc")})
     rec = Recorder(args.output, meta)
     stop = {"flag": False}
 
@@ -432,7 +487,9 @@ def cmd_record(args) -> int:
             source.close()
             if sim:
                 sim.stop()
-    print(f"neuron-top: recorded {n} reports to {args.output}", file=sys.stderr)
+    from .core.hints import plural
+
+    print(f"neuron-top: recorded {plural(n, 'report')} to {args.output}", file=sys.stderr)
     return 0
 
 

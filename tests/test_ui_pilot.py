@@ -235,7 +235,7 @@ async def test_garbage_in_the_stream_is_skipped_and_reported() -> None:
             await pilot.pause(0.05)
             if app.state == "ENDED":
                 break
-        assert app.bad_lines == 2 and "2 bad report(s) skipped" in app.header.note
+        assert app.bad_lines == 2 and "2 bad reports skipped" in app.header.note
         assert app.latest is not None and app.is_running
         assert len(app.history.rings["util_avg"]) == 4
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from .hints import DEFAULT_THRESHOLD, DEFAULT_WINDOW_S, SEVERITY_RANK, Hint, compute
+from .hints import DEFAULT_THRESHOLD, DEFAULT_WINDOW_S, SEVERITY_RANK, Hint, compute, format_evidence, plural
 from .replay_fmt import clock
 from .sample import Sample
 
@@ -117,7 +117,7 @@ def diagnose(samples: Iterable[Sample], threshold: float = DEFAULT_THRESHOLD,
 
 
 def format_text(d: Diagnosis, name: str) -> str:
-    lines = [f"{name}: {d.instance_type or 'unknown instance'}, {d.samples} report(s), {clock(d.duration_s)}, "
+    lines = [f"{name}: {d.instance_type or 'unknown instance'}, {plural(d.samples, 'report')}, {clock(d.duration_s)}, "
              f"average utilisation {d.avg_util:.1f} % ({'with' if d.has_extension else 'no'} neuron_top extension)"]
     if not d.below:
         lines.append(f"utilisation never fell below {d.threshold:.0f} % (10 s window)")
@@ -129,7 +129,7 @@ def format_text(d: Diagnosis, name: str) -> str:
     for f in d.findings:
         lines.append(f"[{f['kind']}, {f['severity']}, confidence {f['confidence']:.0%}] {f['title']} "
                      f"({clock(f['start_s'])}-{clock(f['end_s'])})")
-        ev = "; ".join(f"{e['name']} {e['value']:g} {e['unit']}".rstrip() for e in f["evidence"])
+        ev = "; ".join(format_evidence(e["name"], e["value"], e["unit"]) for e in f["evidence"])
         lines.append(f"    evidence: {ev}")
         lines.append(f"    action:   {f['action']}")
     return "\n".join(lines)

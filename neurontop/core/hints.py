@@ -23,6 +23,27 @@ ALLOCATED_BYTES = 16 * 1024**2  # a core holding less device memory than this is
 SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
 
 
+COUNT_UNITS = ("cores", "vCPUs", "reports", "")  # counts: the name says what is counted
+
+
+def plural(n: float, word: str) -> str:
+    """'1 core', '2 cores', '1 vCPU' ('word' is the singular)."""
+    return f"{n:g} {word}" if n == 1 else f"{n:g} {word}s"
+
+
+def format_evidence(name: str, value: float, unit: str) -> str:
+    """One piece of evidence as the hints pane and `diagnose` both print it (the pane's precision)."""
+    if unit == "%":
+        return f"{name} {value:.1f} %"
+    if unit == "GB/s":
+        return f"{name} {value:.1f} GB/s"
+    if unit in ("GiB", "TFLOP/s", "s"):
+        return f"{name} {value:.2f} {unit}"
+    if unit in COUNT_UNITS:
+        return f"{name} {value:g}"
+    return f"{name} {value:g} {unit}"
+
+
 @dataclass(frozen=True)
 class Evidence:
     name: str
@@ -30,14 +51,7 @@ class Evidence:
     unit: str
 
     def text(self) -> str:
-        v = self.value
-        if self.unit == "%":
-            return f"{self.name} {v:.1f} %"
-        if self.unit == "GB/s":
-            return f"{self.name} {v:.1f} GB/s"
-        if self.unit in ("GiB", "TFLOP/s", "s"):
-            return f"{self.name} {v:.2f} {self.unit}"
-        return f"{self.name} {v:g} {self.unit}".rstrip()
+        return format_evidence(self.name, self.value, self.unit)
 
 
 @dataclass(frozen=True)
@@ -344,12 +358,13 @@ def _bottlenecks(st: WindowStats, threshold: float) -> list[Hint]:
             share = (100 - peers) / 100
             out.append(Hint(
                 "straggler", "bottleneck", _sev(share), 0.85,
-                f"core {core} is a straggler: busy {cu[core]:.0f} % while its peers wait",
+                f"core {core} is a straggler: busy {cu[core]:.1f} % while its peers wait",
                 (Evidence(f"NC{core} utilisation", float(cu[core]), "%"),
                  Evidence("peer cores' utilisation", peers, "%"),
                  Evidence("cores this slow", len(hi), "")),
                 f"inspect core {core} (throttling, ECC errors, a different input shape or kernel); "
-                f"exclude it or rebalance work so its {int(working.sum()) - len(hi)} peers stop waiting at each collective",
+                f"exclude it or rebalance work so that its {plural(int(working.sum()) - len(hi), 'peer')} stop "
+                f"waiting at each collective",
                 "cores", share))
             explained += share
 
@@ -374,7 +389,7 @@ def _bottlenecks(st: WindowStats, threshold: float) -> list[Hint]:
         out.append(Hint(
             "input_pipeline", "bottleneck", _sev(share), 0.9 if st.has_ext else 0.6,
             "input pipeline bound: the device waits for batches" + (
-                f" while {n_hot} host thread(s) are saturated" if n_hot else ""),
+                f" while {plural(n_hot, 'host thread')} {'is' if n_hot == 1 else 'are'} saturated" if n_hot else ""),
             tuple(ev), act + ", or pre-tokenise and pack the data set offline", "vcpu", share))
         explained += share
 
@@ -439,7 +454,7 @@ def _bottlenecks(st: WindowStats, threshold: float) -> list[Hint]:
                 ev.append(Evidence("host CPU busy", st.host_busy, "%"))
             out.append(Hint(
                 "unexplained", "bottleneck", "info", 0.3,
-                f"utilisation {util:.0f} % is below {threshold:.0f} %; this telemetry cannot tell why",
+                f"utilisation {util:.1f} % is below {threshold:.0f} %; this telemetry cannot tell why",
                 tuple(ev),
                 "capture per-engine activity (neuron-profile) or run under the simulator's extension to "
                 "separate host synchronisation, communication and memory stalls", "cores", 0.0))
@@ -460,7 +475,7 @@ def _advisories(st: WindowStats) -> list[Hint]:
     if st.capacity and st.mem_frac_max >= 0.90:
         out.append(Hint(
             "hbm_capacity", "advisory", "warning" if st.mem_frac_max < 0.97 else "critical", 0.95,
-            f"device memory {st.mem_frac_max * 100:.0f} % full",
+            f"device memory {st.mem_frac_max * 100:.1f} % full",
             (Evidence("device memory used", st.mem_frac_max * 100, "%"),
              Evidence("used on fullest device", st.mem_dev_max / 2**30, "GiB"),
              Evidence("capacity per device", st.capacity / 2**30, "GiB")),

@@ -17,7 +17,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.worker import get_current_worker
 
-from ..core.hints import DEFAULT_THRESHOLD, DEFAULT_WINDOW_S, Hint, HintMonitor
+from ..core.hints import DEFAULT_THRESHOLD, DEFAULT_WINDOW_S, Hint, HintMonitor, plural
 from ..core.history import History
 from ..core.replay import ReplayClock, parse_jump
 from ..core.sample import DecodeError, Decoder, Sample
@@ -234,10 +234,10 @@ class NeuronTopApp(App):
             self.header.note = st.detail
         elif st.state == "ended":
             self.state = "ENDED"
-            self.header.note = st.detail + (f"; {self.bad_lines} bad report(s) skipped" if self.bad_lines else "")
+            self.header.note = st.detail + (f"; {plural(self.bad_lines, 'bad report')} skipped" if self.bad_lines else "")
         elif st.state == "bad":
             self.bad_lines += 1
-            self.header.note = f"{self.bad_lines} bad report(s) skipped: {st.detail[:80]}"
+            self.header.note = f"{plural(self.bad_lines, 'bad report')} skipped: {st.detail[:80]}"
         elif st.state in ("error", "record_error", "dropped"):
             self.header.note = st.detail
             if st.state == "record_error":
