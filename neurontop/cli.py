@@ -452,14 +452,15 @@ def cmd_record(args) -> int:
     dec = Decoder()
     hints = HintMonitor()
     n = 0
-    t_first = None
+    t_first = t_last = None
     try:
         for ev in source.events():
             if stop["flag"]:
                 break
             if isinstance(ev, Status):
                 if ev.state in ("lost", "ended", "error"):
-                    rec.event(dec._time if t_first is None else t_first, ev.state, {"detail": ev.detail})
+                    # stamped with the last sample's time: the event belongs where the stream stopped
+                    rec.event(dec._time if t_last is None else t_last, ev.state, {"detail": ev.detail})
                     print(f"neuron-top record: {ev.detail}", file=sys.stderr)
                     if ev.state in ("ended", "error"):
                         break
@@ -474,6 +475,7 @@ def cmd_record(args) -> int:
                 continue
             if t_first is None:
                 t_first = s.time_s
+            t_last = s.time_s
             for hev in hints.feed(s):  # hints are events of the profile, as in the live view
                 rec.event(s.time_s, "hint", hev)
             rec.append(ev.data, s)

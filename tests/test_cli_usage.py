@@ -128,3 +128,12 @@ def test_counts_read_as_english_and_percentages_keep_the_panes_precision() -> No
         if "evidence:" in line:
             for num in line.split("%")[:-1]:
                 assert "." in num.rsplit(" ", 2)[-2], line  # every percentage with one decimal
+
+
+def test_record_stamps_ended_with_the_last_samples_time(tmp_path) -> None:
+    lines = make_reports("trn1.2xlarge", "healthy", 20)
+    r = run_cli("record", "-", "-o", str(tmp_path / "r.ntprof"), input=b"\n".join(lines) + b"\n")
+    assert r.returncode == 0, r.stderr
+    prof = Profile(str(tmp_path / "r.ntprof"))
+    ended = [t for t, kind, _ in prof.events() if kind == "ended"]
+    assert ended == [prof.sample(len(prof) - 1).time_s] and ended[0] > prof.sample(0).time_s
