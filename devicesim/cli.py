@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
 import re
@@ -11,10 +12,11 @@ import sys
 import time
 
 from .engine import PROTOCOL, PROTOCOL_VERSION, Engine, SimConfig
+from .knobs import KnobError
+from .knobs import check as check_knob
 from .presets import PRESETS, describe, get_preset
 from .scenarios import SCENARIOS
-from .server import ServeError, default_socket_path, serve, stream_stdout
-from .timing import Knobs
+from .server import MAX_CLIENTS, ServeError, default_socket_path, serve, stream_stdout, unsafe_socket
 
 _UNITS = {"ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "": 1.0}
 
@@ -41,6 +43,15 @@ def parse_speed(text: str) -> float | None:
     return v
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def parse_listen(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
     if not port.isdigit():
@@ -48,30 +59,50 @@ def parse_listen(text: str) -> tuple[str, int]:
     return (host or "127.0.0.1").strip("[]"), int(port)
 
 
-# How a --set value is read; every other knob is a float.
-_KNOB_KIND = {"overlap_grad_allreduce": bool, "zero1": bool, "dtype": str, "recompute": str,
-              "workers": int, "prefetch": int, "straggler_core": int, "idle_cores": int, "micro_batch": int,
-              "global_batch": int, "seq": int, "nodes": int, "extra_tensor_bytes": int}
-
-
 def parse_set(items: list[str]) -> dict:
-    """--set knob=value, typed by _KNOB_KIND."""
+    """--set knob=value, typed and range-checked by devicesim.knobs."""
     out: dict = {}
-    fields = Knobs.__dataclass_fields__
     for item in items:
         key, sep, raw = item.partition("=")
-        if not sep or key not in fields:
-            raise ServeError(f"--set {item!r}: expected KNOB=VALUE with KNOB one of {', '.join(fields)}")
-        kind = _KNOB_KIND.get(key, float)
+        if not sep:
+            raise ServeError(f"--set {item!r}: expected KNOB=VALUE")
         try:
-            if kind is bool:
-                value = raw.lower() in ("1", "true", "yes", "on")
-            else:
-                value = kind(raw)
-        except ValueError:
-            raise ServeError(f"--set {item!r}: {raw!r} is not a valid value for {key}") from None
-        out[key] = value
+            out[key] = check_knob(key, raw)
+        except KnobError as exc:
+            raise ServeError(f"--set {item!r}: {exc}") from None
     return out
+
+
+TOKEN_ENV = "DEVICESIM_TOKEN"
+
+
+def _token_args(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--token", help=f"{what} (readable by every local user in /proc: prefer --token-file or "
+                                   f"${TOKEN_ENV})")
+    p.add_argument("--token-file", help=f"a file holding {what} (mode 0600)")
+
+
+def read_token(args: argparse.Namespace) -> str | None:
+    """The control token from --token-file, $DEVICESIM_TOKEN or --token (warned about); never empty."""
+    token, where = None, ""
+    if args.token_file:
+        try:
+            with open(args.token_file, encoding="utf-8") as f:
+                token, where = f.read().strip(), f"--token-file {args.token_file}"
+        except OSError as exc:
+            raise ServeError(f"--token-file {args.token_file}: {exc.strerror or exc}") from None
+        if os.stat(args.token_file).st_mode & 0o077:
+            print(f"devicesim: warning: {args.token_file} is readable by other users (chmod 600 it)", file=sys.stderr)
+    elif args.token is not None:
+        token, where = args.token, "--token"
+        if token:
+            print(f"devicesim: warning: a token on the command line is readable by every local user; use "
+                  f"--token-file or ${TOKEN_ENV}", file=sys.stderr)
+    elif TOKEN_ENV in os.environ:
+        token, where = os.environ[TOKEN_ENV], f"${TOKEN_ENV}"
+    if token is not None and not token:
+        raise ServeError(f"{where} is empty: an empty token would give control to any TCP client")
+    return token
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,7 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--socket", help=f"Unix socket path (default {default_socket_path()})")
     where.add_argument("--listen", type=parse_listen, metavar="HOST:PORT", help="serve TCP instead")
     where.add_argument("--stdout", action="store_true", help="print reports to stdout only, no hello line")
-    s.add_argument("--token", help="token that allows control requests over TCP")
+    _token_args(s, "token that allows control requests over TCP")
+    s.add_argument("--max-clients", type=int, default=MAX_CLIENTS,
+                   help=f"connections served at once; the slowest reader makes room (default {MAX_CLIENTS})")
     s.add_argument("--client-queue", type=int, default=256, help="reports buffered per client before the oldest "
                    "are dropped (default 256)")
     sub.add_parser("presets", help="print the hardware presets")
@@ -103,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("ctl", help="send a control request to a running simulator")
     c.add_argument("--socket", default=None)
     c.add_argument("--connect", metavar="HOST:PORT", type=parse_listen)
-    c.add_argument("--token")
+    _token_args(c, "the server's control token (TCP)")
     c.add_argument("--scenario", choices=sorted(SCENARIOS))
     c.add_argument("--set", action="append", default=[], metavar="KNOB=VALUE")
     c.add_argument("--pause", action="store_true")
@@ -119,12 +152,17 @@ def _ctl(args: argparse.Namespace) -> int:
         req["set"] = parse_set(args.set)
     if args.pause or args.resume:
         req["pause"] = bool(args.pause)
-    if args.token:
-        req["token"] = args.token
+    token = read_token(args)
+    if token:
+        req["token"] = token
     if args.connect:
         sock = socket.create_connection(args.connect, timeout=5)
     else:
         path = args.socket or default_socket_path()
+        if not args.socket:
+            why = unsafe_socket(path)
+            if why:
+                raise ServeError(f"not connecting to the default socket: {why}")
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(5)
         try:
@@ -172,16 +210,26 @@ def main(argv: list[str] | None = None) -> int:
                         numerics=not args.no_numerics, workload=args.workload, overrides=parse_set(args.set),
                         start_time=start, wall_clock=realtime and args.start_time is None,
                         pid=os.getpid() if realtime else 4242)
+        token = read_token(args)
+        if args.max_clients < 1:
+            raise ServeError(f"--max-clients {args.max_clients}: must be at least 1")
+        if args.listen and not _is_loopback(args.listen[0]):
+            print(f"devicesim: warning: --listen {args.listen[0]} is not a loopback address: other machines can "
+                  "connect and read the telemetry", file=sys.stderr)
         engine = Engine(cfg)
         if args.stdout:
             stream_stdout(engine, args.speed, args.count, args.duration)
         else:
             serve(engine, args.speed, socket_path=None if args.listen else (args.socket or default_socket_path()),
-                  listen=args.listen, token=args.token, count=args.count, duration_s=args.duration,
-                  queue_reports=max(1, args.client_queue))
+                  listen=args.listen, token=token, count=args.count, duration_s=args.duration,
+                  queue_reports=max(1, args.client_queue), max_clients=args.max_clients)
         return 0
     except (ServeError, ValueError) as exc:
         print(f"devicesim: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"devicesim: error: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""),
+              file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 import msgspec
 import numpy as np
 
+from .knobs import check_all as check_knobs
 from .memory import CoreMemory, core_memory, host_memory, idle_core_memory
 from .numerics import ProxyGPT
 from .presets import Preset
@@ -93,21 +94,31 @@ class Engine:
         self._static_cache: dict[str, msgspec.Raw] = {}
 
     def control(self, request: dict) -> dict:
-        """Apply a control request: {"scenario": S} and/or {"set": {knob: value}}, {"pause": bool}."""
+        """Apply a control request: {"scenario": S} and/or {"set": {knob: value}}, {"pause": bool}.
+
+        Everything is checked before anything changes; a request that fails leaves the run as it was.
+        """
         scenario = request.get("scenario", self.scenario.name)
-        if scenario not in SCENARIOS:
-            raise ValueError(f"unknown scenario {scenario!r}")
+        if not isinstance(scenario, str) or scenario not in SCENARIOS:
+            raise ValueError(f"unknown scenario {str(scenario)[:40]!r}; choose one of {', '.join(SCENARIOS)}")
+        sets = check_knobs(request.get("set") or {})
+        pause = request.get("pause", self.paused)
+        if not isinstance(pause, bool):
+            raise ValueError("'pause' must be true or false")
+        workload = request.get("workload", self.workload_name)
+        if workload is not None and not isinstance(workload, str):
+            raise ValueError("'workload' must be a workload name")
         overrides = {} if "scenario" in request else dict(self.overrides)
-        sets = request.get("set") or {}
-        if not isinstance(sets, dict):
-            raise ValueError("'set' must be an object of knob: value")
         overrides.update(sets)
-        if "pause" in request:
-            self.paused = bool(request["pause"])
-        if "scenario" in request or sets:
-            old = self.scenario.name
-            self._apply(scenario, overrides, request.get("workload", self.workload_name))
-            self.events.append({"type": "scenario", "from": old, "to": scenario, "set": sets})
+        if "scenario" in request or sets or "workload" in request:
+            old = (self.scenario.name, dict(self.overrides), self.workload_name)
+            try:
+                self._apply(scenario, overrides, workload)
+            except Exception as exc:
+                self._apply(*old)  # the last good configuration, so the stream goes on
+                raise ValueError(f"cannot apply {sets or scenario}: {exc}") from None
+            self.events.append({"type": "scenario", "from": old[0], "to": scenario, "set": sets})
+        self.paused = pause
         return {"scenario": self.scenario.name, "knobs": knob_dict(self.knobs), "paused": self.paused}
 
     # -- one window ------------------------------------------------------------------------------

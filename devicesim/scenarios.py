@@ -73,7 +73,13 @@ def resolve(preset: Preset, scenario: str, overrides: dict | None = None,
         raise ValueError(f"unknown workload {wname!r}; choose one of {', '.join(WORKLOADS)}")
     cfg = fit_to_preset(WORKLOADS[wname], preset)
     raw = dict(sc.knobs)
-    raw.update(overrides or {})
+    given = overrides or {}
+    # A scenario's derived knob never replaces the same knob set by hand: the user's value wins.
+    for derived, knob in (("global_batch_per_core", "global_batch"), ("idle_cores_frac", "idle_cores"),
+                          ("host_sync_ms_frac", "host_sync_ms"), ("hbm_fill", "extra_tensor_bytes")):
+        if knob in given:
+            raw.pop(derived, None)
+    raw.update(given)
     if "global_batch_per_core" in raw:
         raw["global_batch"] = int(raw.pop("global_batch_per_core")) * preset.n_cores // cfg.tp
     if "idle_cores_frac" in raw:

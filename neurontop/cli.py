@@ -165,7 +165,14 @@ def main(argv: list[str] | None = None) -> int:
 def _open_live_source(args, allow_embedded: bool = True, for_ui: bool = True):
     """(source, label, simulator or None). Stdin, a command, a socket, or the embedded simulator."""
     from .core.embedded import EmbeddedSimulator, SimulatorError
-    from .core.sources import CommandSource, SocketSource, StreamSource, default_socket_path, probe
+    from .core.sources import (
+        CommandSource,
+        SocketSource,
+        StreamSource,
+        default_socket_path,
+        probe,
+        unsafe_socket,
+    )
 
     source_arg = getattr(args, "source", None)
     chosen = [name for name, given in (("SOURCE", source_arg), ("--connect", getattr(args, "connect", None)),
@@ -184,6 +191,9 @@ def _open_live_source(args, allow_embedded: bool = True, for_ui: bool = True):
     if addr:
         return SocketSource(addr), f"socket {addr}", None
     default = default_socket_path()
+    why = unsafe_socket(default)
+    if why:
+        raise UsageError(f"not connecting to the default socket: {why}")
     if not sim_opts and probe(default):  # a simulator options asked for gets a private one of its own
         return SocketSource(default), f"sim @ {default}", None
     if not allow_embedded:

@@ -11,6 +11,7 @@ import json
 import os
 import shlex
 import socket
+import stat
 import subprocess
 import threading
 import time
@@ -43,6 +44,23 @@ def default_socket_path() -> str:
     base = os.environ.get("XDG_RUNTIME_DIR")
     folder = os.path.join(base, "neuron-top") if base else f"/tmp/neuron-top-{os.getuid()}"
     return os.path.join(folder, "devicesim.sock")
+
+
+def unsafe_socket(path: str) -> str | None:
+    """Why a socket in a shared place must not be trusted, or None. As tmux and ssh-agent do: its
+    folder is ours with mode 0700 and the socket is ours, so no other user can plant one there."""
+    folder = os.path.dirname(path) or "."
+    try:
+        fst = os.lstat(folder)
+        sst = os.lstat(path)
+    except OSError:
+        return None  # nothing there: nothing to trust
+    uid = os.getuid()
+    if not stat.S_ISDIR(fst.st_mode) or fst.st_uid != uid or fst.st_mode & 0o077:
+        return f"{folder} is not a private folder of this user (owner uid {fst.st_uid}, mode {fst.st_mode & 0o777:o})"
+    if not stat.S_ISSOCK(sst.st_mode) or sst.st_uid != uid:
+        return f"{path} is not a socket of this user (owner uid {sst.st_uid})"
+    return None
 
 
 def parse_address(addr: str) -> tuple[str, str | tuple[str, int]]:
