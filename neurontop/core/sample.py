@@ -14,7 +14,7 @@ import msgspec
 import numpy as np
 
 from .hardware import INSTANCE_CHIP, chip_for
-from .schema import ExtCollective, ExtInput, ExtTraining, Report, report_decoder
+from .schema import MAX_CORES, ExtCollective, ExtInput, ExtTraining, Report, report_decoder
 
 MEM_CATEGORIES = ("tensors", "constants", "model_code", "model_shared_scratchpad", "runtime_memory")
 MEM_LABELS = ("Tensors", "Constants", "Model Code", "Model Scratchpad", "Runtime Memory")
@@ -248,7 +248,8 @@ class Decoder:
             links = np.asarray(ext.links.bytes, dtype=np.float64) if ext.links else np.zeros(0)
             efa = float(ext.efa.bytes) if ext.efa else 0.0
             prev = self._prev
-            if prev is not None and time_s > prev[0] and len(prev[4]) == len(links):
+            # (a shape change, a restart: the previous counters do not apply)
+            if prev is not None and time_s > prev[0] and len(prev[1]) == n and len(prev[4]) == len(links):
                 dt = time_s - prev[0]
                 d = lambda now, before: np.maximum(now - before, 0.0) / dt  # noqa: E731
                 out["util"] = d(busy, prev[1]) / 1e7
@@ -279,15 +280,15 @@ class Decoder:
         return out
 
 
-def _core_index(key: str, where: str) -> int:
-    if not key.isdigit():
-        raise DecodeError(f"invalid report: core key {key!r} in {where} is not a number")
-    return int(key)
+def _core_key_ok(key: str) -> bool:
+    # decimal ASCII digits only ('³'.isdigit() is true, int('³') fails) and a bounded index
+    return 0 < len(key) <= 4 and key.isascii() and key.isdecimal() and int(key) < MAX_CORES
 
 
 def _max_core_index(keys, where: str) -> int:
-    """The largest core key; every key must be a number (the error names the first that is not)."""
-    if not all(map(str.isdigit, keys)):
-        for k in keys:
-            _core_index(k, where)
+    """The largest core key; every key must be a core number (the error names the first that is not)."""
+    for k in keys:
+        if not _core_key_ok(k):
+            raise DecodeError(f"invalid report: core key {k[:20]!r} in {where} is not a core number "
+                              f"(0 to {MAX_CORES - 1})")
     return max(map(int, keys))

@@ -8,9 +8,23 @@ declared, so the monitor never reads it.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
 
-Num = float | int
+# Bounds where data enters: every integer fits int64 with room for sums (a memory value >= 2^63 is an
+# error naming its field, not an overflow later), every number is far from float overflow, and the
+# shape is bounded so that one report cannot make the monitor allocate without limit.
+MAX_INT = 2**56  # (sums of a few hundred such values still fit int64)
+MAX_NUM = 1e30
+MAX_DEVICES = 256
+MAX_CORES_PER_DEVICE = 64
+MAX_CORES = 4096  # core keys are decimal ASCII digits below this
+MAX_PERIOD_S = 86400.0
+
+Int = Annotated[int, msgspec.Meta(ge=-MAX_INT, le=MAX_INT)]
+Num = Annotated[float, msgspec.Meta(ge=-MAX_NUM, le=MAX_NUM)] | Int
+Period = Annotated[float, msgspec.Meta(ge=0, le=MAX_PERIOD_S)] | Annotated[int, msgspec.Meta(ge=0, le=int(MAX_PERIOD_S))]
 
 
 class S(msgspec.Struct, frozen=True):
@@ -24,24 +38,24 @@ class CoreCounter(S):
 
 
 class NeuronCoreCounters(S):
-    period: Num = 0.0
+    period: Period = 0.0
     neuroncores_in_use: dict[str, CoreCounter] = {}
     error: str = ""
 
 
 class CoreMemory(S):
-    constants: int = 0
-    model_code: int = 0
-    model_shared_scratchpad: int = 0
-    runtime_memory: int = 0
-    tensors: int = 0
+    constants: Int = 0
+    model_code: Int = 0
+    model_shared_scratchpad: Int = 0
+    runtime_memory: Int = 0
+    tensors: Int = 0
 
 
 class HostMemory(S):
-    application_memory: int = 0
-    constants: int = 0
-    dma_buffers: int = 0
-    tensors: int = 0
+    application_memory: Int = 0
+    constants: Int = 0
+    dma_buffers: Int = 0
+    tensors: Int = 0
 
 
 class UsageBreakdown(S):
@@ -50,13 +64,13 @@ class UsageBreakdown(S):
 
 
 class RuntimeUsedBytes(S):
-    host: int = 0
-    neuron_device: int = 0
+    host: Int = 0
+    neuron_device: Int = 0
     usage_breakdown: UsageBreakdown = UsageBreakdown()
 
 
 class MemoryUsed(S):
-    period: Num = 0.0
+    period: Period = 0.0
     neuron_runtime_used_bytes: RuntimeUsedBytes = RuntimeUsedBytes()
     error: str = ""
 
@@ -67,7 +81,7 @@ class UserSystem(S):
 
 
 class RuntimeVcpu(S):
-    period: Num = 0.0
+    period: Period = 0.0
     vcpu_usage: UserSystem = UserSystem()
     error: str = ""
 
@@ -88,9 +102,9 @@ class LatencyStats(S):
 
 
 class ExecutionStats(S):
-    period: Num = 0.0
-    execution_summary: dict[str, int] = {}
-    error_summary: dict[str, int] = {}
+    period: Period = 0.0
+    execution_summary: dict[str, Int] = {}
+    error_summary: dict[str, Int] = {}
     latency_stats: LatencyStats = LatencyStats()
     error: str = ""
 
@@ -103,7 +117,7 @@ class RuntimeReport(S):
 
 
 class Runtime(S):
-    pid: int = 0
+    pid: Int = 0
     neuron_runtime_tag: str = ""
     error: str = ""
     report: RuntimeReport = RuntimeReport()
@@ -120,19 +134,19 @@ class CpuUsage(S):
 
 
 class VcpuUsage(S):
-    period: Num = 0.0
+    period: Period = 0.0
     average_usage: CpuUsage | None = None
     usage_data: dict[str, CpuUsage] = {}
-    context_switch_count: int = 0
+    context_switch_count: Int = 0
     error: str = ""
 
 
 class MemoryInfo(S):
-    period: Num = 0.0
-    memory_total_bytes: int = 0
-    memory_used_bytes: int = 0
-    swap_total_bytes: int = 0
-    swap_used_bytes: int = 0
+    period: Period = 0.0
+    memory_total_bytes: Int = 0
+    memory_used_bytes: Int = 0
+    swap_total_bytes: Int = 0
+    swap_used_bytes: Int = 0
     error: str = ""
 
 
@@ -149,10 +163,10 @@ class InstanceInfo(S):
 class HardwareInfo(S):
     neuron_device_type: str = ""
     neuroncore_version: str = ""
-    neuron_device_count: int = 0
-    neuron_device_memory_size: int = 0
-    neuroncore_per_device_count: int = 0
-    logical_neuroncore_config: int = 1
+    neuron_device_count: Annotated[int, msgspec.Meta(ge=0, le=MAX_DEVICES)] = 0
+    neuron_device_memory_size: Int = 0
+    neuroncore_per_device_count: Annotated[int, msgspec.Meta(ge=0, le=MAX_CORES_PER_DEVICE)] = 0
+    logical_neuroncore_config: Int = 1
 
 
 # -- the neuron_top extension (docs/protocol.md) ----------------------------------------------------
@@ -165,30 +179,30 @@ class ExtEngines(S):
 
 
 class ExtCores(S):
-    busy_ns: list[int] = []
-    flops: list[int] = []
-    hbm_read_bytes: list[int] = []
-    hbm_write_bytes: list[int] = []
+    busy_ns: list[Int] = []
+    flops: list[Int] = []
+    hbm_read_bytes: list[Int] = []
+    hbm_write_bytes: list[Int] = []
     engines: ExtEngines = ExtEngines()
 
 
 class ExtHbm(S):
     bandwidth_bytes_per_s: Num = 0.0
-    capacity_bytes: int = 0
+    capacity_bytes: Int = 0
 
 
 class ExtLinks(S):
-    pairs: list[tuple[int, int]] = []
+    pairs: list[tuple[Int, Int]] = []
     bandwidth_bytes_per_s: Num = 0.0
-    bytes: list[int] = []
+    bytes: list[Int] = []
 
 
 class ExtCollective(S):
     name: str
     op: str
-    bytes: int = 0
-    count: int = 0
-    calls_per_step: int = 0
+    bytes: Int = 0
+    count: Int = 0
+    calls_per_step: Int = 0
     time_s: Num = 0.0
     exposed_s: Num = 0.0
     algbw_bytes_per_s: Num = 0.0
@@ -196,7 +210,7 @@ class ExtCollective(S):
 
 
 class ExtEfa(S):
-    bytes: int = 0
+    bytes: Int = 0
     bandwidth_bytes_per_s: Num = 0.0
 
 
@@ -209,32 +223,32 @@ class StepTimes(S):
 class ExtTraining(S):
     workload: str = ""
     dtype: str = ""
-    step: int = 0
+    step: Int = 0
     loss: Num | None = None
     loss_source: str | None = None
     tokens_per_s: Num = 0.0
     samples_per_s: Num = 0.0
     mfu: Num = 0.0
     step_time_s: StepTimes = StepTimes()
-    global_batch: int = 0
-    micro_batch: int = 0
-    seq: int = 0
+    global_batch: Int = 0
+    micro_batch: Int = 0
+    seq: Int = 0
 
 
 class ExtInput(S):
-    workers: int = 0
+    workers: Int = 0
     queue_depth: Num = 0.0
-    queue_capacity: int = 0
+    queue_capacity: Int = 0
     wait_s: Num = 0.0
     wait_frac: Num = 0.0
 
 
 class Extension(S):
-    version: int = 1
-    seq: int = 0
+    version: Int = 1
+    seq: Int = 0
     time_s: Num = 0.0
     timestamp: Num | None = None
-    period_s: Num = 0.0
+    period_s: Period = 0.0
     cores: ExtCores | None = None
     hbm: ExtHbm | None = None
     links: ExtLinks | None = None
