@@ -227,6 +227,9 @@ def _stdin_stream():
 def _require_tty() -> None:
     if not sys.stdout.isatty():
         raise UsageError("stdout is not a terminal; for scripts use 'neuron-top record', 'export' or 'diagnose'")
+    if os.environ.get("TERM") == "dumb":
+        raise UsageError("TERM=dumb cannot draw a full-screen view; run it in a terminal "
+                         "with cursor control (TERM=xterm-256color, tmux), or use 'record', 'export' or 'diagnose'")
 
 
 def cmd_live(args) -> int:

@@ -204,3 +204,93 @@ def test_stdin_pipe_in_a_real_terminal() -> None:
 def test_non_tty_stdout_is_a_clear_error() -> None:
     r = subprocess.run([bin_path("neuron-top"), "--connect", "/nonexistent.sock"], capture_output=True, timeout=30)
     assert r.returncode == 2 and b"not a terminal" in r.stderr and b"Traceback" not in r.stderr
+
+
+def _gone(pattern: str, timeout: float = 15.0) -> bool:
+    """No process whose command line matches is left (15 s is a deadline for a stuck exit, where the
+    bug kept neuron-top alive as long as its writer: minutes)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        left = []
+        for pid in os.listdir("/proc"):
+            if pid.isdigit():
+                try:
+                    cmd = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace")
+                except OSError:
+                    continue
+                if re.search(pattern, cmd) and _alive(int(pid)):
+                    left.append(cmd)
+        if not left:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+@needs_shared
+def test_q_quits_at_once_with_a_quiet_stdin_pipe() -> None:
+    tag = str(uuid.uuid4().int % 10**6).zfill(6)
+    t = Tmux(f"sh -c 'cat {SAMPLE_JSONL}; exec sleep 300' | {bin_path('neuron-top')} - --hint-threshold 69.{tag}")
+    try:
+        t.wait_for(r"ND15 .*%")
+        t.keys("q")
+        assert _gone(rf"^\S+ \S*neuron-top - --hint-threshold 69.{tag}"), "neuron-top stayed alive behind a quiet pipe"
+    finally:
+        t.kill()
+
+
+@needs_shared
+def test_q_ends_an_exec_commands_whole_process_group() -> None:
+    tag = str(uuid.uuid4().int % 10**6).zfill(6)
+    t = Tmux(f"{bin_path('neuron-top')} --exec \"sh -c 'cat {SAMPLE_JSONL}; sleep 3{tag}'\"")
+    try:
+        t.wait_for(r"ND15 .*%")
+        t.keys("q")
+        assert t.wait_exit() == 0
+        assert _gone(rf"^sleep 3{tag}"), "the command's children outlived neuron-top"
+    finally:
+        t.kill()
+
+
+def test_a_stopped_simulator_turns_stale_and_recovers(tmp_path) -> None:
+    sock = tmp_path / "sim.sock"
+    sim = start_sim(sock)
+    t = Tmux(f"{bin_path('neuron-top')} --connect {sock}")
+    try:
+        t.wait_for(r"ND15 .*%", timeout=30)
+        sim.send_signal(signal.SIGSTOP)
+        t.wait_for(r"STALE \(no reports\)", timeout=30)
+        sim.send_signal(signal.SIGCONT)
+        t.wait_for(r"LIVE", timeout=30)
+        t.keys("q")
+        assert t.wait_exit() == 0
+    finally:
+        sim.send_signal(signal.SIGCONT)
+        t.kill()
+        sim.kill()
+
+
+def test_a_server_that_never_says_hello_is_reported(tmp_path) -> None:
+    import socket as socketlib
+
+    path = str(tmp_path / "mute.sock")
+    srv = socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(5)
+    t = Tmux(f"{bin_path('neuron-top')} --connect {path}")
+    try:
+        t.wait_for(r"sent no hello", timeout=30)
+        t.keys("q")
+        assert t.wait_exit() == 0
+    finally:
+        t.kill()
+        srv.close()
+
+
+def test_term_dumb_is_refused_with_one_line() -> None:
+    t = Tmux(f"env TERM=dumb {bin_path('neuron-top')} --preset trn1.2xlarge")
+    try:
+        screen = t.wait_for(r"TERM=dumb", timeout=30)
+        assert "Traceback" not in screen
+        assert t.wait_exit() == 2
+    finally:
+        t.kill()

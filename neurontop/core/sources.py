@@ -7,9 +7,12 @@ Textual.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import select
 import shlex
+import signal
 import socket
 import stat
 import subprocess
@@ -97,6 +100,9 @@ def _connect(kind: str, target, timeout: float) -> socket.socket:
     return socket.create_connection(target, timeout=timeout)
 
 
+HELLO_TIMEOUT_S = 5.0
+
+
 class SocketSource:
     """Reads a devicesim socket; on loss, reconnects with exponential backoff (0.1 s .. 2 s)."""
 
@@ -138,12 +144,25 @@ class SocketSource:
                 self._stop.wait(delay)
                 delay = min(2.0, delay * 2)
                 continue
-            sock.settimeout(None)
+            sock.settimeout(HELLO_TIMEOUT_S)  # a server that never greets must not leave us CONNECTING
             with self._lock:
                 self._sock = sock
             try:
                 f = sock.makefile("rb")
-                hello_raw = f.readline(MAX_LINE)
+                try:
+                    hello_raw = f.readline(MAX_LINE)
+                except TimeoutError:
+                    hello_raw = None
+                if hello_raw is None:
+                    yield Status("error", f"{self.addr} sent no hello within {HELLO_TIMEOUT_S:.0f} s: is it a "
+                                          f"devicesim? (retrying)")
+                    sock.close()
+                    if not self.reconnect:
+                        return
+                    self._stop.wait(delay)
+                    delay = min(2.0, delay * 2)
+                    continue
+                sock.settimeout(None)  # after the hello: silence is STALE in the view, not an error here
                 try:
                     hello = json.loads(hello_raw)
                 except ValueError:
@@ -174,7 +193,13 @@ class SocketSource:
                             break
                         break  # connection closed mid-line
                     if line.startswith(b'{"type"'):
-                        msg = json.loads(line)
+                        try:
+                            msg = json.loads(line)
+                        except (ValueError, RecursionError):
+                            msg = None
+                        if not isinstance(msg, dict):
+                            yield Line(line)  # not a message after all: the decoder counts it as a bad line
+                            continue
                         if msg.get("type") == "dropped":
                             yield Status("dropped", f"{msg.get('count', 0)} reports dropped (slow reader)")
                         elif msg.get("type") == "error":
@@ -195,6 +220,41 @@ class SocketSource:
                 return
 
 
+def _read_lines(stream: BinaryIO, stop: threading.Event) -> Iterator[bytes]:
+    """The stripped lines of a pipe or file, waiting at most 0.25 s at a time, so that a close()
+    from another thread ends the reader at once even when the writer is silent (a blocking read
+    of a quiet pipe cannot be interrupted)."""
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):  # an in-memory stream: it never blocks
+        for line in stream:
+            if stop.is_set():
+                return
+            yield line.strip()
+        return
+    buf = b""
+    while not stop.is_set():
+        ready, _, _ = select.select([fd], [], [], 0.25)
+        if not ready:
+            continue
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            break
+        buf += chunk
+        *lines, buf = buf.split(b"\n")
+        for line in lines:
+            yield line.strip()
+        if len(buf) > MAX_LINE:  # no newline for megabytes: not a report stream
+            yield buf.strip()
+            buf = b""
+    if buf.strip() and not stop.is_set():
+        yield buf.strip()
+
+
+def _is_report(line: bytes) -> bool:
+    return bool(line) and not line.startswith(b'{"type"')  # (a hello or message captured with the reports)
+
+
 class StreamSource:
     """Reads report lines from a binary stream (stdin, a pipe, a plain file)."""
 
@@ -208,44 +268,51 @@ class StreamSource:
 
     def events(self) -> Iterator[Event]:
         yield Status("connected", self.label)
-        for line in self.stream:
-            if self._stop.is_set():
-                return
-            line = line.strip()
-            if line and not line.startswith(b'{"type"'):
+        for line in _read_lines(self.stream, self._stop):
+            if _is_report(line):
                 yield Line(line)
-        yield Status("ended", f"{self.label}: end of input")
+        if not self._stop.is_set():
+            yield Status("ended", f"{self.label}: end of input")
 
 
 class CommandSource:
-    """Runs a command (e.g. `neuron-monitor -c mon.json`) and reads its stdout."""
+    """Runs a command (e.g. `neuron-monitor -c mon.json`) and reads its stdout. The command runs in a
+    process group of its own, ended as a whole on close (`sh -c '...'` leaves no child behind)."""
 
     def __init__(self, command: str) -> None:
         self.command = command
         self.label = f"exec {command}"
         self.proc: subprocess.Popen | None = None
+        self._stop = threading.Event()
 
     def close(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
+        self._stop.set()
+        p = self.proc
+        if p and p.poll() is None:
+            with contextlib.suppress(OSError):
+                os.killpg(p.pid, signal.SIGTERM)
             try:
-                self.proc.wait(2)
+                p.wait(2)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                with contextlib.suppress(OSError):
+                    os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
 
     def events(self) -> Iterator[Event]:
         try:
             self.proc = subprocess.Popen(shlex.split(self.command), stdout=subprocess.PIPE,
-                                         stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+                                         stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+                                         start_new_session=True)
         except (OSError, ValueError) as exc:
             yield Status("error", f"cannot run {self.command!r}: {exc}")
             return
         yield Status("connected", self.label)
         assert self.proc.stdout
-        for line in self.proc.stdout:
-            line = line.strip()
-            if line and not line.startswith(b'{"type"'):
+        for line in _read_lines(self.proc.stdout, self._stop):
+            if _is_report(line):
                 yield Line(line)
+        if self._stop.is_set():
+            return
         code = self.proc.wait()
         yield Status("ended", f"command exited with status {code}")
 

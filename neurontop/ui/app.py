@@ -60,6 +60,11 @@ class SampleReceived(Message):
         self.sample = sample
 
 
+STALE_PERIODS = 3  # report periods without a report before a live source is STALE
+STALE_MIN_S = 3.0
+STALE_QUIET = "STALE (no reports)"
+
+
 class SourceStatus(Message):
     def __init__(self, status: Status) -> None:
         super().__init__()
@@ -120,6 +125,7 @@ class NeuronTopApp(App):
         self.dirty = False
         self.paused = False
         self.state = "REPLAY" if replay else "CONNECTING"
+        self._last_sample_at: float | None = None
         self.tab = 0
         self.device = 0
         self.bad_lines = 0
@@ -183,7 +189,21 @@ class NeuronTopApp(App):
             self.set_interval(0.05, self._replay_tick)
         elif self.source is not None:
             self._read_source()
+            self.set_interval(0.5, self._check_stale)
         self.mem_tree.focus(scroll_visible=False)
+
+    def _check_stale(self) -> None:
+        """A source that goes silent (a stopped simulator, a hung neuron-monitor) is STALE after a few
+        report periods without a report, not LIVE with frozen numbers."""
+        if self._last_sample_at is None or not self.state.startswith("LIVE"):
+            return
+        quiet = time.monotonic() - self._last_sample_at  # (since connecting, before the first report)
+        period = self.latest.period_s if self.latest is not None else 1.0
+        if quiet > max(STALE_PERIODS * period, STALE_MIN_S):
+            self.state = STALE_QUIET
+            self.header.note = f"no report for {quiet:.0f} s"
+            self.header.state = self.state
+            self.header.update_content()
 
     def on_resize(self, event) -> None:
         self._apply_size(event.size.width, event.size.height)
@@ -229,6 +249,7 @@ class NeuronTopApp(App):
         if st.state == "connected":
             self.state = "LIVE" if not self.paused else "PAUSED"
             self.header.note = ""
+            self._last_sample_at = time.monotonic()
         elif st.state == "lost":
             self.state = "STALE (reconnecting)"
             self.header.note = st.detail
@@ -253,6 +274,11 @@ class NeuronTopApp(App):
             self._latency_log.flush()
 
     def _ingest(self, s: Sample) -> None:
+        self._last_sample_at = time.monotonic()
+        if self.state == STALE_QUIET:
+            self.state = "LIVE"
+            self.header.note = ""
+            self.header.state = self.state
         if self.latest is not None and (s.n_cores != self.latest.n_cores or s.time_s < self.latest.time_s):
             self.history.clear()
             self.hintmon.reset()
