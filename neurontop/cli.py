@@ -292,7 +292,8 @@ def _samples_of(path: str, skip_bad: bool):
     if path != "-" and sniff(path) == "profile":
         prof = Profile(path)
         start = prof.meta.get("start_unix")
-        return prof.iter_samples(skip_bad=skip_bad), (float(start) if start else None)
+        return (prof.iter_samples(skip_bad=skip_bad, on_skip=lambda m: print(f"neuron-top: skipped: {m}", file=sys.stderr)),
+                float(start) if start else None)
     # Logs carry no absolute time; export estimates it from the file's mtime.
     return log_samples(path, skip_bad, _warn_skip), None
 

@@ -401,7 +401,7 @@ def _derive(s0: Sample, raw: dict, n: int, dec: Decoder) -> Batch:
     return batch
 
 
-def iter_profile(prof, skip_bad: bool = False, rows: int = 600) -> Iterator[Batch]:
+def iter_profile(prof, skip_bad: bool = False, rows: int = 600, on_skip=None) -> Iterator[Batch]:
     """A profile's samples as batches: columnar chunks read as columns, others report by report."""
     from .profile import ProfileError
     from .sample import DecodeError
@@ -413,7 +413,7 @@ def iter_profile(prof, skip_bad: bool = False, rows: int = 600) -> Iterator[Batc
         yield from from_samples(pending)
         pending.clear()
 
-    for first, chunk in prof.iter_chunks(lazy=True):
+    for first, chunk in prof.iter_chunks(lazy=True, on_bad=(on_skip or (lambda _msg: None)) if skip_bad else None):
         if isinstance(chunk, colcodec.LazyChunk):
             try:
                 b = from_chunk(chunk, dec)

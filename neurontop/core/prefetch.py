@@ -12,6 +12,7 @@ from __future__ import annotations
 import mmap
 import multiprocessing as mp
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
@@ -130,10 +131,14 @@ def batches(path: str, skip_bad: bool = False, parallel: bool | None = None,
     return _received(path, recv, proc, slots)
 
 
+def _warn_chunk(msg: str) -> None:
+    print(f"neuron-top: skipped: {msg}", file=sys.stderr)
+
+
 def _hinted(path: str, skip_bad: bool, hints: HintOptions | None) -> Iterator[tuple[Batch, np.ndarray | None]]:
     """The profile's batches and their hint flags (the loop of either process)."""
     mon = BatchHintMonitor(hints.threshold) if hints is not None else None
-    for b in iter_profile(Profile(path), skip_bad):
+    for b in iter_profile(Profile(path), skip_bad, on_skip=_warn_chunk):
         yield b, mon.feed(b, hints.causes) if mon is not None else None
 
 

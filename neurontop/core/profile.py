@@ -17,7 +17,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,6 +58,7 @@ CREATE INDEX IF NOT EXISTS events_time ON events(time_s);
 ZSTD_LEVEL = 9
 CHUNK_RAW_BYTES = 2 * 1024 * 1024  # raw report bytes per JSON-lines chunk before it is sealed
 COMPACT_ROWS = 600  # sealed samples rewritten together as one columnar chunk
+CHUNK_CHECKSUM = "zstd-xxh64"  # every chunk is a zstd frame with its content checksum (verified on read)
 CHECKPOINT_S = 5.0  # the write-ahead log is copied into the main file at least this often
 
 
@@ -104,7 +105,7 @@ class Recorder:
             self.db.execute(f"PRAGMA application_id={APPLICATION_ID}")
             self.db.executescript(SCHEMA)
             m = {"format_version": str(FORMAT_VERSION), "created_unix": f"{time.time():.3f}",
-                 "writer": "neuron-top"}
+                 "writer": "neuron-top", "chunk_checksum": CHUNK_CHECKSUM}
             for k, v in (meta or {}).items():
                 m[k] = v if isinstance(v, str) else json.dumps(v)
             self.db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", list(m.items()))
@@ -119,8 +120,8 @@ class Recorder:
         self.first_seq = 0
         self.count = 0
         self.last_flush = self.last_commit = time.monotonic()
-        self.cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
-        self.fast = zstandard.ZstdCompressor(level=1)
+        self.cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True)
+        self.fast = zstandard.ZstdCompressor(level=1, write_checksum=True)
         self.open_id: int | None = None
         self.open_first = 0
         self.open_lines: list[bytes] = []
@@ -265,7 +266,7 @@ class Recorder:
             if blob is None:
                 return  # not columnar material: the JSON-lines chunks stay as they are
             # its own compressor: a zstd context must not be shared between threads
-            data = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(blob)
+            data = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True).compress(blob)
         except MemoryError:
             return
         ids = [cid for cid, _, _ in batch]
@@ -361,6 +362,8 @@ class Profile:
         self.meta = meta
         self.version = version
         self.dctx = zstandard.ZstdDecompressor()
+        # profiles written before checksums open as before; in newer ones a frame without one is damage
+        self.checksummed = meta.get("chunk_checksum") == CHUNK_CHECKSUM
         self._chunk_cache: tuple[int, list[bytes] | colcodec.ColumnChunk] | None = None
         self._times: list[float] | None = None
 
@@ -388,14 +391,33 @@ class Profile:
             raise ProfileError(f"{self.path}: sample {index} missing from the index")
         return row
 
-    def _unpack(self, cid: int, data: bytes, lazy: bool = False) -> list[bytes] | colcodec.ColumnChunk | colcodec.LazyChunk:
+    def _corrupt(self, cid: int, why: str) -> ProfileError:
+        """One line naming the chunk and the time range it held (so a user knows what is lost)."""
         try:
+            row = self.db.execute("SELECT t_start, t_end, first_seq, n FROM chunks WHERE id = ?", (cid,)).fetchone()
+        except sqlite3.DatabaseError:
+            row = None
+        where = (f" (samples {row[2]}-{row[2] + row[3] - 1}, t={row[0]:.1f}-{row[1]:.1f} s)"
+                 if row and all(isinstance(v, (int, float)) for v in row) else "")
+        return ProfileError(f"{self.path}: chunk {cid}{where} is corrupt: {why}; --skip-bad skips it")
+
+    def _unpack(self, cid: int, data: bytes, lazy: bool = False, n: int | None = None
+                ) -> list[bytes] | colcodec.ColumnChunk | colcodec.LazyChunk:
+        try:
+            if self.checksummed and not zstandard.get_frame_parameters(data).has_checksum:
+                raise self._corrupt(cid, "its frame has lost its checksum")
             plain = self.dctx.decompress(data)
             if colcodec.is_columnar(plain):
-                return colcodec.decode_lazy(plain) if lazy else colcodec.decode(plain)
-            return plain.split(b"\n")
-        except (zstandard.ZstdError, TypeError, ValueError, msgspec.DecodeError) as exc:
-            raise ProfileError(f"{self.path}: chunk {cid} is corrupt ({exc})") from None
+                chunk = colcodec.decode_lazy(plain) if lazy else colcodec.decode(plain)
+                rows = chunk.n
+            else:
+                chunk = plain.split(b"\n")
+                rows = len(chunk)
+        except (zstandard.ZstdError, TypeError, ValueError, IndexError, msgspec.DecodeError) as exc:
+            raise self._corrupt(cid, str(exc)) from None
+        if n is not None and rows != n:
+            raise self._corrupt(cid, f"it holds {rows} samples where the index says {n}")
+        return chunk
 
     def _chunk(self, cid: int) -> list[bytes] | colcodec.ColumnChunk:
         if self._chunk_cache and self._chunk_cache[0] == cid:
@@ -433,33 +455,47 @@ class Profile:
         except DecodeError as exc:
             raise ProfileError(f"{self.path}: sample {index}: {exc}") from None
 
-    def iter_raw(self, start: int = 0, exact: bool = True) -> Iterator[tuple[int, bytes]]:
+    def iter_raw(self, start: int = 0, exact: bool = True,
+                 on_bad: Callable[[str], None] | None = None) -> Iterator[tuple[int, bytes]]:
         """(index, report line) from `start` on; exact=False may pad numbers with spaces (faster;
         for decoding)."""
-        for first, chunk in self.iter_chunks(start):
+        for first, chunk in self.iter_chunks(start, on_bad=on_bad):
             lines = chunk.lines(exact) if isinstance(chunk, colcodec.ColumnChunk) else chunk
             for k, line in enumerate(lines):
                 if first + k >= start:
                     yield first + k, line
 
-    def iter_chunks(self, start: int = 0, lazy: bool = False) -> Iterator[tuple[int, Any]]:
+    def iter_chunks(self, start: int = 0, lazy: bool = False,
+                    on_bad: Callable[[str], None] | None = None) -> Iterator[tuple[int, Any]]:
         """(index of the chunk's first sample, chunk) for the chunks holding samples from `start` on:
-        a list of report lines, or a colcodec.ColumnChunk (a LazyChunk if `lazy`)."""
+        a list of report lines, or a colcodec.ColumnChunk (a LazyChunk if `lazy`). A damaged chunk
+        raises ProfileError naming it, or is passed to `on_bad` (--skip-bad) and left out."""
         # the order first, then each chunk's data as it is needed: ordering the rows with their data
         # would make SQLite sort every chunk's bytes before handing over the first
-        order = self.db.execute("SELECT id, first_seq FROM chunks WHERE first_seq + n > ? ORDER BY first_seq",
-                                (start,)).fetchall()
-        for cid, first in order:
-            yield first, self._unpack(cid, self._data(cid), lazy)
+        try:
+            order = self.db.execute("SELECT id, first_seq, n FROM chunks WHERE first_seq + n > ? ORDER BY first_seq",
+                                    (start,)).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise ProfileError(f"{self.path}: corrupt or truncated profile ({exc})") from None
+        for cid, first, n in order:
+            try:
+                chunk = self._unpack(cid, self._data(cid), lazy, n)
+            except ProfileError as exc:
+                if on_bad is None:
+                    raise
+                on_bad(str(exc))
+                continue
+            yield first, chunk
 
-    def iter_samples(self, start: int = 0, skip_bad: bool = False) -> Iterator[Sample]:
+    def iter_samples(self, start: int = 0, skip_bad: bool = False,
+                     on_skip: Callable[[str], None] | None = None) -> Iterator[Sample]:
         dec = Decoder()
         if start > 0:
             try:
                 dec.decode(self.raw(start - 1))
             except DecodeError:
                 pass
-        for i, line in self.iter_raw(start, exact=False):
+        for i, line in self.iter_raw(start, exact=False, on_bad=on_skip if skip_bad else None):
             try:
                 yield dec.decode(line)
             except DecodeError as exc:
