@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import gzip
-import io
+import zlib
 from collections.abc import Iterator
 from typing import BinaryIO
 
@@ -15,6 +15,7 @@ from .sample import DecodeError, Decoder, Sample
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 GZIP_MAGIC = b"\x1f\x8b"
 SQLITE_MAGIC = b"SQLite format 3\x00"
+BOM = b"\xef\xbb\xbf"  # a UTF-8 byte-order mark some editors and Windows tools write
 
 
 class InputError(Exception):
@@ -41,13 +42,48 @@ def sniff(path: str) -> str:
     return "jsonl"
 
 
+class _ZstdLines:
+    """The lines of a zstd file (any number of frames). zstandard's stream reader ends quietly at a
+    frame cut short; this one checks that the last frame was whole, so a truncated log is an error."""
+
+    def __init__(self, path: str) -> None:
+        self.fh = open(path, "rb")  # noqa: SIM115
+
+    def __enter__(self) -> _ZstdLines:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.fh.close()
+
+    def _blocks(self) -> Iterator[bytes]:
+        d = zstandard.ZstdDecompressor()
+        obj, fed = d.decompressobj(), False
+        while data := self.fh.read(1 << 20):
+            while data:
+                fed = True
+                yield obj.decompress(data)
+                if obj.eof:
+                    data, obj, fed = obj.unused_data, d.decompressobj(), False
+                else:
+                    data = b""
+        if fed:
+            raise EOFError("the last zstd frame is cut short")
+
+    def __iter__(self) -> Iterator[bytes]:
+        rest = b""
+        for block in self._blocks():
+            *lines, rest = (rest + block).split(b"\n")
+            yield from lines
+        if rest:
+            yield rest
+
+
 def open_log(path: str) -> BinaryIO:
     kind = sniff(path)
     if kind == "gzip":
         return gzip.open(path, "rb")  # type: ignore[return-value]
     if kind == "zstd":
-        fh = open(path, "rb")
-        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(fh, closefd=True))  # type: ignore[arg-type]
+        return _ZstdLines(path)  # type: ignore[return-value]
     if kind == "profile":
         raise InputError(f"{path}: is a profile, not a log")
     return open(path, "rb")
@@ -62,19 +98,21 @@ def iter_lines(stream: BinaryIO, name: str) -> Iterator[tuple[int, bytes]]:
             line = raw.strip()
             if line:
                 yield lineno, line
-    except (EOFError, OSError, zstandard.ZstdError) as exc:
+    except (EOFError, OSError, zlib.error, zstandard.ZstdError) as exc:
         raise InputError(f"{name}: line {lineno + 1}: truncated or corrupt compressed data ({exc})") from None
 
 
-def read_samples(stream: BinaryIO, name: str, skip_bad: bool = False,
-                 on_skip=None) -> Iterator[Sample]:
-    """Decode a neuron-monitor log. A bad line is an InputError naming it, unless skip_bad."""
+def read_reports(stream: BinaryIO, name: str, skip_bad: bool = False,
+                 on_skip=None) -> Iterator[tuple[bytes, Sample]]:
+    """(report line, sample) of a neuron-monitor log. A bad line is an InputError naming it, unless skip_bad."""
     dec = Decoder()
     for lineno, line in iter_lines(stream, name):
-        if line.startswith(b'{"type"'):  # protocol notices (hello, dropped) in a captured socket stream
+        if lineno == 1 and line.startswith(BOM):
+            line = line[len(BOM):].lstrip()
+        if line.startswith((b'{"type"', b'{"protocol"')):  # a captured socket stream's hello and notices
             continue
         try:
-            yield dec.decode(line)
+            yield line, dec.decode(line)
         except DecodeError as exc:
             if skip_bad:
                 if on_skip:
@@ -82,6 +120,11 @@ def read_samples(stream: BinaryIO, name: str, skip_bad: bool = False,
                 continue
             raise InputError(f"{name}: line {lineno}: {exc}"
                              + ("" if line.endswith(b"}") else " (line truncated?)")) from None
+
+
+def read_samples(stream: BinaryIO, name: str, skip_bad: bool = False, on_skip=None) -> Iterator[Sample]:
+    for _, s in read_reports(stream, name, skip_bad, on_skip):
+        yield s
 
 
 def log_samples(path: str, skip_bad: bool = False, on_skip=None) -> Iterator[Sample]:

@@ -437,7 +437,13 @@ class Profile:
 
     def raw(self, index: int) -> bytes:
         cid, pos = self._locate(index)
-        chunk = self._chunk(cid)
+        try:
+            chunk = self._chunk(cid)
+        except ProfileError:
+            if self.db.in_transaction:
+                raise
+            cid, pos = self._locate(index)  # compacted by a recorder meanwhile: the index moved on
+            chunk = self._chunk(cid)
         if isinstance(chunk, colcodec.ColumnChunk):
             try:
                 return chunk.line(pos)
@@ -472,20 +478,29 @@ class Profile:
         raises ProfileError naming it, or is passed to `on_bad` (--skip-bad) and left out."""
         # the order first, then each chunk's data as it is needed: ordering the rows with their data
         # would make SQLite sort every chunk's bytes before handing over the first
+        # One read transaction: a profile being recorded is read as one consistent snapshot (the
+        # recorder's compaction may replace the chunks listed here while they are read).
+        own = not self.db.in_transaction
         try:
+            if own:
+                self.db.execute("BEGIN")
             order = self.db.execute("SELECT id, first_seq, n FROM chunks WHERE first_seq + n > ? ORDER BY first_seq",
                                     (start,)).fetchall()
         except sqlite3.DatabaseError as exc:
             raise ProfileError(f"{self.path}: corrupt or truncated profile ({exc})") from None
-        for cid, first, n in order:
-            try:
-                chunk = self._unpack(cid, self._data(cid), lazy, n)
-            except ProfileError as exc:
-                if on_bad is None:
-                    raise
-                on_bad(str(exc))
-                continue
-            yield first, chunk
+        try:
+            for cid, first, n in order:
+                try:
+                    chunk = self._unpack(cid, self._data(cid), lazy, n)
+                except ProfileError as exc:
+                    if on_bad is None:
+                        raise
+                    on_bad(str(exc))
+                    continue
+                yield first, chunk
+        finally:
+            if own and self.db.in_transaction:
+                self.db.execute("COMMIT")
 
     def iter_samples(self, start: int = 0, skip_bad: bool = False,
                      on_skip: Callable[[str], None] | None = None) -> Iterator[Sample]:
@@ -528,32 +543,32 @@ class LogTimeline:
 
 
 def import_log(path_in: str, path_out: str, skip_bad: bool = False, on_skip=None) -> int:
-    """Convert a neuron-monitor JSON-lines log (plain, gz, zst) into a profile. Returns samples written."""
-    from .logs import iter_lines, open_log
+    """Convert a neuron-monitor JSON-lines log (plain, gz, zst) into a profile. Returns samples written.
+    It is written under a temporary name and renamed at the end: a failed import leaves nothing."""
+    from .logs import open_log, read_reports
 
-    rec = Recorder(path_out, {"source": json.dumps({"kind": "import", "path": os.path.abspath(path_in)})},
+    if os.path.exists(path_out):
+        raise ProfileError(f"{path_out}: already exists (choose another name)")
+    tmp = path_out + ".part"
+    for leftover in (tmp, tmp + "-wal", tmp + "-shm"):
+        if os.path.exists(leftover):
+            os.unlink(leftover)  # a previous import that was killed
+    rec = Recorder(tmp, {"source": json.dumps({"kind": "import", "path": os.path.abspath(path_in)})},
                    flush_s=3600.0)
-    dec = Decoder()
     n = 0
     ok = False
     try:
         with open_log(path_in) as f:
-            for lineno, line in iter_lines(f, path_in):
-                if line.startswith(b'{"type"'):
-                    continue
-                try:
-                    s = dec.decode(line)
-                except DecodeError as exc:
-                    if skip_bad:
-                        if on_skip:
-                            on_skip(lineno, str(exc))
-                        continue
-                    raise InputError(f"{path_in}: line {lineno}: {exc}") from None
+            for line, s in read_reports(f, path_in, skip_bad, on_skip):
                 rec.append(line, s, now=0.0)
                 n += 1
+        if n == 0:
+            raise InputError(f"{path_in}: no reports to import (the input is empty)")
         ok = True
     finally:
         rec.close()
-        if not ok:
-            os.unlink(path_out)
+        if ok:
+            os.replace(tmp, path_out)
+        else:
+            os.unlink(tmp)
     return n
