@@ -253,7 +253,7 @@ def cmd_live(args) -> int:
         source.close()
         if sim:
             sim.stop()
-    return 0
+    return app.return_code or 0  # (1 when the app stopped on an unexpected error: never a quiet 0)
 
 
 def _load_timeline(path: str, skip_bad: bool):
@@ -281,7 +281,7 @@ def cmd_replay(args) -> int:
     app = NeuronTopApp(replay=clock, source_label=f"replay {os.path.basename(args.file)}",
                        threshold=args.hint_threshold)
     app.run()
-    return 0
+    return app.return_code or 0
 
 
 def _samples_of(path: str, skip_bad: bool):

@@ -294,3 +294,25 @@ def test_term_dumb_is_refused_with_one_line() -> None:
         assert t.wait_exit() == 2
     finally:
         t.kill()
+
+
+def test_an_unexpected_error_in_the_app_exits_non_zero(tmp_path) -> None:
+    # A module that makes the decoder raise something unexpected (not a bad report) on the 3rd line.
+    (tmp_path / "sitecustomize.py").write_text(
+        "import neurontop.core.sample as s\n"
+        "_real = s.Decoder.decode\n"
+        "def decode(self, line):\n"
+        "    self.n_seen = getattr(self, 'n_seen', 0) + 1\n"
+        "    if self.n_seen == 3:\n"
+        "        raise RuntimeError('injected bug')\n"
+        "    return _real(self, line)\n"
+        "s.Decoder.decode = decode\n")
+    log = tmp_path / "in.jsonl"
+    from .conftest import make_reports
+
+    log.write_bytes(b"\n".join(make_reports("trn1.2xlarge", "healthy", 6)) + b"\n")
+    t = Tmux(f"env PYTHONPATH={tmp_path} {bin_path('neuron-top')} --exec 'cat {log}'")
+    try:
+        assert t.wait_exit(timeout=30) not in (0, -1)
+    finally:
+        t.kill()

@@ -97,3 +97,14 @@ def test_a_failed_import_leaves_nothing_and_a_good_one_renames(tmp_path) -> None
     r = run_cli("import", str(path), "-o", str(tmp_path / "x.ntprof"), "--skip-bad")
     assert r.returncode == 0 and (tmp_path / "x.ntprof").exists() and not list(tmp_path.glob("*.part*"))
     _one_line_error(run_cli("import", str(path), "-o", str(tmp_path / "x.ntprof")), "already exists")
+
+
+def test_a_core_without_its_utilization_is_a_bad_report_not_zero(tmp_path) -> None:
+    rep = json.loads(LINES[0])
+    del rep["neuron_runtime_data"][0]["report"]["neuroncore_counters"]["neuroncores_in_use"]["1"][
+        "neuroncore_utilization"]
+    path = tmp_path / "m.jsonl"
+    path.write_bytes(b"\n".join([LINES[1], json.dumps(rep).encode()]) + b"\n")
+    _one_line_error(run_cli("export", str(path), "-o", "-"), "line 2", "core 1", "neuroncore_utilization")
+    r = run_cli("export", str(path), "-o", "-", "--skip-bad")
+    assert r.returncode == 0 and r.stdout.decode().count("\n") == 2

@@ -162,6 +162,10 @@ class Decoder:
                 period = period or float(r.neuroncore_counters.period)
                 items = r.neuroncore_counters.neuroncores_in_use.items()
                 idx = [int(k) for k, _ in items]  # keys were checked while sizing n
+                missing = next((k for k, c in items if c.neuroncore_utilization is None), None)
+                if missing is not None:
+                    raise DecodeError(f"invalid report: core {missing} in neuroncores_in_use has no "
+                                      "neuroncore_utilization")
                 u[idx] = [c.neuroncore_utilization for _, c in items]
                 fl = [c.flops if c.flops is not None else c.effective_flops for _, c in items]
                 if any(f is not None for f in fl):

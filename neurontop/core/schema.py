@@ -32,7 +32,8 @@ class S(msgspec.Struct, frozen=True):
 
 
 class CoreCounter(S):
-    neuroncore_utilization: Num = 0.0
+    # None when missing: the decoder refuses such a report, never shows the core at 0 %
+    neuroncore_utilization: Num | None = None
     flops: Num | None = None
     effective_flops: Num | None = None  # seen in some real captures instead of `flops`
 
