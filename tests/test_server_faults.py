@@ -331,3 +331,37 @@ def test_a_set_knob_wins_over_the_scenarios_default(scenario, knob, value) -> No
     eng = Engine(SimConfig(get_preset("trn1.32xlarge"), scenario=scenario, numerics=False, overrides={knob: value}))
     assert getattr(eng.knobs, knob) == value
     assert eng.control({"scenario": scenario, "set": {knob: value}})["knobs"][knob] == value
+
+
+def test_out_of_file_descriptors_is_a_few_lines_not_a_flood(tmp_path) -> None:
+    import resource
+
+    sock = str(tmp_path / "fd.sock")
+    err_path = tmp_path / "err.txt"
+    with open(err_path, "wb") as err:
+        sim = subprocess.Popen([bin_path("devicesim"), "serve", "--socket", sock, "--preset", "trn1.2xlarge",
+                                "--no-numerics", "--period", "0.5s"], stdout=subprocess.DEVNULL, stderr=err,
+                               preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (40, 40)))
+    clients = []
+    try:
+        deadline = time.monotonic() + 30
+        while not os.path.exists(sock):
+            assert time.monotonic() < deadline and sim.poll() is None
+            time.sleep(0.05)
+        for _ in range(80):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.setblocking(False)
+            try:
+                s.connect(sock)
+            except OSError:
+                pass
+            clients.append(s)
+        time.sleep(3)
+        assert sim.poll() is None
+    finally:
+        for s in clients:
+            s.close()
+        sim.terminate()
+        sim.wait(10)
+    text = err_path.read_text()
+    assert "Too many open files" in text and len(text.splitlines()) <= 6 and "Traceback" not in text
