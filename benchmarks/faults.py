@@ -31,15 +31,16 @@ def _reports(n: int, preset: str = "trn1.2xlarge", scenario: str = "input_bound"
     return [encode(eng.step_window()) for _ in range(n)]
 
 
-def _paths(obj, prefix=()):
+def paths(obj, prefix=()):
+    """Every key path in a JSON document (for mutating it)."""
     if isinstance(obj, dict):
         for k, v in obj.items():
             yield prefix + (k,)
-            yield from _paths(v, prefix + (k,))
+            yield from paths(v, prefix + (k,))
     elif isinstance(obj, list):
         for i, v in enumerate(obj):
             yield prefix + (i,)
-            yield from _paths(v, prefix + (i,))
+            yield from paths(v, prefix + (i,))
 
 
 HOSTILE = [2**63, 2**64 + 5, -(2**63) - 1, 1e308, -1, "³", "", None, True, [], {}, [1] * 3000, 10**18]
@@ -50,9 +51,9 @@ def _mutations(base: list[dict], n: int, rng: random.Random) -> list[bytes]:
     out = []
     for _ in range(n):
         rep = copy.deepcopy(rng.choice(base))
-        paths = list(_paths(rep))
+        key_paths = list(paths(rep))
         for _ in range(rng.randint(1, 3)):
-            path = rng.choice(paths)
+            path = rng.choice(key_paths)
             obj = rep
             try:
                 for p in path[:-1]:

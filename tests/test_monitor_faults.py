@@ -11,6 +11,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from benchmarks.faults import paths
 from neurontop.core.export import CsvExporter
 from neurontop.core.hints import HintMonitor
 from neurontop.core.history import History
@@ -20,17 +21,6 @@ from .conftest import make_reports, run_cli
 
 BASE = [json.loads(x) for x in make_reports("trn1.2xlarge", "input_bound", 3, period=0.5)]
 PLAIN = [{k: v for k, v in r.items() if k != "neuron_top"} for r in BASE]
-
-
-def _paths(obj, prefix=()):
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            yield prefix + (k,)
-            yield from _paths(v, prefix + (k,))
-    elif isinstance(obj, list):
-        for i, v in enumerate(obj):
-            yield prefix + (i,)
-            yield from _paths(v, prefix + (i,))
 
 
 def _set(obj, path, value, rename=None):
@@ -54,9 +44,9 @@ HOSTILE_KEYS = ["³", "99999999", "-1", "1e3", " 1", "٣", "0" * 500, "4096", "4
 @st.composite
 def mutated(draw):
     base = copy.deepcopy(draw(st.sampled_from(BASE + PLAIN)))
-    paths = list(_paths(base))
+    key_paths = list(paths(base))
     for _ in range(draw(st.integers(1, 4))):
-        path = draw(st.sampled_from(paths))
+        path = draw(st.sampled_from(key_paths))
         kind = draw(st.sampled_from(["value", "delete", "rename"]))
         try:
             if kind == "value":
