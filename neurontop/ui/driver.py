@@ -32,7 +32,8 @@ class QuietLinuxDriver(LinuxDriver):
         decode = getincrementaldecoder("utf-8")().decode
         try:
             while not self.exit_event.is_set():
-                due = getattr(parser, "_timeout_time", get_time())
+                # (a Textual without this attribute gets the 0.1 s period, never a zero timeout)
+                due = getattr(parser, "_timeout_time", get_time() + _POLL_S)
                 timeout = None if due is None else max(0.0, min(_POLL_S, due - get_time()))
                 for key, _mask in selector.select(timeout):
                     if key.fd == wake_r:
