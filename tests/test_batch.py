@@ -160,7 +160,7 @@ class _FakeProfile:
     def __init__(self, chunks) -> None:
         self.chunks = chunks
 
-    def iter_chunks(self, lazy: bool = True):
+    def iter_chunks(self, lazy: bool = True, on_bad=None):
         first = 0
         for c in self.chunks:
             yield first, c

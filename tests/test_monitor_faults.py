@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+import os
 
 import numpy as np
 from hypothesis import HealthCheck, given, settings
@@ -18,6 +19,8 @@ from neurontop.core.history import History
 from neurontop.core.sample import DecodeError, Decoder
 
 from .conftest import make_reports, run_cli
+
+FIXED = not os.environ.get("NEURON_TOP_FUZZ")  # derandomized unless asked
 
 BASE = [json.loads(x) for x in make_reports("trn1.2xlarge", "input_bound", 3, period=0.5)]
 PLAIN = [{k: v for k, v in r.items() if k != "neuron_top"} for r in BASE]
@@ -78,7 +81,8 @@ def _pipeline(lines: list[bytes]) -> int:
     return bad
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# derandomize: CI meets the same cases on every run (NEURON_TOP_FUZZ=1 explores new ones)
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=FIXED)
 @given(st.lists(mutated(), min_size=1, max_size=3))
 def test_mutated_reports_decode_or_are_refused_by_name(lines) -> None:
     _pipeline([make_reports("trn1.2xlarge", "input_bound", 1)[0], *lines])

@@ -245,6 +245,10 @@ class Decoder:
     def _extension(self, ext, n: int, time_s: float) -> dict:
         out: dict = {}
         c = ext.cores
+        if c and any(len(a) != len(c.busy_ns) for a in (c.flops, c.hbm_read_bytes, c.hbm_write_bytes)):
+            raise DecodeError(f"invalid report: neuron_top.cores arrays of different lengths (busy_ns "
+                              f"{len(c.busy_ns)}, flops {len(c.flops)}, hbm_read_bytes {len(c.hbm_read_bytes)}, "
+                              f"hbm_write_bytes {len(c.hbm_write_bytes)})")
         if c and len(c.busy_ns) == n:
             busy = np.asarray(c.busy_ns, dtype=np.float64)
             fl = np.asarray(c.flops, dtype=np.float64)
