@@ -152,3 +152,19 @@ async def test_the_screen_survives_a_shape_change_mid_stream() -> None:
         await feed(app, pilot, mixed)
         assert app.latest is not None and app.latest.n_cores == 2
         assert not any("ND15" in row for row in grid_text(app))
+
+
+def test_cumulative_counters_of_a_long_run_decode() -> None:
+    # A day of one core's FLOPs (~2e13/s) is ~1.7e18: far past a memory size, well inside int64.
+    rep = copy.deepcopy(BASE[0])
+    rep["neuron_top"]["cores"]["flops"] = [2 * 10**18] * len(rep["neuron_top"]["cores"]["flops"])
+    rep["neuron_top"]["cores"]["busy_ns"] = [9 * 10**18] * len(rep["neuron_top"]["cores"]["busy_ns"])
+    s = Decoder().decode(json.dumps(rep))
+    assert s.n_cores == 2
+    rep["neuron_top"]["cores"]["flops"][0] = 2**63
+    try:
+        Decoder().decode(json.dumps(rep))
+    except DecodeError as exc:
+        assert "flops" in str(exc)
+    else:
+        raise AssertionError("a counter past int64 was accepted")

@@ -15,14 +15,16 @@ import msgspec
 # Bounds where data enters: every integer fits int64 with room for sums (a memory value >= 2^63 is an
 # error naming its field, not an overflow later), every number is far from float overflow, and the
 # shape is bounded so that one report cannot make the monitor allocate without limit.
-MAX_INT = 2**56  # (sums of a few hundred such values still fit int64)
+MAX_INT = 2**63 - 1  # int64: cumulative counters (FLOPs of a day) reach 1e18
+MAX_BYTES = 2**56  # memory sizes: 64 PiB, and sums of a few hundred still fit int64
 MAX_NUM = 1e30
 MAX_DEVICES = 256
 MAX_CORES_PER_DEVICE = 64
 MAX_CORES = 4096  # core keys are decimal ASCII digits below this
 MAX_PERIOD_S = 86400.0
 
-Int = Annotated[int, msgspec.Meta(ge=-MAX_INT, le=MAX_INT)]
+Int = Annotated[int, msgspec.Meta(ge=-MAX_INT - 1, le=MAX_INT)]
+Bytes = Annotated[int, msgspec.Meta(ge=-MAX_BYTES, le=MAX_BYTES)]
 Num = Annotated[float, msgspec.Meta(ge=-MAX_NUM, le=MAX_NUM)] | Int
 Period = Annotated[float, msgspec.Meta(ge=0, le=MAX_PERIOD_S)] | Annotated[int, msgspec.Meta(ge=0, le=int(MAX_PERIOD_S))]
 
@@ -45,18 +47,18 @@ class NeuronCoreCounters(S):
 
 
 class CoreMemory(S):
-    constants: Int = 0
-    model_code: Int = 0
-    model_shared_scratchpad: Int = 0
-    runtime_memory: Int = 0
-    tensors: Int = 0
+    constants: Bytes = 0
+    model_code: Bytes = 0
+    model_shared_scratchpad: Bytes = 0
+    runtime_memory: Bytes = 0
+    tensors: Bytes = 0
 
 
 class HostMemory(S):
-    application_memory: Int = 0
-    constants: Int = 0
-    dma_buffers: Int = 0
-    tensors: Int = 0
+    application_memory: Bytes = 0
+    constants: Bytes = 0
+    dma_buffers: Bytes = 0
+    tensors: Bytes = 0
 
 
 class UsageBreakdown(S):
@@ -65,8 +67,8 @@ class UsageBreakdown(S):
 
 
 class RuntimeUsedBytes(S):
-    host: Int = 0
-    neuron_device: Int = 0
+    host: Bytes = 0
+    neuron_device: Bytes = 0
     usage_breakdown: UsageBreakdown = UsageBreakdown()
 
 
@@ -144,10 +146,10 @@ class VcpuUsage(S):
 
 class MemoryInfo(S):
     period: Period = 0.0
-    memory_total_bytes: Int = 0
-    memory_used_bytes: Int = 0
-    swap_total_bytes: Int = 0
-    swap_used_bytes: Int = 0
+    memory_total_bytes: Bytes = 0
+    memory_used_bytes: Bytes = 0
+    swap_total_bytes: Bytes = 0
+    swap_used_bytes: Bytes = 0
     error: str = ""
 
 
@@ -165,7 +167,7 @@ class HardwareInfo(S):
     neuron_device_type: str = ""
     neuroncore_version: str = ""
     neuron_device_count: Annotated[int, msgspec.Meta(ge=0, le=MAX_DEVICES)] = 0
-    neuron_device_memory_size: Int = 0
+    neuron_device_memory_size: Bytes = 0
     neuroncore_per_device_count: Annotated[int, msgspec.Meta(ge=0, le=MAX_CORES_PER_DEVICE)] = 0
     logical_neuroncore_config: Int = 1
 
@@ -189,7 +191,7 @@ class ExtCores(S):
 
 class ExtHbm(S):
     bandwidth_bytes_per_s: Num = 0.0
-    capacity_bytes: Int = 0
+    capacity_bytes: Bytes = 0
 
 
 class ExtLinks(S):
