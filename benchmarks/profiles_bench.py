@@ -202,7 +202,7 @@ def export_bench(res: Results, tmp: str) -> None:
     # Flat memory: a tenth of the length must not need less memory than the whole.
     short = os.path.join(tmp, "short.ntprof")
     make_profile(short, "trn1.32xlarge", 0.1, max(60, n // 10), seed=3)
-    tree_short = _tree_peak_mib([bin_path("neuron-top"), "export", short, "-o", out + ".short", "--fields", "all"])
+    tree_short = _tree_peak_mib([bin_path("neuron-top"), "export", short, "-o", out[:-4] + "-short.csv", "--fields", "all"])
     res.add("profiles", "export peak RSS growth from 1/10 of the length to the whole (summed)", [tree - tree_short],
             "MiB", target="<= 100 MiB")
     # The same table written by other CSV writers, in this run.
