@@ -467,11 +467,15 @@ def cmd_record(args) -> int:
     hints = HintMonitor()
     n = 0
     t_first = t_last = None
+    connected = False
     try:
         for ev in source.events():
             if stop["flag"]:
                 break
             if isinstance(ev, Status):
+                if ev.state == "lost" and not connected:
+                    # nothing to record from yet: a wrong address is an error, not a wait forever
+                    raise UsageError(f"{ev.detail} (nothing recorded)")
                 if ev.state in ("lost", "ended", "error"):
                     # stamped with the last sample's time: the event belongs where the stream stopped
                     rec.event(dec._time if t_last is None else t_last, ev.state, {"detail": ev.detail})
@@ -480,6 +484,7 @@ def cmd_record(args) -> int:
                         break
                 if ev.state == "connected":
                     dec = Decoder()
+                    connected = True
                 continue
             assert isinstance(ev, Line)
             try:
@@ -499,6 +504,8 @@ def cmd_record(args) -> int:
     finally:
         try:
             rec.close()
+            if not connected and n == 0:
+                os.unlink(args.output)  # never reached its source: leave no empty profile behind
         finally:
             source.close()
             if sim:

@@ -54,3 +54,32 @@ def test_monitor_hardware_figures_match_simulator_presets() -> None:
         assert chip.hbm_bw == pytest.approx(p.hbm_bw)
         assert chip.bf16_flops == pytest.approx(p.chip_bf16_flops)
         assert chip.phys_cores == p.phys_cores_per_device
+
+
+def test_the_facts_both_packages_keep_a_copy_of_agree(tmp_path, monkeypatch) -> None:
+    """devicesim and neurontop never import each other, so the wire protocol's name and version, the
+    default socket path and the planted-socket check are written in both: they must agree."""
+    import os
+    import socket
+
+    from devicesim import engine, server
+    from neurontop.core import sources
+
+    assert (engine.PROTOCOL, engine.PROTOCOL_VERSION) == (sources.PROTOCOL, sources.PROTOCOL_VERSION)
+    for runtime in (str(tmp_path), None):
+        if runtime is None:
+            monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+        else:
+            monkeypatch.setenv("XDG_RUNTIME_DIR", runtime)
+        assert server.default_socket_path() == sources.default_socket_path()
+    folder = tmp_path / "f"
+    folder.mkdir()
+    path = str(folder / "s.sock")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(path)
+    try:
+        for mode in (0o700, 0o755, 0o777):
+            os.chmod(folder, mode)
+            assert (server.unsafe_socket(path) is None) == (sources.unsafe_socket(path) is None) == (mode == 0o700)
+    finally:
+        sock.close()

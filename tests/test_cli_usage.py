@@ -137,3 +137,9 @@ def test_record_stamps_ended_with_the_last_samples_time(tmp_path) -> None:
     prof = Profile(str(tmp_path / "r.ntprof"))
     ended = [t for t, kind, _ in prof.events() if kind == "ended"]
     assert ended == [prof.sample(len(prof) - 1).time_s] and ended[0] > prof.sample(0).time_s
+
+
+def test_record_from_an_address_nothing_serves_is_an_error(tmp_path) -> None:
+    r = run_cli("record", "--connect", str(tmp_path / "nothing.sock"), "-o", str(tmp_path / "n.ntprof"), timeout=60)
+    assert r.returncode == 2 and b"nothing.sock" in r.stderr and r.stderr.count(b"\n") == 1, r.stderr
+    assert not list(tmp_path.glob("n.ntprof*"))
