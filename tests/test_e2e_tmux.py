@@ -25,17 +25,20 @@ class Tmux:
         self.name = f"nt-{uuid.uuid4().hex[:8]}"
         self.done = Path(f"/tmp/{self.name}.done")
         env = f"PATH={os.path.dirname(sys.executable)}:{os.environ.get('PATH', '')}"
-        subprocess.run(["tmux", "new-session", "-d", "-s", self.name, "-x", str(width), "-y", str(height),
+        # A tmux server of its own: the shared default server exits when its last session is killed,
+        # and a session created at that moment fails ("server exited unexpectedly").
+        self.tmux = ["tmux", "-L", self.name, "-f", "/dev/null"]
+        subprocess.run([*self.tmux, "new-session", "-d", "-s", self.name, "-x", str(width), "-y", str(height),
                         f"sleep 0.5; env {env} {command}; echo $? > {self.done}; sleep 60"], check=True)
         # A detached session starts at 80x24 and is resized a moment later; start the app after that.
 
     def capture(self) -> str:
-        return subprocess.run(["tmux", "capture-pane", "-p", "-t", self.name], capture_output=True,
+        return subprocess.run([*self.tmux, "capture-pane", "-p", "-t", self.name], capture_output=True,
                               text=True).stdout
 
     def keys(self, *keys: str) -> None:
         for k in keys:
-            subprocess.run(["tmux", "send-keys", "-t", self.name, k], check=True)
+            subprocess.run([*self.tmux, "send-keys", "-t", self.name, k], check=True)
             time.sleep(0.3)
 
     def wait_for(self, pattern: str, timeout: float = 20.0) -> str:
@@ -57,7 +60,7 @@ class Tmux:
         raise AssertionError("neuron-top did not exit")
 
     def kill(self) -> None:
-        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
+        subprocess.run([*self.tmux, "kill-server"], capture_output=True)
         self.done.unlink(missing_ok=True)
 
 
@@ -142,7 +145,7 @@ def _alive(pid: int) -> bool:
 
 def _private_simulators(t: Tmux) -> set[int]:
     """The simulators started by the neuron-top in this tmux pane (not any other on the machine)."""
-    pane = subprocess.run(["tmux", "display-message", "-p", "-t", t.name, "#{pane_pid}"], capture_output=True,
+    pane = subprocess.run([*t.tmux, "display-message", "-p", "-t", t.name, "#{pane_pid}"], capture_output=True,
                           text=True).stdout.strip()
     found = set()
     for pid in _descendants(int(pane)):
