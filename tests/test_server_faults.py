@@ -364,7 +364,10 @@ def test_out_of_file_descriptors_is_a_few_lines_not_a_flood(tmp_path) -> None:
             except OSError:
                 pass
             clients.append(s)
-        time.sleep(3)
+        deadline = time.monotonic() + 30  # (until it has met the limit; then 2 s more of it)
+        while "Too many open files" not in err_path.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(2)
         assert sim.poll() is None
     finally:
         for s in clients:
