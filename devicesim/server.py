@@ -19,7 +19,7 @@ import socket
 import stat
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .engine import PROTOCOL, PROTOCOL_VERSION, Engine, encode
 
@@ -87,10 +87,7 @@ class Client:
     wake: asyncio.Event
     dropped: int = 0
     closed: bool = False
-    replies: collections.deque = None  # type: ignore[assignment]
-
-    def __post_init__(self) -> None:
-        self.replies = collections.deque()
+    replies: collections.deque = field(default_factory=collections.deque)  # control replies, sent first
 
     def reply(self, msg: dict) -> None:
         self.replies.append(json.dumps(msg).encode() + b"\n")

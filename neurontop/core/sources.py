@@ -153,9 +153,15 @@ class SocketSource:
                     hello_raw = f.readline(MAX_LINE)
                 except TimeoutError:
                     hello_raw = None
-                if hello_raw is None:
-                    yield Status("error", f"{self.addr} sent no hello within {HELLO_TIMEOUT_S:.0f} s: is it a "
-                                          f"devicesim? (retrying)")
+                try:
+                    hello = json.loads(hello_raw) if hello_raw is not None else None
+                except ValueError:
+                    hello = None
+                if not isinstance(hello, dict) or hello.get("protocol") != PROTOCOL:
+                    # a server that never greets must not leave us CONNECTING, nor one that greets wrongly
+                    why = (f"sent no hello within {HELLO_TIMEOUT_S:.0f} s: is it a devicesim? (retrying)"
+                           if hello_raw is None else f"did not greet with the {PROTOCOL} protocol")
+                    yield Status("error", f"{self.addr} {why}")
                     sock.close()
                     if not self.reconnect:
                         return
@@ -163,18 +169,6 @@ class SocketSource:
                     delay = min(2.0, delay * 2)
                     continue
                 sock.settimeout(None)  # after the hello: silence is STALE in the view, not an error here
-                try:
-                    hello = json.loads(hello_raw)
-                except ValueError:
-                    hello = None
-                if not isinstance(hello, dict) or hello.get("protocol") != PROTOCOL:
-                    yield Status("error", f"{self.addr} did not greet with the {PROTOCOL} protocol")
-                    sock.close()
-                    if not self.reconnect:
-                        return
-                    self._stop.wait(delay)
-                    delay = min(2.0, delay * 2)
-                    continue
                 if hello.get("version") != PROTOCOL_VERSION:
                     yield Status("error", f"{self.addr} speaks protocol version {hello.get('version')}, "
                                           f"this neuron-top speaks {PROTOCOL_VERSION}")
