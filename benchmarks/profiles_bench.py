@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from devicesim.engine import FIXED_EPOCH, Engine, SimConfig, encode
 from devicesim.presets import get_preset
-from neurontop.core.profile import Profile, Recorder
+from neurontop.core.store.profile import Profile, Recorder
 
 from .common import Results, TmuxWindow, bin_path, start_sim, stop
 from .procstat import measure

@@ -11,7 +11,7 @@ import numpy as np
 
 from devicesim.engine import Engine, SimConfig, encode
 from devicesim.presets import get_preset
-from neurontop.core.sample import Decoder
+from neurontop.core.telemetry.sample import Decoder
 
 from .common import Results, TmuxWindow, bin_path, start_sim, stop
 

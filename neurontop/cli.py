@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     except Exception as exc:
-        from .core.logs import InputError
+        from .core.telemetry.logs import InputError
 
         if isinstance(exc, (InputError, ValueError, OSError)):
             print(f"neuron-top: error: {exc}", file=sys.stderr)
@@ -164,8 +164,8 @@ def main(argv: list[str] | None = None) -> int:
 # -- sources -----------------------------------------------------------------------------------------
 def _open_live_source(args, allow_embedded: bool = True, for_ui: bool = True):
     """(source, label, simulator or None). Stdin, a command, a socket, or the embedded simulator."""
-    from .core.embedded import EmbeddedSimulator, SimulatorError
-    from .core.sources import (
+    from .core.telemetry.simulator_process import EmbeddedSimulator, SimulatorError
+    from .core.telemetry.sources import (
         CommandSource,
         SocketSource,
         StreamSource,
@@ -234,7 +234,7 @@ def _require_tty() -> None:
 
 def cmd_live(args) -> int:
     _require_tty()
-    from .core.profile import Recorder
+    from .core.store.profile import Recorder
     from .ui.app import NeuronTopApp
 
     source, label, sim = _open_live_source(args)
@@ -257,8 +257,8 @@ def cmd_live(args) -> int:
 
 
 def _load_timeline(path: str, skip_bad: bool):
-    from .core.logs import log_samples, sniff
-    from .core.profile import LogTimeline, Profile
+    from .core.store.profile import LogTimeline, Profile
+    from .core.telemetry.logs import log_samples, sniff
 
     if path != "-" and sniff(path) == "profile":
         return Profile(path)
@@ -270,7 +270,7 @@ def _warn_skip(lineno: int, msg: str) -> None:
 
 
 def cmd_replay(args) -> int:
-    from .core.replay import SPEEDS, ReplayClock
+    from .core.store.replay import SPEEDS, ReplayClock
     from .ui.app import NeuronTopApp
 
     if args.speed < SPEEDS[0] or args.speed > SPEEDS[-1]:
@@ -286,8 +286,8 @@ def cmd_replay(args) -> int:
 
 def _samples_of(path: str, skip_bad: bool):
     """(samples iterator, start unix time or None) for a profile, a log or stdin."""
-    from .core.logs import log_samples, sniff
-    from .core.profile import Profile
+    from .core.store.profile import Profile
+    from .core.telemetry.logs import log_samples, sniff
 
     if path != "-" and sniff(path) == "profile":
         prof = Profile(path)
@@ -299,12 +299,12 @@ def _samples_of(path: str, skip_bad: bool):
 
 
 def cmd_export(args) -> int:
-    from .core.export import HINT_CAUSES, CsvExporter, parse_fields
-    from .core.heap import keep_freed_memory
-    from .core.logs import log_samples, sniff
-    from .core.prefetch import HintOptions
-    from .core.prefetch import batches as profile_batches
-    from .core.profile import Profile
+    from .core.export.csv_writer import HINT_CAUSES, CsvExporter, parse_fields
+    from .core.export.heap import keep_freed_memory
+    from .core.export.prefetch import HintOptions
+    from .core.export.prefetch import batches as profile_batches
+    from .core.store.profile import Profile
+    from .core.telemetry.logs import log_samples, sniff
 
     try:
         groups = parse_fields(args.fields)
@@ -406,15 +406,15 @@ def _empty_export(args) -> str:
 
 def _log_start_estimate(path: str) -> float | None:
     """A neuron-monitor log has no clock: take its last write as the end of the last report."""
-    from .core.logs import log_duration
+    from .core.telemetry.logs import log_duration
 
     last = log_duration(path)
     return None if last is None else os.path.getmtime(path) - last
 
 
 def cmd_import(args) -> int:
-    from .core.hints import plural
-    from .core.profile import import_log
+    from .core.store.profile import import_log
+    from .core.telemetry.units import plural
 
     n = import_log(args.log, args.output, args.skip_bad, _warn_skip)
     print(f"neuron-top: imported {plural(n, 'report')} into {args.output}", file=sys.stderr)
@@ -422,13 +422,13 @@ def cmd_import(args) -> int:
 
 
 def cmd_diagnose(args) -> int:
-    from .core.diagnose import diagnose, format_text
+    from .core.analysis.diagnose import diagnose, format_text
 
     samples, _ = _samples_of(args.source, args.skip_bad)
     try:
         d = diagnose(samples, args.hint_threshold, args.hint_window)
     except ValueError as exc:
-        from .core.logs import InputError
+        from .core.telemetry.logs import InputError
 
         if isinstance(exc, InputError):
             raise
@@ -443,10 +443,10 @@ def cmd_diagnose(args) -> int:
 
 
 def cmd_record(args) -> int:
-    from .core.hints import HintMonitor
-    from .core.profile import Recorder
-    from .core.sample import DecodeError, Decoder
-    from .core.sources import Line, Status
+    from .core.analysis.hints import HintMonitor
+    from .core.store.profile import Recorder
+    from .core.telemetry.sample import DecodeError, Decoder
+    from .core.telemetry.sources import Line, Status
 
     source, label, sim = _open_live_source(args, for_ui=False)
     meta = {"source": json.dumps({"kind": "record", "label": label}), "start_unix": f"{time.time():.3f}"}
@@ -510,7 +510,7 @@ def cmd_record(args) -> int:
             source.close()
             if sim:
                 sim.stop()
-    from .core.hints import plural
+    from .core.telemetry.units import plural
 
     print(f"neuron-top: recorded {plural(n, 'report')} to {args.output}", file=sys.stderr)
     return 0

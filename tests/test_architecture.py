@@ -10,12 +10,17 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-HEADLESS = sorted(p for p in (ROOT / "neurontop" / "core").glob("*.py") if p.name != "__init__.py")
+CORE = ROOT / "neurontop" / "core"
+HEADLESS = sorted(p for p in CORE.rglob("*.py") if p.name != "__init__.py")
 
 
-@pytest.mark.parametrize("path", HEADLESS, ids=lambda p: p.name)
+def _module(path: Path) -> str:
+    return ".".join(path.relative_to(ROOT).with_suffix("").parts)
+
+
+@pytest.mark.parametrize("path", HEADLESS, ids=lambda p: str(p.relative_to(CORE)))
 def test_headless_module_does_not_load_textual(path: Path) -> None:
-    mod = f"neurontop.core.{path.stem}"
+    mod = _module(path)
     code = f"import sys, {mod}; print('textual' in sys.modules or any(m.startswith('textual.') for m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == "False", f"{mod} pulls in textual"
@@ -46,7 +51,7 @@ def test_devicesim_runtime_does_not_load_neurontop() -> None:
 
 def test_monitor_hardware_figures_match_simulator_presets() -> None:
     from devicesim.presets import PRESETS
-    from neurontop.core.hardware import CHIPS
+    from neurontop.core.telemetry.hardware import CHIPS
 
     for p in PRESETS.values():
         chip = CHIPS[p.device_type]
@@ -63,7 +68,7 @@ def test_the_facts_both_packages_keep_a_copy_of_agree(tmp_path, monkeypatch) -> 
     import socket
 
     from devicesim import engine, server
-    from neurontop.core import sources
+    from neurontop.core.telemetry import sources
 
     assert (engine.PROTOCOL, engine.PROTOCOL_VERSION) == (sources.PROTOCOL, sources.PROTOCOL_VERSION)
     for runtime in (str(tmp_path), None):
@@ -83,3 +88,12 @@ def test_the_facts_both_packages_keep_a_copy_of_agree(tmp_path, monkeypatch) -> 
             assert (server.unsafe_socket(path) is None) == (sources.unsafe_socket(path) is None) == (mode == 0o700)
     finally:
         sock.close()
+
+
+def test_the_layer_contracts_hold() -> None:
+    """pyproject.toml's [tool.importlinter] contracts: cli > ui > core; inside the core telemetry <
+    analysis | store < export < session; no Textual in the core; devicesim and neurontop apart."""
+    exe = Path(sys.executable).with_name("lint-imports")
+    out = subprocess.run([str(exe), "--no-cache"], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    assert "0 broken" in out.stdout

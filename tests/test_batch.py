@@ -14,10 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from neurontop.core import batch as B
-from neurontop.core import colcodec, numtext
-from neurontop.core import colread as CR
-from neurontop.core.export import (
+from neurontop.core.analysis.hints import BatchHintMonitor, HintMonitor
+from neurontop.core.export.csv_writer import (
     HINT_CAUSES,
     Column,
     CsvExporter,
@@ -28,8 +26,10 @@ from neurontop.core.export import (
     parse_fields,
     row_blocks,
 )
-from neurontop.core.hints import BatchHintMonitor, HintMonitor
-from neurontop.core.sample import ENGINE_NAMES, Decoder, Sample
+from neurontop.core.store import colcodec, numtext
+from neurontop.core.store import colread as CR
+from neurontop.core.telemetry import batch as B
+from neurontop.core.telemetry.sample import ENGINE_NAMES, Decoder, Sample
 
 from .conftest import REAL_TRN1, ROOT, SAMPLE_JSONL, make_reports, needs_shared, run_cli, strip_extension
 
@@ -145,7 +145,7 @@ def test_real_neuron_monitor_logs_read_like_reports(path) -> None:
 
 
 def test_shipped_profiles_read_as_columns_like_reports() -> None:
-    from neurontop.core.profile import Profile
+    from neurontop.core.store.profile import Profile
 
     for path in sorted((ROOT / "profiles").glob("*.ntprof")):
         prof = Profile(str(path))
@@ -239,7 +239,7 @@ def test_batch_hints_equal_the_live_monitor(scenario: str) -> None:
 
 @pytest.mark.parametrize("preset", ["trn1.2xlarge", "trn2.48xlarge"])
 def test_batch_figures_equal_the_per_cell_definition(preset: str) -> None:
-    from neurontop.core.export import columns_for
+    from neurontop.core.export.csv_writer import columns_for
 
     lines = make_reports(preset, "comm_bound", 6)
     d = Decoder()
@@ -321,10 +321,10 @@ def test_iso_block_matches_datetime(ts: list[float]) -> None:
 
 def test_cli_export_of_a_profile_equals_export_of_the_same_log(tmp_path, monkeypatch) -> None:
     """The column path (profile) and the report path (log) write the same bytes."""
-    from neurontop.core.profile import Recorder
+    from neurontop.core.store.profile import Recorder
 
-    monkeypatch.setattr("neurontop.core.profile.COMPACT_ROWS", 40)
-    monkeypatch.setattr("neurontop.core.profile.CHUNK_RAW_BYTES", 64 * 1024)
+    monkeypatch.setattr("neurontop.core.store.profile.COMPACT_ROWS", 40)
+    monkeypatch.setattr("neurontop.core.store.profile.CHUNK_RAW_BYTES", 64 * 1024)
     lines = make_reports("trn1.32xlarge", "straggler", 130, period=0.5)
     log = tmp_path / "r.jsonl"
     log.write_bytes(b"\n".join(lines) + b"\n")
@@ -334,7 +334,7 @@ def test_cli_export_of_a_profile_equals_export_of_the_same_log(tmp_path, monkeyp
     for k, x in enumerate(lines):
         rec.append(x, d.decode(x), now=1e6 + k)  # a commit per report: chunks seal at 64 KiB
     rec.close()
-    from neurontop.core.profile import Profile
+    from neurontop.core.store.profile import Profile
 
     assert sum(isinstance(c, colcodec.ColumnChunk) for _, c in Profile(str(prof)).iter_chunks()) >= 3
     for extra in ([], ["--layout", "long"], ["--every", "3s"], ["--from", "7s", "--to", "40s"]):
@@ -353,8 +353,8 @@ def test_export_reader_reports_a_damaged_chunk_in_one_line(tmp_path, parallel: b
 
     import zstandard
 
-    from neurontop.core import prefetch
-    from neurontop.core.profile import ProfileError, Recorder
+    from neurontop.core.export import prefetch
+    from neurontop.core.store.profile import ProfileError, Recorder
 
     lines = make_reports("trn1.2xlarge", "healthy", 40)
     path = tmp_path / "d.ntprof"
@@ -387,8 +387,8 @@ def test_the_reader_hands_over_figures_through_shared_memory(monkeypatch, slot_b
     a matrix does not fit a slot."""
     from dataclasses import replace
 
-    from neurontop.core import prefetch
-    from neurontop.core.export import Figures
+    from neurontop.core.export import prefetch
+    from neurontop.core.export.csv_writer import Figures
 
     layout = next(iter(B.from_samples([Decoder().decode(make_reports("trn1.2xlarge", "healthy", 1)[0])]))).layout
     rng = np.random.default_rng(7)

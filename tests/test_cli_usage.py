@@ -7,10 +7,10 @@ import os
 import subprocess
 import time
 
-from neurontop.core.diagnose import diagnose, format_text
-from neurontop.core.hints import format_evidence, plural
-from neurontop.core.profile import Profile
-from neurontop.core.sample import Decoder
+from neurontop.core.analysis.diagnose import diagnose, format_text
+from neurontop.core.store.profile import Profile
+from neurontop.core.telemetry.sample import Decoder
+from neurontop.core.telemetry.units import format_evidence, plural
 
 from .conftest import ROOT, bin_path, make_reports, run_cli
 

@@ -302,7 +302,7 @@ def test_term_dumb_is_refused_with_one_line() -> None:
 def test_an_unexpected_error_in_the_app_exits_non_zero(tmp_path) -> None:
     # A module that makes the decoder raise something unexpected (not a bad report) on the 3rd line.
     (tmp_path / "sitecustomize.py").write_text(
-        "import neurontop.core.sample as s\n"
+        "import neurontop.core.telemetry.sample as s\n"
         "_real = s.Decoder.decode\n"
         "def decode(self, line):\n"
         "    self.n_seen = getattr(self, 'n_seen', 0) + 1\n"

@@ -8,8 +8,8 @@ import io
 import numpy as np
 import pytest
 
-from neurontop.core.export import CsvExporter, parse_fields
-from neurontop.core.sample import Decoder
+from neurontop.core.export.csv_writer import CsvExporter, parse_fields
+from neurontop.core.telemetry.sample import Decoder
 
 from .conftest import SAMPLE_JSONL, make_reports, needs_shared, run_cli
 
@@ -94,7 +94,7 @@ def test_export_plain_neuron_monitor_log_has_no_unknown_columns() -> None:
 @needs_shared
 def test_log_clock_prepass_matches_the_decoder(tmp_path) -> None:
     """export estimates a log's start from a cheap clock-only pass; it must agree with full decoding."""
-    from neurontop.core.logs import log_duration, log_samples
+    from neurontop.core.telemetry.logs import log_duration, log_samples
 
     from .conftest import REAL_TRN1, strip_extension
 
@@ -121,7 +121,7 @@ def test_export_to_a_full_disk_is_one_clear_line() -> None:
 _FAULTS = """
 import resource, sys
 import numpy as np
-from neurontop.core.heap import keep_freed_memory
+from neurontop.core.export.heap import keep_freed_memory
 ok = keep_freed_memory() if sys.argv[1] == "keep" else True
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 for _ in range(50):  # what an export does batch after batch: the same temporaries, all freed at the end

@@ -10,7 +10,7 @@ import pytest
 from devicesim.engine import Engine, SimConfig, encode
 from devicesim.presets import get_preset
 from devicesim.scenarios import SCENARIOS
-from neurontop.core.hints import (
+from neurontop.core.analysis.hints import (
     ALLOCATED_BYTES,
     HintTracker,
     WindowArrays,
@@ -18,7 +18,7 @@ from neurontop.core.hints import (
     stats_of_windows,
     window_arrays,
 )
-from neurontop.core.sample import Decoder
+from neurontop.core.telemetry.sample import Decoder
 
 from .conftest import PRESETS, make_reports, strip_extension
 
@@ -95,7 +95,7 @@ def test_changing_run_changes_hints_within_the_hysteresis() -> None:
 
 
 def test_hysteresis_does_not_flicker() -> None:
-    from neurontop.core.hints import Hint
+    from neurontop.core.analysis.hints import Hint
 
     h = Hint("communication", "bottleneck", "warning", 0.8, "t", (), "a", "interconnect")
     tr = HintTracker(on_s=3, off_s=5)

@@ -13,10 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from benchmarks.faults import paths
-from neurontop.core.export import CsvExporter
-from neurontop.core.hints import HintMonitor
-from neurontop.core.history import History
-from neurontop.core.sample import DecodeError, Decoder
+from neurontop.core.analysis.hints import HintMonitor
+from neurontop.core.analysis.history import History
+from neurontop.core.export.csv_writer import CsvExporter
+from neurontop.core.telemetry.sample import DecodeError, Decoder
 
 from .conftest import make_reports, run_cli
 
@@ -147,7 +147,7 @@ async def test_the_screen_survives_a_shape_change_mid_stream() -> None:
         await feed(app, pilot, decoded(lines))
         await feed(app, pilot, decoded(big))  # (one Decoder per stream; here the stream changes shape)
         assert any("ND15" in row for row in grid_text(app))
-        d = __import__("neurontop.core.sample", fromlist=["Decoder"]).Decoder()
+        d = __import__("neurontop.core.telemetry.sample", fromlist=["Decoder"]).Decoder()
         mixed = [d.decode(x) for x in lines + big + lines]
         await feed(app, pilot, mixed)
         assert app.latest is not None and app.latest.n_cores == 2

@@ -9,8 +9,8 @@ import sqlite3
 
 import pytest
 
-from neurontop.core.profile import Profile, ProfileError, Recorder
-from neurontop.core.sample import Decoder
+from neurontop.core.store.profile import Profile, ProfileError, Recorder
+from neurontop.core.telemetry.sample import Decoder
 
 from .conftest import make_reports, run_cli
 

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 import zstandard
 
-from neurontop.core import colcodec
-from neurontop.core.export import CsvExporter
-from neurontop.core.logs import InputError
-from neurontop.core.profile import Profile, ProfileError, Recorder, import_log
-from neurontop.core.replay import ReplayClock, parse_jump
-from neurontop.core.sample import Decoder
+from neurontop.core.export.csv_writer import CsvExporter
+from neurontop.core.store import colcodec
+from neurontop.core.store.profile import Profile, ProfileError, Recorder, import_log
+from neurontop.core.store.replay import ReplayClock, parse_jump
+from neurontop.core.telemetry.logs import InputError
+from neurontop.core.telemetry.sample import Decoder
 
 from .conftest import bin_path, make_reports, run_cli
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from neurontop.core.sample import DecodeError, Decoder
+from neurontop.core.telemetry.sample import DecodeError, Decoder
 
 from .conftest import PRESETS, REAL_TRN1, SAMPLE_JSON, SAMPLE_JSONL, make_reports, needs_shared
 

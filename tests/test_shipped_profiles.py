@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from neurontop.core.profile import Profile
-from neurontop.core.replay import ReplayClock
+from neurontop.core.store.profile import Profile
+from neurontop.core.store.replay import ReplayClock
 
 from .conftest import ROOT, run_cli
 from .ui_helpers import make_app

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from neurontop.core.sources import StreamSource
+from neurontop.core.telemetry.sources import StreamSource
 from neurontop.ui.screens import HelpScreen
 from neurontop.ui.widgets import HintsPane, InterconnectPane, MemoryTree, TabBar
 
@@ -153,8 +153,8 @@ async def test_tiny_terminal_does_not_crash() -> None:
 
 
 async def test_replay_keys_move_the_clock(tmp_path) -> None:
-    from neurontop.core.profile import LogTimeline
-    from neurontop.core.replay import ReplayClock
+    from neurontop.core.store.profile import LogTimeline
+    from neurontop.core.store.replay import ReplayClock
 
     samples = decoded(make_reports("trn1.2xlarge", "healthy", 60))
     clock = ReplayClock(LogTimeline(samples), speed=1.0)
@@ -182,7 +182,7 @@ async def test_replay_keys_move_the_clock(tmp_path) -> None:
 
 
 async def test_r_records_to_a_profile_with_hint_events(tmp_path) -> None:
-    from neurontop.core.profile import Profile, Recorder
+    from neurontop.core.store.profile import Profile, Recorder
 
     samples = decoded(make_reports("trn1.2xlarge", "idle_cores", 30))
     lines = make_reports("trn1.2xlarge", "idle_cores", 30)
@@ -202,7 +202,7 @@ async def test_r_records_to_a_profile_with_hint_events(tmp_path) -> None:
 
 
 async def test_unwritable_record_folder_keeps_the_live_view(tmp_path) -> None:
-    from neurontop.core.profile import Recorder
+    from neurontop.core.store.profile import Recorder
 
     app = make_app(recorder_factory=lambda: Recorder(str(tmp_path / "missing" / "x.ntprof")))
     async with app.run_test(size=(120, 40)) as pilot:
@@ -213,7 +213,7 @@ async def test_unwritable_record_folder_keeps_the_live_view(tmp_path) -> None:
 
 
 def test_command_source_reads_a_programs_stdout(tmp_path) -> None:
-    from neurontop.core.sources import CommandSource, Line, Status
+    from neurontop.core.telemetry.sources import CommandSource, Line, Status
 
     log = tmp_path / "r.jsonl"
     log.write_bytes(b"\n".join(make_reports("trn1.2xlarge", "healthy", 4)) + b"\n")

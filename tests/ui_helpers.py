@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from neurontop.core.sample import Decoder
+from neurontop.core.telemetry.sample import Decoder
 from neurontop.ui.app import NeuronTopApp, SampleReceived
 
 

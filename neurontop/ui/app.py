@@ -17,11 +17,12 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.worker import get_current_worker
 
-from ..core.hints import DEFAULT_THRESHOLD, DEFAULT_WINDOW_S, Hint, HintMonitor, plural
-from ..core.history import History
-from ..core.replay import ReplayClock, parse_jump
-from ..core.sample import DecodeError, Decoder, Sample
-from ..core.sources import Status
+from ..core.analysis.hints import DEFAULT_THRESHOLD, DEFAULT_WINDOW_S, Hint, HintMonitor
+from ..core.analysis.history import History
+from ..core.store.replay import ReplayClock, parse_jump
+from ..core.telemetry.sample import DecodeError, Decoder, Sample
+from ..core.telemetry.sources import Status
+from ..core.telemetry.units import plural
 from .screens import HelpScreen, JumpScreen
 from .widgets import (
     CoreGrid,

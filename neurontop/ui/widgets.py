@@ -22,10 +22,10 @@ try:  # (a Textual internal: without it the panes take Textual's own drawing pat
 except ImportError:  # pragma: no cover - another Textual
     get_box = None  # type: ignore[assignment]
 
-from ..core.hints import Hint
-from ..core.history import History
-from ..core.replay_fmt import clock
-from ..core.sample import ENGINE_NAMES, MEM_LABELS, Sample
+from ..core.analysis.hints import Hint
+from ..core.analysis.history import History
+from ..core.telemetry.sample import ENGINE_NAMES, MEM_LABELS, Sample
+from ..core.telemetry.units import clock
 from .render import bar, bar_segments, human_bytes, human_count, human_rate, level_style, sparkline
 
 

@@ -24,9 +24,9 @@ from typing import Any
 import msgspec
 import zstandard
 
+from ..telemetry.logs import InputError, sniff
+from ..telemetry.sample import DecodeError, Decoder, Sample
 from . import colcodec
-from .logs import InputError, sniff
-from .sample import DecodeError, Decoder, Sample
 
 FORMAT_VERSION = 2  # 2: chunks may be columnar (colcodec); version 1 files are still read
 APPLICATION_ID = 0x4E54_5046  # "NTPF" in the SQLite header, so `file` and we can tell a profile
@@ -545,7 +545,7 @@ class LogTimeline:
 def import_log(path_in: str, path_out: str, skip_bad: bool = False, on_skip=None) -> int:
     """Convert a neuron-monitor JSON-lines log (plain, gz, zst) into a profile. Returns samples written.
     It is written under a temporary name and renamed at the end: a failed import leaves nothing."""
-    from .logs import open_log, read_reports
+    from ..telemetry.logs import open_log, read_reports
 
     if os.path.exists(path_out):
         raise ProfileError(f"{path_out}: already exists (choose another name)")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import bisect
 from typing import Protocol
 
-from .sample import Sample
+from ..telemetry.sample import Sample
 
 SPEEDS = [1 / 16, 1 / 8, 1 / 4, 1 / 2, 1, 2, 4, 8, 16, 32, 64]
 

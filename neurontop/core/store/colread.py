@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..telemetry.batch import Batch, from_samples, layout_of
+from ..telemetry.sample import Decoder, Sample
+from ..telemetry.schema import report_decoder
 from . import colcodec
-from .batch import Batch, from_samples, layout_of
-from .sample import Decoder, Sample
-from .schema import report_decoder
 
 
 class Unsupported(Exception):
@@ -403,8 +403,8 @@ def _derive(s0: Sample, raw: dict, n: int, dec: Decoder) -> Batch:
 
 def iter_profile(prof, skip_bad: bool = False, rows: int = 600, on_skip=None) -> Iterator[Batch]:
     """A profile's samples as batches: columnar chunks read as columns, others report by report."""
+    from ..telemetry.sample import DecodeError
     from .profile import ProfileError
-    from .sample import DecodeError
 
     dec = Decoder()
     pending: list[Sample] = []

@@ -20,10 +20,10 @@ from typing import IO
 
 import numpy as np
 
-from . import numtext
-from .batch import Batch, Layout, from_samples, layout_of
-from .hints import DEFAULT_THRESHOLD, BatchHintMonitor
-from .sample import ENGINE_NAMES, Sample
+from ..analysis.hints import DEFAULT_THRESHOLD, BatchHintMonitor
+from ..store import numtext
+from ..telemetry.batch import Batch, Layout, from_samples, layout_of
+from ..telemetry.sample import ENGINE_NAMES, Sample
 
 GROUPS = ("util", "flops", "engines", "hbm", "links", "vcpu", "training", "hints")
 HINT_CAUSES = ("input_pipeline", "communication", "hbm_bandwidth", "small_batch", "straggler", "idle_cores",

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from .hints import DEFAULT_THRESHOLD, DEFAULT_WINDOW_S, SEVERITY_RANK, Hint, compute, format_evidence, plural
-from .replay_fmt import clock
-from .sample import Sample
+from ..telemetry.sample import Sample
+from ..telemetry.units import clock, format_evidence, plural
+from .hints import DEFAULT_THRESHOLD, DEFAULT_WINDOW_S, SEVERITY_RANK, Hint, compute
 
 ON_S = 3.0  # a cause must hold this long to count (same hysteresis as the live view)
 OFF_S = 5.0  # gaps shorter than this join two runs of the same cause

@@ -14,34 +14,14 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from .sample import Sample
+from ..telemetry.sample import Sample
+from ..telemetry.units import format_evidence, plural
 
 DEFAULT_THRESHOLD = 70.0
 DEFAULT_WINDOW_S = 10.0
 ALLOCATED_BYTES = 16 * 1024**2  # a core holding less device memory than this is not in use
 
 SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
-
-
-COUNT_UNITS = ("cores", "vCPUs", "reports", "")  # counts: the name says what is counted
-
-
-def plural(n: float, word: str) -> str:
-    """'1 core', '2 cores', '1 vCPU' ('word' is the singular)."""
-    return f"{n:g} {word}" if n == 1 else f"{n:g} {word}s"
-
-
-def format_evidence(name: str, value: float, unit: str) -> str:
-    """One piece of evidence as the hints pane and `diagnose` both print it (the pane's precision)."""
-    if unit == "%":
-        return f"{name} {value:.1f} %"
-    if unit == "GB/s":
-        return f"{name} {value:.1f} GB/s"
-    if unit in ("GiB", "TFLOP/s", "s"):
-        return f"{name} {value:.2f} {unit}"
-    if unit in COUNT_UNITS:
-        return f"{name} {value:g}"
-    return f"{name} {value:g} {unit}"
 
 
 @dataclass(frozen=True)

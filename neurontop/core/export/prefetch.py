@@ -18,12 +18,12 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .batch import Batch
-from .colread import iter_profile
-from .export import Figures, reduce_batch
-from .hints import BatchHintMonitor
-from .logs import InputError
-from .profile import Profile, ProfileError
+from ..analysis.hints import BatchHintMonitor
+from ..store.colread import iter_profile
+from ..store.profile import Profile, ProfileError
+from ..telemetry.batch import Batch
+from ..telemetry.logs import InputError
+from .csv_writer import Figures, reduce_batch
 
 
 @dataclass(frozen=True)
