@@ -47,8 +47,7 @@ def _live_parser() -> argparse.ArgumentParser:
     _source_args(ap, "'-' to read neuron-monitor JSON lines from stdin")
     _sim_args(ap)
     ap.add_argument("--refresh", type=parse_duration, default=1.0, help="display refresh interval (default 1s)")
-    ap.add_argument("--hint-threshold", type=float, default=70.0, help="utilisation %% below which hints fire")
-    ap.add_argument("--hint-window", type=parse_duration, default=10.0, help="hint window (default 10s)")
+    _hint_args(ap)
     ap.add_argument("--record-dir", default=".", help="folder for recordings started with the r key")
     return ap
 
@@ -84,6 +83,28 @@ def _source_args(ap: argparse.ArgumentParser, positional_help: str) -> None:
                                                                    "and read its stdout")
 
 
+def _hint_args(ap: argparse.ArgumentParser) -> None:
+    from .core.analysis.thresholds import DEFAULTS
+
+    ap.add_argument("--hint-threshold", type=float, default=DEFAULTS.util_below,
+                    help=f"utilisation %% below which bottleneck hints fire (default {DEFAULTS.util_below:g})")
+    ap.add_argument("--hint-window", type=parse_duration, default=DEFAULTS.window_s,
+                    help=f"the window hints look at (default {DEFAULTS.window_s:g}s)")
+
+
+def _thresholds(args):
+    """The hint thresholds with the user's --hint-threshold and --hint-window."""
+    import dataclasses
+
+    from .core.analysis.thresholds import DEFAULTS
+
+    if not 0 < args.hint_threshold <= 100:
+        raise UsageError(f"--hint-threshold must be a utilisation above 0 and at most 100 %, not {args.hint_threshold:g}")
+    if args.hint_window <= 0:
+        raise UsageError("--hint-window must be longer than 0 s")
+    return dataclasses.replace(DEFAULTS, util_below=args.hint_threshold, window_s=args.hint_window)
+
+
 def _sub_parser(cmd: str) -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog=f"neuron-top {cmd}")
     if cmd == "record":
@@ -98,7 +119,7 @@ def _sub_parser(cmd: str) -> argparse.ArgumentParser:
         ap.add_argument("--speed", type=float, default=1.0, help="1/16 to 64 (default 1)")
         ap.add_argument("--start", type=parse_time, help="start position (seconds, 1:30, 5m)")
         ap.add_argument("--skip-bad", action="store_true", help="skip unreadable lines of a log")
-        ap.add_argument("--hint-threshold", type=float, default=70.0)
+        _hint_args(ap)
     elif cmd == "export":
         ap.add_argument("source", help="a profile, a neuron-monitor log, or - for stdin")
         ap.add_argument("-o", "--output", required=True, help="CSV file, or - for stdout")
@@ -108,7 +129,7 @@ def _sub_parser(cmd: str) -> argparse.ArgumentParser:
         ap.add_argument("--every", type=parse_duration, help="resample: mean over intervals of this length")
         ap.add_argument("--layout", choices=("wide", "long"), default="wide")
         ap.add_argument("--skip-bad", action="store_true", help="skip unreadable lines of a log")
-        ap.add_argument("--hint-threshold", type=float, default=70.0)
+        _hint_args(ap)
     elif cmd == "import":
         ap.add_argument("log", help="neuron-monitor JSON lines (.jsonl, .gz, .zst)")
         ap.add_argument("-o", "--output", required=True)
@@ -116,8 +137,7 @@ def _sub_parser(cmd: str) -> argparse.ArgumentParser:
     elif cmd == "diagnose":
         ap.add_argument("source", help="a profile, a neuron-monitor log, or - for stdin")
         ap.add_argument("--json", action="store_true", help="print a JSON object (docs/hints.md)")
-        ap.add_argument("--hint-threshold", type=float, default=70.0)
-        ap.add_argument("--hint-window", type=parse_duration, default=10.0)
+        _hint_args(ap)
         ap.add_argument("--skip-bad", action="store_true")
     return ap
 
@@ -245,7 +265,7 @@ def cmd_live(args) -> int:
 
     signal.signal(signal.SIGHUP, lambda *_: (sim.stop() if sim else None, os._exit(129)))
     signal.signal(signal.SIGTERM, lambda *_: (sim.stop() if sim else None, os._exit(143)))
-    app = NeuronTopApp(source=source, source_label=label, threshold=args.hint_threshold, window_s=args.hint_window,
+    app = NeuronTopApp(source=source, source_label=label, th=_thresholds(args),
                        refresh_s=args.refresh, recorder_factory=recorder_factory)
     try:
         app.run()
@@ -278,8 +298,7 @@ def cmd_replay(args) -> int:
     tl = _load_timeline(args.file, args.skip_bad)
     _require_tty()
     clock = ReplayClock(tl, speed=args.speed, start_s=args.start)
-    app = NeuronTopApp(replay=clock, source_label=f"replay {os.path.basename(args.file)}",
-                       threshold=args.hint_threshold)
+    app = NeuronTopApp(replay=clock, source_label=f"replay {os.path.basename(args.file)}", th=_thresholds(args))
     app.run()
     return app.return_code or 0
 
@@ -299,7 +318,8 @@ def _samples_of(path: str, skip_bad: bool):
 
 
 def cmd_export(args) -> int:
-    from .core.export.csv_writer import HINT_CAUSES, CsvExporter, parse_fields
+    from .core.analysis.rules import causes
+    from .core.export.csv_writer import CsvExporter, parse_fields
     from .core.export.heap import keep_freed_memory
     from .core.export.prefetch import HintOptions
     from .core.export.prefetch import batches as profile_batches
@@ -327,7 +347,7 @@ def cmd_export(args) -> int:
         start = float(meta_start) if meta_start else None
         prof.close()
         # columns, decoded (and hints evaluated) beside the writer
-        batches = profile_batches(args.source, args.skip_bad, hints=HintOptions(args.hint_threshold, HINT_CAUSES)
+        batches = profile_batches(args.source, args.skip_bad, hints=HintOptions(_thresholds(args), causes())
                                   if "hints" in groups else None, groups=groups)
         samples = None
     else:
@@ -338,7 +358,7 @@ def cmd_export(args) -> int:
         tmp = args.output + ".part"
         out = open(tmp, "wb", buffering=1 << 20)  # noqa: SIM115
     ex = CsvExporter(out, groups, layout=args.layout, every_s=args.every, t_from=args.t_from, t_to=args.t_to,
-                     start_unix=start, threshold=args.hint_threshold)
+                     start_unix=start, th=_thresholds(args))
     progress = None
     if tmp is not None and sys.stderr.isatty():
         from rich.progress import BarColumn, Progress, TextColumn
@@ -426,7 +446,7 @@ def cmd_diagnose(args) -> int:
 
     samples, _ = _samples_of(args.source, args.skip_bad)
     try:
-        d = diagnose(samples, args.hint_threshold, args.hint_window)
+        d = diagnose(samples, _thresholds(args))
     except ValueError as exc:
         from .core.telemetry.logs import InputError
 
@@ -495,7 +515,7 @@ def cmd_record(args) -> int:
             if t_first is None:
                 t_first = s.time_s
             t_last = s.time_s
-            for hev in hints.feed(s):  # hints are events of the profile, as in the live view
+            for hev in hints.feed_sample(s):  # hints are events of the profile, as in the live view
                 rec.event(s.time_s, "hint", hev)
             rec.append(ev.data, s)
             n += 1

@@ -14,9 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from neurontop.core.analysis.hints import BatchHintMonitor, HintMonitor
+from neurontop.core.analysis.hints import HintMonitor
+from neurontop.core.analysis.rules import causes
 from neurontop.core.export.csv_writer import (
-    HINT_CAUSES,
     Column,
     CsvExporter,
     figures,
@@ -217,9 +217,9 @@ def test_batch_hints_equal_the_live_monitor(scenario: str) -> None:
     live = HintMonitor()
     want = []
     for s in samples:
-        live.feed(s)
+        live.feed_sample(s)
         shown = {h.cause for h in live.shown}
-        want.append([c in shown for c in HINT_CAUSES])
+        want.append([c in shown for c in causes()])
     want_a = np.array(want)
     assert want_a[:80].any()  # the scenario's hint shows, so the comparison means something
     assert want_a[-30:].any()  # and after the hardware changed
@@ -229,11 +229,11 @@ def test_batch_hints_equal_the_live_monitor(scenario: str) -> None:
     starts = np.cumsum([0, *map(len, parts)])
     for _ in range(3):  # whatever the batch boundaries
         cuts = sorted({*rng.sample(range(1, len(samples)), 6), *starts[1:-1].tolist()})
-        mon = BatchHintMonitor()
+        mon = HintMonitor()
         got = []
         for a, b in zip([0, *cuts], [*cuts, len(samples)], strict=True):
             k = int(np.searchsorted(starts, a, side="right")) - 1
-            got.append(mon.feed(parts[k].rows(a - starts[k], b - starts[k]), HINT_CAUSES))
+            got.append(mon.feed(parts[k].rows(a - starts[k], b - starts[k]), causes()))
         assert np.array_equal(np.concatenate(got), want_a)
 
 
@@ -247,8 +247,8 @@ def test_batch_figures_equal_the_per_cell_definition(preset: str) -> None:
     groups = parse_fields("all")
     cols = columns_for(samples[0], groups)
     (b,) = B.from_samples(samples)
-    hints = np.zeros((len(b), len(HINT_CAUSES)), dtype=bool)
-    hints[:, HINT_CAUSES.index("communication")] = True
+    hints = np.zeros((len(b), len(causes())), dtype=bool)
+    hints[:, causes().index("communication")] = True
     names, m = figures(b, groups, hints)
     assert names == [c.name for c in cols]
     for k, s in enumerate(samples):

@@ -10,19 +10,19 @@ import pytest
 from devicesim.engine import Engine, SimConfig, encode
 from devicesim.presets import get_preset
 from devicesim.scenarios import SCENARIOS
-from neurontop.core.analysis.hints import (
-    ALLOCATED_BYTES,
-    HintTracker,
-    WindowArrays,
-    compute,
-    stats_of_windows,
-    window_arrays,
-)
+from neurontop.core.analysis.hints import HintTracker, compute
+from neurontop.core.analysis.thresholds import DEFAULTS
+from neurontop.core.analysis.window import WindowArrays, stats_of_windows, window_of_batches
+from neurontop.core.telemetry.batch import from_samples
 from neurontop.core.telemetry.sample import Decoder
 
 from .conftest import PRESETS, make_reports, strip_extension
 
 SUPPORTED_WITHOUT_EXTENSION = {"input_pipeline", "fp32_precision", "straggler", "idle_cores", "hbm_capacity"}
+
+
+def window_arrays(samples) -> WindowArrays:
+    return window_of_batches([(b, 0, len(b)) for b in from_samples(samples)])
 
 
 def decode_all(lines):
@@ -122,7 +122,7 @@ def one_window(w: WindowArrays) -> dict:
     dev = int(w.mem_core.reshape(len(w.mem_core), w.n_devices, -1).sum(axis=2).max())
     return dict(
         n=w.util.shape[1], util=float(cu.mean()), core_util=cu,
-        allocated=(w.mem_core.mean(axis=0) >= ALLOCATED_BYTES) | (cu >= 1.0), has_ext=ext,
+        allocated=(w.mem_core.mean(axis=0) >= DEFAULTS.allocated_bytes) | (cu >= 1.0), has_ext=ext,
         has_flops=w.flops is not None, flops=float(w.flops.mean()) if w.flops is not None else 0.0, peak=w.peak,
         vcpu_busy=w.vcpu_busy.mean(axis=0), host_busy=float((100 - w.sys_idle).mean()) if w.sys_idle.any() else 0.0,
         hbm_frac=busy_mean(w.hbm_rate) / bw if ext else None, tensor_active=busy_mean(w.tensor) if ext else None,

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from benchmarks.faults import paths
 from neurontop.core.analysis.hints import HintMonitor
 from neurontop.core.analysis.history import History
+from neurontop.core.analysis.thresholds import Thresholds
 from neurontop.core.export.csv_writer import CsvExporter
 from neurontop.core.telemetry.sample import DecodeError, Decoder
 
@@ -64,7 +65,7 @@ def mutated(draw):
 
 
 def _pipeline(lines: list[bytes]) -> int:
-    dec, hist, hints = Decoder(), History(), HintMonitor(every_s=0.0)
+    dec, hist, hints = Decoder(), History(), HintMonitor(Thresholds(every_s=0.0))
     ex = CsvExporter(io.StringIO(), ("util", "flops", "hbm", "links", "vcpu", "training", "hints"))
     bad = 0
     for line in lines:
@@ -74,7 +75,7 @@ def _pipeline(lines: list[bytes]) -> int:
             bad += 1
             continue
         hist.add(s)
-        hints.feed(s)
+        hints.feed_sample(s)
         ex.add(s)
         assert np.isfinite(s.util).all() and s.n_cores <= 4096
     ex.finish()

@@ -17,9 +17,11 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.worker import get_current_worker
 
-from ..core.analysis.hints import DEFAULT_THRESHOLD, DEFAULT_WINDOW_S, Hint, HintMonitor
+from ..core.analysis.hints import Hint, HintMonitor
 from ..core.analysis.history import History
+from ..core.analysis.thresholds import DEFAULTS, Thresholds
 from ..core.store.replay import ReplayClock, parse_jump
+from ..core.telemetry.batch import from_samples
 from ..core.telemetry.sample import DecodeError, Decoder, Sample
 from ..core.telemetry.sources import Status
 from ..core.telemetry.units import plural
@@ -105,8 +107,7 @@ class NeuronTopApp(App):
     ] + [Binding(str(i), f"select_tab({i - 1})", show=False) for i in range(1, 10)]
 
     def __init__(self, source=None, replay: ReplayClock | None = None, source_label: str = "",
-                 threshold: float = DEFAULT_THRESHOLD, window_s: float = DEFAULT_WINDOW_S,
-                 refresh_s: float = 1.0, recorder_factory: Callable[[], object] | None = None,
+                 th: Thresholds = DEFAULTS, refresh_s: float = 1.0, recorder_factory: Callable[[], object] | None = None,
                  show_self: bool = True) -> None:
         # ANSI colours pass through to the terminal (its palette, like htop's) instead of being
         # converted to RGB on every line of every frame, which was a fifth of the drawing cost.
@@ -114,13 +115,12 @@ class NeuronTopApp(App):
         self.source = source
         self.replay = replay
         self.source_label = source_label
-        self.threshold = threshold
-        self.window_s = window_s
+        self.threshold = th.util_below
         self.refresh_s = refresh_s
         self.recorder_factory = recorder_factory
         self.recorder = None
         self.history = History()
-        self.hintmon = HintMonitor(threshold, window_s)
+        self.hintmon = HintMonitor(th)
         self.hints: list[Hint] = []
         self.latest: Sample | None = None
         self.dirty = False
@@ -281,12 +281,11 @@ class NeuronTopApp(App):
             self.header.note = ""
             self.header.state = self.state
         if self.latest is not None and (s.n_cores != self.latest.n_cores or s.time_s < self.latest.time_s):
-            self.history.clear()
-            self.hintmon.reset()
+            self.history.clear()  # (the hint monitor sees the restart itself)
         if self.state == "CONNECTING":
             self.state = "LIVE"
         self.history.add(s)
-        events = self.hintmon.feed(s)
+        events = self.hintmon.feed_sample(s)
         self.hints = self.hintmon.shown
         rec = self.recorder
         if rec is not None:
@@ -389,11 +388,12 @@ class NeuronTopApp(App):
         self.hintmon.reset()
         self.latest = None
         start = max(0, r.index - 600)
-        for i in range(start, r.index + 1):
-            s = r.tl.sample(i)
+        before = [r.tl.sample(i) for i in range(start, r.index + 1)]
+        for s in before:
             self.history.add(s)
-            self.hintmon.feed(s)
             self.latest = s
+        for b in from_samples(before):
+            self.hintmon.feed(b)
         self.hints = self.hintmon.shown
         self.state = "REPLAY (end)" if r.at_end else ("PAUSED" if r.paused else "REPLAY")
         self.dirty = True

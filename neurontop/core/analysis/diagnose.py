@@ -1,16 +1,26 @@
-"""`neuron-top diagnose`: time ranges below the threshold and the hints that explain them."""
+"""`neuron-top diagnose`: time ranges below the threshold and the hints that explain them.
+
+The input goes through the one hint monitor (hints.HintMonitor): the same window, the same
+once-a-second evaluation on the stream's clock as the live view. A restart (time going back, a new
+instance id or another device shape: two logs one after the other) starts a new segment, and each
+segment is reported with its own findings. A finding is a run of evaluations that name a cause: it
+counts when it held for `on_s`, or for the whole segment when the segment is shorter; gaps shorter
+than `off_s` join two runs (the live view's hysteresis, applied to the whole run).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
+import numpy as np
+
+from ..telemetry.batch import Batch, from_samples
 from ..telemetry.sample import Sample
 from ..telemetry.units import clock, format_evidence, plural
-from .hints import DEFAULT_THRESHOLD, DEFAULT_WINDOW_S, SEVERITY_RANK, Hint, compute
-
-ON_S = 3.0  # a cause must hold this long to count (same hysteresis as the live view)
-OFF_S = 5.0  # gaps shorter than this join two runs of the same cause
+from .hints import HintMonitor
+from .rules import SEVERITY_RANK, Hint
+from .thresholds import DEFAULTS, Thresholds
 
 
 @dataclass
@@ -26,110 +36,191 @@ class Run:
 
 
 @dataclass
-class Diagnosis:
-    samples: int
-    duration_s: float
-    threshold: float
-    instance_type: str
-    avg_util: float
-    below: list[dict]
-    findings: list[dict]
-    has_extension: bool
+class Segment:
+    """One stream of the input: from its start to the next restart."""
 
-    @property
-    def healthy(self) -> bool:
-        return not self.findings
+    first_sample: int  # the input's report number (from 1) that starts it
+    reason: str  # why it started: "start", "time went back", "new instance", "new device shape"
+    times: list[np.ndarray] = field(default_factory=list)
+    utils: list[np.ndarray] = field(default_factory=list)
+    period: float = 1.0
+    instance_type: str = ""
+    instance_id: str = ""
+    has_extension: bool = True
+    t0: float = 0.0  # the stream time it starts at
+    runs: dict[str, list[Run]] = field(default_factory=dict)
 
-    def to_dict(self) -> dict:
-        return {
-            "samples": self.samples, "duration_s": round(self.duration_s, 3), "threshold_pct": self.threshold,
-            "instance_type": self.instance_type, "avg_util_pct": round(self.avg_util, 2),
-            "telemetry": "neuron-monitor + neuron_top extension" if self.has_extension else "neuron-monitor",
-            "healthy": self.healthy, "below_threshold": self.below, "findings": self.findings,
-        }
+    def add_rows(self, b: Batch, a: int, e: int) -> None:
+        if e <= a:
+            return
+        self.times.append(b.time_s[a:e])
+        self.utils.append(b.util[a:e].mean(axis=1) if b.util.shape[1] else np.zeros(e - a))
+        self.period = float(b.period[e - 1]) or self.period
+        self.instance_type = self.instance_type or b.layout.instance_type
+        self.instance_id = self.instance_id or b.layout.instance_id
+        self.has_extension = self.has_extension and b.layout.has_engines
 
-
-def diagnose(samples: Iterable[Sample], threshold: float = DEFAULT_THRESHOLD,
-             window_s: float = DEFAULT_WINDOW_S) -> Diagnosis:
-    window: list[Sample] = []
-    t0 = None
-    last_t = 0.0
-    n = 0
-    util_sum = 0.0
-    inst = ""
-    ext = True
-    below: list[dict] = []
-    cur_below: dict | None = None
-    runs: dict[str, list[Run]] = {}
-    period = 1.0
-    for s in samples:
-        n += 1
-        if t0 is None:
-            t0 = s.time_s
-        rel = s.time_s - t0
-        last_t = rel
-        period = s.period_s or period
-        inst = inst or s.instance_type
-        ext = ext and s.has_extension
-        util_sum += s.avg_util
-        window.append(s)
-        while window and window[0].time_s <= s.time_s - window_s - 1e-9:
-            window.pop(0)
-        w_util = sum(x.avg_util for x in window) / len(window)
-        if w_util < threshold:
-            if cur_below is None:
-                cur_below = {"start_s": rel, "end_s": rel, "sum": 0.0, "n": 0}
-                below.append(cur_below)
-            cur_below["end_s"] = rel
-            cur_below["sum"] += s.avg_util
-            cur_below["n"] += 1
-        else:
-            cur_below = None
-        for h in compute(window, threshold, window_s):
-            rs = runs.setdefault(h.cause, [])
-            if rs and rel - rs[-1].end_s <= OFF_S + 1e-9:
+    def evaluated(self, t: float, hints: list[Hint], th: Thresholds) -> None:
+        rel = t - self.t0
+        for h in hints:
+            rs = self.runs.setdefault(h.cause, [])
+            if rs and rel - rs[-1].end_s <= th.off_s + 1e-9:
                 rs[-1].end_s = rel
                 rs[-1].hints.append(h)
             else:
                 rs.append(Run(h.cause, rel, rel, [h]))
-    if t0 is None:
-        raise ValueError("no reports in the input")
-    total = last_t + period
-    findings = []
-    for cause, rs in runs.items():
-        for r in rs:
-            whole = r.start_s <= 1e-9 and r.end_s >= last_t - 1e-9
-            if r.duration + period < ON_S and not whole:
+
+    def to_dict(self, th: Thresholds) -> dict:
+        t = np.concatenate(self.times) - self.t0
+        u = np.concatenate(self.utils)
+        last = float(t[-1])
+        total = last + self.period
+        # below the threshold: where the mean utilisation of the window ending at a sample is
+        csum = np.concatenate([[0.0], np.cumsum(u)])
+        hi = np.arange(1, len(t) + 1)
+        lo = np.searchsorted(t, t - th.window_s - 1e-9, side="right")
+        below_mask = (csum[hi] - csum[lo]) / (hi - lo) < th.util_below
+        below = []
+        k = 0
+        while k < len(t):
+            if not below_mask[k]:
+                k += 1
                 continue
-            best = max(r.hints, key=lambda h: h.score)
-            d = best.to_dict()
-            d.update(start_s=round(r.start_s, 3), end_s=round(r.end_s + period, 3),
-                     share_of_run=round((r.duration + period) / total, 4))
-            d["_rank"] = (best.kind != "bottleneck" or cause == "unexplained", -(r.duration + period) * max(best.score, 0.05),
-                          SEVERITY_RANK[best.severity])
-            findings.append(d)
-    findings.sort(key=lambda d: d["_rank"])
-    for d in findings:
-        d.pop("_rank")
-    bl = [{"start_s": round(b["start_s"], 3), "end_s": round(b["end_s"] + period, 3),
-           "avg_util_pct": round(b["sum"] / b["n"], 2)} for b in below]
-    return Diagnosis(n, total, threshold, inst, util_sum / n, bl, findings, ext)
+            j = k
+            while j + 1 < len(t) and below_mask[j + 1]:
+                j += 1
+            below.append({"start_s": round(float(t[k]), 3), "end_s": round(float(t[j]) + self.period, 3),
+                          "avg_util_pct": round(float(u[k:j + 1].mean()), 2)})
+            k = j + 1
+        findings = []
+        for cause, rs in self.runs.items():
+            for r in rs:
+                whole = r.start_s <= 1e-9 and r.end_s >= last - 1e-9
+                if r.duration + self.period < th.on_s and not whole:
+                    continue
+                best = max(r.hints, key=lambda h: h.score)
+                d = best.to_dict()
+                d.update(start_s=round(r.start_s, 3), end_s=round(r.end_s + self.period, 3),
+                         share_of_run=round((r.duration + self.period) / total, 4))
+                d["_rank"] = (best.kind != "bottleneck" or cause == "unexplained",
+                              -(r.duration + self.period) * max(best.score, 0.05), SEVERITY_RANK[best.severity])
+                findings.append(d)
+        findings.sort(key=lambda d: d["_rank"])
+        for d in findings:
+            d.pop("_rank")
+        return {"first_sample": self.first_sample, "reason": self.reason, "samples": len(t),
+                "duration_s": round(total, 3), "instance_type": self.instance_type, "instance_id": self.instance_id,
+                "avg_util_pct": round(float(u.mean()), 2),
+                "telemetry": "neuron-monitor + neuron_top extension" if self.has_extension else "neuron-monitor",
+                "healthy": not findings, "below_threshold": below, "findings": findings}
+
+
+@dataclass
+class Diagnosis:
+    threshold: float
+    window_s: float
+    segments: list[dict]
+    avg_util: float
+
+    @property
+    def samples(self) -> int:
+        return sum(s["samples"] for s in self.segments)
+
+    @property
+    def duration_s(self) -> float:
+        return sum(s["duration_s"] for s in self.segments)
+
+    @property
+    def healthy(self) -> bool:
+        return all(s["healthy"] for s in self.segments)
+
+    def to_dict(self) -> dict:
+        """The whole input (findings and ranges carry their segment's number when there are several)
+        and each segment on its own."""
+        first = self.segments[0]
+        many = len(self.segments) > 1
+        tag = (lambda k, d: {**d, "segment": k}) if many else (lambda k, d: d)
+        return {
+            "samples": self.samples, "duration_s": round(self.duration_s, 3), "threshold_pct": self.threshold,
+            "instance_type": first["instance_type"], "avg_util_pct": round(self.avg_util, 2),
+            "telemetry": first["telemetry"] if not many or len({s["telemetry"] for s in self.segments}) == 1
+            else "mixed", "healthy": self.healthy,
+            "below_threshold": [tag(k, b) for k, s in enumerate(self.segments) for b in s["below_threshold"]],
+            "findings": [tag(k, f) for k, s in enumerate(self.segments) for f in s["findings"]],
+            "segments": self.segments,
+        }
+
+
+def _batches(samples: Iterable[Sample], rows: int = 600) -> Iterator[Batch]:
+    pending: list[Sample] = []
+    for s in samples:
+        pending.append(s)
+        if len(pending) >= rows:
+            yield from from_samples(pending)
+            pending = []
+    yield from from_samples(pending)
+
+
+def diagnose(samples: Iterable[Sample], th: Thresholds = DEFAULTS) -> Diagnosis:
+    segs: list[Segment] = []
+    starts: list[int] = []  # rows of the current batch where a segment starts
+    seen = 0
+    prev_stream: tuple | None = None
+    batch: list[Batch] = []
+
+    def restart(row: int) -> None:
+        b = batch[0]
+        lay = b.layout
+        if row == 0 and prev_stream is not None and prev_stream[0] != lay.instance_id:
+            reason = "new instance"
+        elif row == 0 and prev_stream is not None and prev_stream[1:] != (lay.n_devices, lay.n_cores):
+            reason = "new device shape"
+        else:
+            reason = "time went back"
+        starts.append(row)
+        segs.append(Segment(seen + row + 1, reason, t0=float(b.time_s[row])))
+
+    mon = HintMonitor(th, on_eval=lambda t, _shown, raw: segs[-1].evaluated(t, raw, th), on_restart=restart)
+    util_sum = 0.0
+    for b in _batches(samples):
+        if not segs and len(b):
+            segs.append(Segment(1, "start", t0=float(b.time_s[0])))
+        batch[:] = [b]
+        starts.clear()
+        open_before = len(segs) - 1
+        mon.feed(b)
+        bounds = [0, *starts, len(b)]
+        for k in range(len(bounds) - 1):
+            segs[open_before + k].add_rows(b, bounds[k], bounds[k + 1])
+        util_sum += float(b.util.mean(axis=1).sum()) if b.util.shape[1] else 0.0
+        seen += len(b)
+        prev_stream = (b.layout.instance_id, b.layout.n_devices, b.layout.n_cores)
+    if not seen:
+        raise ValueError("no reports in the input")
+    return Diagnosis(th.util_below, th.window_s, [s.to_dict(th) for s in segs if s.times], util_sum / seen)
 
 
 def format_text(d: Diagnosis, name: str) -> str:
-    lines = [f"{name}: {d.instance_type or 'unknown instance'}, {plural(d.samples, 'report')}, {clock(d.duration_s)}, "
-             f"average utilisation {d.avg_util:.1f} % ({'with' if d.has_extension else 'no'} neuron_top extension)"]
-    if not d.below:
-        lines.append(f"utilisation never fell below {d.threshold:.0f} % (10 s window)")
-    for b in d.below:
-        lines.append(f"utilisation below {d.threshold:.0f} % from {clock(b['start_s'])} to {clock(b['end_s'])} "
-                     f"(average {b['avg_util_pct']:.1f} %)")
-    if not d.findings:
-        lines.append("no bottleneck or advisory: healthy")
-    for f in d.findings:
-        lines.append(f"[{f['kind']}, {f['severity']}, confidence {f['confidence']:.0%}] {f['title']} "
-                     f"({clock(f['start_s'])}-{clock(f['end_s'])})")
-        ev = "; ".join(format_evidence(e["name"], e["value"], e["unit"]) for e in f["evidence"])
-        lines.append(f"    evidence: {ev}")
-        lines.append(f"    action:   {f['action']}")
+    segs = d.segments
+    lines: list[str] = []
+    if len(segs) > 1:
+        lines.append(f"{name}: {plural(len(segs), 'segment')} (the stream restarts), {plural(d.samples, 'report')}")
+    for k, s in enumerate(segs):
+        head = name if len(segs) == 1 else f"segment {k + 1} (from report {s['first_sample']}: {s['reason']})"
+        lines.append(f"{head}: {s['instance_type'] or 'unknown instance'}, {plural(s['samples'], 'report')}, "
+                     f"{clock(s['duration_s'])}, average utilisation {s['avg_util_pct']:.1f} % "
+                     f"({'with' if 'extension' in s['telemetry'] else 'no'} neuron_top extension)")
+        if not s["below_threshold"]:
+            lines.append(f"utilisation never fell below {d.threshold:.0f} % ({d.window_s:g} s window)")
+        for b in s["below_threshold"]:
+            lines.append(f"utilisation below {d.threshold:.0f} % from {clock(b['start_s'])} to {clock(b['end_s'])} "
+                         f"(average {b['avg_util_pct']:.1f} %)")
+        if not s["findings"]:
+            lines.append("no bottleneck or advisory: healthy")
+        for f in s["findings"]:
+            lines.append(f"[{f['kind']}, {f['severity']}, confidence {f['confidence']:.0%}] {f['title']} "
+                         f"({clock(f['start_s'])}-{clock(f['end_s'])})")
+            ev = "; ".join(format_evidence(e["name"], e["value"], e["unit"]) for e in f["evidence"])
+            lines.append(f"    evidence: {ev}")
+            lines.append(f"    action:   {f['action']}")
     return "\n".join(lines)

@@ -20,15 +20,14 @@ from typing import IO
 
 import numpy as np
 
-from ..analysis.hints import DEFAULT_THRESHOLD, BatchHintMonitor
+from ..analysis.hints import HintMonitor
+from ..analysis.rules import causes
+from ..analysis.thresholds import DEFAULTS, Thresholds
 from ..store import numtext
 from ..telemetry.batch import Batch, Layout, from_samples, layout_of
 from ..telemetry.sample import ENGINE_NAMES, Sample
 
 GROUPS = ("util", "flops", "engines", "hbm", "links", "vcpu", "training", "hints")
-HINT_CAUSES = ("input_pipeline", "communication", "hbm_bandwidth", "small_batch", "straggler", "idle_cores",
-               "host_sync", "unexplained", "fp32_precision", "hbm_capacity", "out_of_memory")
-
 
 @dataclass(frozen=True)
 class Column:
@@ -91,7 +90,7 @@ def columns_for_layout(lay: Layout, groups: tuple[str, ...], has_flops: bool = T
                           ("input_wait_pct", 2)):
             cols.append(Column(name, "training", dec, metric=name))
     if "hints" in groups:
-        for cause in HINT_CAUSES:
+        for cause in causes():
             cols.append(Column(f"hint_{cause}", "hints", 0, metric=f"hint_{cause}"))
     return cols
 
@@ -107,18 +106,18 @@ def fmt(v: float | None, dec: int) -> str:
 
 # -- a batch's figures as one matrix ---------------------------------------------------------------
 @lru_cache(maxsize=32)
-def _figure_names(lay: Layout, groups: tuple[str, ...]) -> list[str]:
+def _figure_names(lay: Layout, groups: tuple[str, ...], hint_causes: tuple[str, ...]) -> list[str]:
     return [c.name for c in columns_for_layout(lay, groups)]
 
 
 def figures(b: Batch, groups: tuple[str, ...], hints: np.ndarray | None,
             out: Callable[[tuple[int, int]], np.ndarray] | None = None) -> tuple[list[str], np.ndarray]:
     """Every exportable figure of batch `b` in `groups`: column names and an [n, k] float matrix
-    (NaN where the sample lacks the figure). `hints` is [n, len(HINT_CAUSES)]. `out(shape)` gives
+    (NaN where the sample lacks the figure). `hints` is [n, len(causes())]. `out(shape)` gives
     the matrix to fill (prefetch's shared memory), else a new one."""
     n = len(b)
     lay = b.layout
-    names = _figure_names(lay, groups)
+    names = _figure_names(lay, groups, causes())
     parts: list[np.ndarray] = []
     if "util" in groups:
         parts.append(b.util)
@@ -142,7 +141,7 @@ def figures(b: Batch, groups: tuple[str, ...], hints: np.ndarray | None,
     if "training" in groups and lay.has_training:
         parts.append(np.stack([b.loss, b.tokens_per_s, b.mfu * 100, b.step_p50, b.input_wait * 100], axis=1))
     if "hints" in groups:
-        parts.append(hints.astype(np.float64) if hints is not None else np.zeros((n, len(HINT_CAUSES))))
+        parts.append(hints.astype(np.float64) if hints is not None else np.zeros((n, len(causes()))))
     k = sum(p.shape[1] for p in parts)
     if k != len(names):
         raise AssertionError(f"export: {k} figures for {len(names)} names")
@@ -343,7 +342,7 @@ class _Bytes:
 class CsvExporter:
     def __init__(self, out: IO, groups: tuple[str, ...], layout: str = "wide", every_s: float | None = None,
                  t_from: float | None = None, t_to: float | None = None, start_unix: float | None = None,
-                 threshold: float = DEFAULT_THRESHOLD) -> None:
+                 th: Thresholds = DEFAULTS) -> None:
         self.out = _Bytes(out)
         self.groups = groups
         self.layout = layout
@@ -353,7 +352,7 @@ class CsvExporter:
         self.cols: list[Column] | None = None
         self.t0: float | None = None
         self.rows = 0
-        self.hintmon = BatchHintMonitor(threshold) if "hints" in groups else None
+        self.hintmon = HintMonitor(th) if "hints" in groups else None
         self._pending: list[Sample] = []
         self._plans: dict[Layout, np.ndarray | None] = {}
         self._decimals: list[int] = []
@@ -372,7 +371,7 @@ class CsvExporter:
         self._pending = []
 
     def add_batch(self, b: Batch | Figures, hints: np.ndarray | None = None) -> None:
-        """A batch of samples; `hints` ([rows, HINT_CAUSES] bool) when they were evaluated already
+        """A batch of samples; `hints` ([rows, causes()] bool) when they were evaluated already
         (prefetch's reader does), else the exporter evaluates them. A `Figures` (a batch reduced
         by the reader, hints included) is written as it is."""
         if not len(b):
@@ -383,7 +382,7 @@ class CsvExporter:
             names, m = b.names, b.m
         else:
             if hints is None and self.hintmon is not None:
-                hints = self.hintmon.feed(b, HINT_CAUSES)
+                hints = self.hintmon.feed(b)
             names, m = figures(b, self.groups, hints)
         rel = b.time_s - self.t0
         keep = np.ones(len(b), dtype=bool)

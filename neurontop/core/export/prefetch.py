@@ -18,7 +18,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ..analysis.hints import BatchHintMonitor
+from ..analysis.hints import HintMonitor
+from ..analysis.thresholds import Thresholds
 from ..store.colread import iter_profile
 from ..store.profile import Profile, ProfileError
 from ..telemetry.batch import Batch
@@ -35,8 +36,8 @@ class _Failed:
 class HintOptions:
     """Evaluate hints in the reader too (they need every row in order, and the reader has them)."""
 
-    threshold: float
-    causes: tuple[str, ...]
+    thresholds: Thresholds
+    causes: tuple[str, ...]  # (the registry's, read in the parent: a forked reader has the same)
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,7 @@ def _warn_chunk(msg: str) -> None:
 
 def _hinted(path: str, skip_bad: bool, hints: HintOptions | None) -> Iterator[tuple[Batch, np.ndarray | None]]:
     """The profile's batches and their hint flags (the loop of either process)."""
-    mon = BatchHintMonitor(hints.threshold) if hints is not None else None
+    mon = HintMonitor(hints.thresholds) if hints is not None else None
     for b in iter_profile(Profile(path), skip_bad, on_skip=_warn_chunk):
         yield b, mon.feed(b, hints.causes) if mon is not None else None
 

@@ -31,6 +31,8 @@ class Layout:
     has_hbm_rate: bool
     has_training: bool
     has_input: bool
+    instance_id: str = ""
+    instance_type: str = ""
 
 
 @dataclass
@@ -92,7 +94,8 @@ def layout_of(s: Sample) -> Layout:
     return Layout(
         s.n_cores, s.cores_per_device, s.n_devices, s.hbm_capacity, s.hbm_bw, s.core_peak_flops, s.link_pairs,
         s.link_bw, len(s.vcpu_busy), -1 if s.link_rate is None else len(s.link_rate), s.engines is not None,
-        s.hbm_rate is not None, s.training is not None, s.input is not None)
+        s.hbm_rate is not None, s.training is not None, s.input is not None, s.instance_id,
+        s.instance_type)
 
 
 def from_samples(samples: list[Sample]) -> list[Batch]:

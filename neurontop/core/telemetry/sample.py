@@ -69,6 +69,7 @@ class Sample:
     input: ExtInput | None = None
     events: tuple[dict, ...] = ()
     extras: dict = field(default_factory=dict)
+    instance_id: str = ""  # (a new id is a new stream: another machine's log)
 
     @property
     def n_cores(self) -> int:
@@ -239,7 +240,8 @@ class Decoder:
             util=np.clip(util, 0.0, 100.0), flops=flops, mem=mem, host_mem=tuple(host),  # type: ignore[arg-type]
             runtime_user=rt_user, runtime_system=rt_sys, sys_user=su, sys_system=ss, sys_idle=si,
             sys_iowait=sw, vcpu_busy=busy, host_mem_total=mt, host_mem_used=mu, runtimes=tuple(runtimes),
-            runtime_util=tuple(rt_utils), executions=executions, latency_p50=lat, device_latency_p50=dlat, **kw,
+            runtime_util=tuple(rt_utils), executions=executions, latency_p50=lat, device_latency_p50=dlat,
+            instance_id=rep.instance_info.instance_id if rep.instance_info else "", **kw,
         )
 
     def _extension(self, ext, n: int, time_s: float) -> dict:
