@@ -463,10 +463,10 @@ def cmd_diagnose(args) -> int:
 
 
 def cmd_record(args) -> int:
-    from .core.analysis.hints import HintMonitor
+    from .core.session import Session
     from .core.store.profile import Recorder
-    from .core.telemetry.sample import DecodeError, Decoder
-    from .core.telemetry.sources import Line, Status
+    from .core.telemetry.sample import DecodeError
+    from .core.telemetry.sources import Status
 
     source, label, sim = _open_live_source(args, for_ui=False)
     meta = {"source": json.dumps({"kind": "record", "label": label}), "start_unix": f"{time.time():.3f}"}
@@ -483,48 +483,35 @@ def cmd_record(args) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    dec = Decoder()
-    hints = HintMonitor()
+    session = Session(recorder=rec)
     n = 0
-    t_first = t_last = None
-    connected = False
+    t_first = None
+
+    def bad(exc: DecodeError) -> None:
+        print(f"neuron-top record: skipped a bad report: {exc}", file=sys.stderr)
+
     try:
-        for ev in source.events():
+        for ev in session.run(source.events(), on_bad=bad):
             if stop["flag"]:
                 break
             if isinstance(ev, Status):
-                if ev.state == "lost" and not connected:
+                if ev.state == "lost" and not session.connected:
                     # nothing to record from yet: a wrong address is an error, not a wait forever
                     raise UsageError(f"{ev.detail} (nothing recorded)")
                 if ev.state in ("lost", "ended", "error"):
-                    # stamped with the last sample's time: the event belongs where the stream stopped
-                    rec.event(dec._time if t_last is None else t_last, ev.state, {"detail": ev.detail})
                     print(f"neuron-top record: {ev.detail}", file=sys.stderr)
                     if ev.state in ("ended", "error"):
                         break
-                if ev.state == "connected":
-                    dec = Decoder()
-                    connected = True
-                continue
-            assert isinstance(ev, Line)
-            try:
-                s = dec.decode(ev.data)
-            except DecodeError as exc:
-                print(f"neuron-top record: skipped a bad report: {exc}", file=sys.stderr)
                 continue
             if t_first is None:
-                t_first = s.time_s
-            t_last = s.time_s
-            for hev in hints.feed_sample(s):  # hints are events of the profile, as in the live view
-                rec.event(s.time_s, "hint", hev)
-            rec.append(ev.data, s)
+                t_first = ev.time_s
             n += 1
-            if (args.count and n >= args.count) or (args.duration and s.time_s - t_first >= args.duration - 1e-9):
+            if (args.count and n >= args.count) or (args.duration and ev.time_s - t_first >= args.duration - 1e-9):
                 break
     finally:
         try:
             rec.close()
-            if not connected and n == 0:
+            if not session.connected and n == 0:
                 os.unlink(args.output)  # never reached its source: leave no empty profile behind
         finally:
             source.close()

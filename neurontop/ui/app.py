@@ -17,12 +17,12 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.worker import get_current_worker
 
-from ..core.analysis.hints import Hint, HintMonitor
-from ..core.analysis.history import History
+from ..core.analysis.hints import Hint
 from ..core.analysis.thresholds import DEFAULTS, Thresholds
+from ..core.session import Session
 from ..core.store.replay import ReplayClock, parse_jump
 from ..core.telemetry.batch import from_samples
-from ..core.telemetry.sample import DecodeError, Decoder, Sample
+from ..core.telemetry.sample import DecodeError, Sample
 from ..core.telemetry.sources import Status
 from ..core.telemetry.units import plural
 from .screens import HelpScreen, JumpScreen
@@ -118,9 +118,8 @@ class NeuronTopApp(App):
         self.threshold = th.util_below
         self.refresh_s = refresh_s
         self.recorder_factory = recorder_factory
-        self.recorder = None
-        self.history = History()
-        self.hintmon = HintMonitor(th)
+        self.session = Session(th)
+        self.history = self.session.history
         self.hints: list[Hint] = []
         self.latest: Sample | None = None
         self.dirty = False
@@ -222,27 +221,21 @@ class NeuronTopApp(App):
     @work(thread=True, exclusive=True, group="source")
     def _read_source(self) -> None:
         worker = get_current_worker()
-        decoder = Decoder()
+        session = self.session
         for ev in self.source.events():
             if worker.is_cancelled:
                 break
             if isinstance(ev, Status):
-                if ev.state == "connected":
-                    decoder = Decoder()  # a new stream restarts its counters
-                self.post_message(SourceStatus(ev))
+                self.post_message(SourceStatus(session.status(ev)))
                 continue
             try:
-                sample = decoder.decode(ev.data)
+                sample = session.decode(ev.data)  # (and into the recording, if one runs)
             except DecodeError as exc:
                 self.post_message(SourceStatus(Status("bad", str(exc))))
                 continue
-            rec = self.recorder
-            if rec is not None:
-                try:
-                    rec.append(ev.data, sample)
-                except Exception as exc:  # disk full, file removed: stop recording, keep the live view
-                    self.recorder = None
-                    self.post_message(SourceStatus(Status("record_error", f"recording stopped: {exc}")))
+            if session.record_error is not None:  # disk full, file removed: the live view goes on
+                exc, session.record_error = session.record_error, None
+                self.post_message(SourceStatus(Status("record_error", f"recording stopped: {exc}")))
             self.post_message(SampleReceived(sample))
 
     def on_source_status(self, msg: SourceStatus) -> None:
@@ -280,17 +273,10 @@ class NeuronTopApp(App):
             self.state = "LIVE"
             self.header.note = ""
             self.header.state = self.state
-        if self.latest is not None and (s.n_cores != self.latest.n_cores or s.time_s < self.latest.time_s):
-            self.history.clear()  # (the hint monitor sees the restart itself)
         if self.state == "CONNECTING":
             self.state = "LIVE"
-        self.history.add(s)
-        events = self.hintmon.feed_sample(s)
-        self.hints = self.hintmon.shown
-        rec = self.recorder
-        if rec is not None:
-            for ev in events:  # hints are events of the recording too
-                rec.event(s.time_s, "hint", ev)
+        self.session.ingest(s)  # history, hints, and the hint events into the recording
+        self.hints = self.session.shown
         self.latest = s
         self.dirty = True
         tabs = self.tab_bar
@@ -384,8 +370,7 @@ class NeuronTopApp(App):
         """After a seek: rebuild history and hint state from the samples before the position."""
         r = self.replay
         assert r is not None
-        self.history.clear()
-        self.hintmon.reset()
+        self.session.reset()
         self.latest = None
         start = max(0, r.index - 600)
         before = [r.tl.sample(i) for i in range(start, r.index + 1)]
@@ -393,8 +378,9 @@ class NeuronTopApp(App):
             self.history.add(s)
             self.latest = s
         for b in from_samples(before):
-            self.hintmon.feed(b)
-        self.hints = self.hintmon.shown
+            self.session.hints.feed(b)
+        self.session.latest = self.latest
+        self.hints = self.session.shown
         self.state = "REPLAY (end)" if r.at_end else ("PAUSED" if r.paused else "REPLAY")
         self.dirty = True
         self._render_if_dirty()
@@ -473,6 +459,14 @@ class NeuronTopApp(App):
         if self.focused is self.grid and event.key in ("up", "down"):
             self.grid.move(-1 if event.key == "up" else 1)
             event.stop()
+
+    @property
+    def recorder(self):
+        return self.session.recorder
+
+    @recorder.setter
+    def recorder(self, rec) -> None:
+        self.session.recorder = rec
 
     def action_record(self) -> None:
         if self.replay is not None or self.recorder_factory is None:
