@@ -176,7 +176,7 @@ class Engine:
         r4 = lambda x: round(float(x), 4)  # noqa: E731
         cores = {}
         for i in range(n):
-            entry = {"neuroncore_utilization": round(float(util[i]) * 100, 2), "flops": int(flops_rate[i])}
+            entry: dict[str, object] = {"neuroncore_utilization": round(float(util[i]) * 100, 2), "flops": int(flops_rate[i])}
             if p.core_version == "v3d":
                 u = float(util[i]) * 100
                 d = float(self.rng.normal(0, 0.2)) if running else 0.0
@@ -352,6 +352,7 @@ class Engine:
     def _static(self, key: str) -> msgspec.Raw:
         if key not in self._static_cache:
             p = self.preset
+            val: object
             if key == "hw":
                 val = [{"neuron_device_index": d, "mem_ecc_corrected": 0, "mem_ecc_uncorrected": 0,
                         "sram_ecc_uncorrected": 0, "sram_ecc_corrected": 0} for d in range(p.n_devices)]

@@ -33,6 +33,7 @@ class CoreMemory:
 def activation_bytes(cfg: TransformerConfig) -> float:
     s, b, h, a, t = cfg.seq, cfg.micro_batch, cfg.d_model, cfg.heads, cfg.tp
     scale = cfg.bytes_per_el / 2
+    per_layer: float
     if cfg.recompute == "full":
         per_layer = 2 * s * b * h
     elif cfg.recompute == "selective":

@@ -8,6 +8,7 @@ engine peaks (NKI architecture guides) and instance vCPU / memory / EFA.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 GIB = 1024**3
 TB = 1e12
@@ -78,7 +79,7 @@ class Preset:
         return replace(self, lnc=lnc, core_version="v3d" if lnc == 2 else "v3")
 
 
-_TRN1_CHIP = dict(
+_TRN1_CHIP: dict[str, Any] = dict(
     device_type="trainium",
     device_version="v2",
     core_version="v2",

@@ -95,10 +95,10 @@ def resolve(preset: Preset, scenario: str, overrides: dict | None = None,
         from .memory import core_memory
 
         target = float(raw.pop("hbm_fill"))
-        base = core_memory(preset, Knobs(**{k: v for k, v in raw.items()}).apply(cfg))
+        mem = core_memory(preset, Knobs(**{k: v for k, v in raw.items()}).apply(cfg))
         # Hold the target at the activations' low point; the step's peak still stays below capacity.
-        low = base.total - 0.2 * base.activations
-        extra = min(target * preset.core_hbm_bytes - low, 0.99 * preset.core_hbm_bytes - base.total)
+        low = mem.total - 0.2 * mem.activations
+        extra = min(target * preset.core_hbm_bytes - low, 0.99 * preset.core_hbm_bytes - mem.total)
         raw["extra_tensor_bytes"] = max(0, int(extra))
     if preset.n_cores <= raw.get("straggler_core", -1):
         raw["straggler_core"] = preset.n_cores - 1

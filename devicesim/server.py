@@ -366,7 +366,7 @@ def stream_stdout(engine: Engine, speed: float | None, count: int | None, durati
                     time.sleep(delay)
     except BrokenPipeError:
         with contextlib.suppress(Exception):
-            sys.stdout = None  # type: ignore[assignment]
+            sys.stdout = None
         os._exit(0)
     except KeyboardInterrupt:
         pass

@@ -13,6 +13,7 @@ for input counts as idle; that choice is documented in docs/protocol.md.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -57,7 +58,7 @@ class Knobs:
     extra_tensor_bytes: int = 0  # device memory held beyond the model (cached outputs, a leak)
 
     def apply(self, cfg: TransformerConfig) -> TransformerConfig:
-        changes = {
+        changes: dict[str, Any] = {
             k: v
             for k, v in (
                 ("micro_batch", self.micro_batch),

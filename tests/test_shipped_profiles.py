@@ -56,7 +56,7 @@ async def test_profile_replays(path: Path) -> None:
     app = make_app(replay=clock)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause()
-        assert app.latest is not None and app.state.startswith("REPLAY")
+        assert app.latest is not None and app.state.replay
         clock.paused = True  # the 20 Hz replay tick must not move the clock between seek and check
         clock.seek(clock.t0 + 60)
         app._replay_reload()

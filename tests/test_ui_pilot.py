@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from neurontop.core.telemetry.sources import StreamSource
 from neurontop.ui.screens import HelpScreen
+from neurontop.ui.state import UiState
 from neurontop.ui.widgets import HintsPane, InterconnectPane, MemoryTree, TabBar
 
 from .conftest import REAL_TRN1, SAMPLE_JSONL, make_reports, needs_shared
@@ -63,7 +64,7 @@ async def test_p_freezes_the_display_while_data_keeps_arriving() -> None:
         await feed(app, pilot, samples[:10])
         before = grid_text(app)
         await pilot.press("p")
-        assert app.state == "PAUSED"
+        assert app.state is UiState.PAUSED
         await feed(app, pilot, samples[10:])
         assert grid_text(app) == before and app.latest is samples[-1]
         await pilot.press("p")
@@ -131,7 +132,7 @@ async def test_stdin_source_renders_every_core(path, devices: int, cpd: int) -> 
     async with app.run_test(size=(200, 60)) as pilot:
         for _ in range(50):
             await pilot.pause(0.05)
-            if app.state == "ENDED":
+            if app.state is UiState.ENDED:
                 break
         app.dirty = True
         app._render_if_dirty()
@@ -139,7 +140,7 @@ async def test_stdin_source_renders_every_core(path, devices: int, cpd: int) -> 
         assert lines[0].split() == [f"NC{c}" for c in range(cpd)]
         assert [ln.split()[0] for ln in lines[1:1 + devices]] == [f"ND{d}" for d in range(devices)]
         assert all(len(row_values(ln)) == cpd for ln in lines[1:1 + devices])
-        assert app.state == "ENDED"
+        assert app.state is UiState.ENDED
 
 
 async def test_tiny_terminal_does_not_crash() -> None:
@@ -168,7 +169,7 @@ async def test_replay_keys_move_the_clock(tmp_path) -> None:
         await pilot.press("right")
         assert clock.index == 11
         await pilot.press("end")
-        assert clock.at_end and app.state == "REPLAY (end)"
+        assert clock.at_end and app.state is UiState.REPLAY_END
         await pilot.press("home")
         assert clock.index == 0
         await pilot.press("greater_than_sign")
@@ -233,7 +234,7 @@ async def test_garbage_in_the_stream_is_skipped_and_reported() -> None:
     async with app.run_test(size=(120, 40)) as pilot:
         for _ in range(50):
             await pilot.pause(0.05)
-            if app.state == "ENDED":
+            if app.state is UiState.ENDED:
                 break
         assert app.bad_lines == 2 and "2 bad reports skipped" in app.header.note
         assert app.latest is not None and app.is_running
@@ -326,3 +327,32 @@ def test_fit_makes_lines_exactly_as_wide_as_asked(parts, width: int) -> None:
         assert text.startswith(whole) and text[len(whole):] == " " * (width - cell_len(whole))
     else:
         assert text.endswith("…")
+
+
+@pytest.mark.parametrize("size", [(80, 24), (200, 60)])
+async def test_textuals_public_path_draws_the_same_screen(size, monkeypatch) -> None:
+    """textual_compat: on another Textual (here: forced) every internal is left alone, and the
+    screen is the same as with the pinned Textual's fast paths."""
+    from neurontop.ui import textual_compat as tc
+
+    samples = decoded(make_reports("trn1.32xlarge", "straggler", 15))
+    shots, frames = [], []
+    for private in (True, False):
+        monkeypatch.setattr(tc, "PRIVATE", private)
+        app = make_app()
+        async with app.run_test(size=size) as pilot:
+            await feed(app, pilot, samples)
+            shots.append(re.sub(r"terminal-\d+", "T", app.export_screenshot()))
+            frames.append(app.grid._frame_cache)
+    assert frames[0] and frames[1] == ()  # the fast frame ran, then did not
+    assert shots[0] == shots[1]
+
+
+def test_textual_is_pinned_to_the_version_the_compat_module_knows() -> None:
+    from pathlib import Path
+
+    from neurontop.ui import textual_compat as tc
+
+    text = (Path(__file__).parent.parent / "pyproject.toml").read_text()
+    assert re.findall(r'"textual([=<>!~][^"]*)"', text) == [f"=={tc.PINNED}"]
+    assert tc.TEXTUAL == tc.PINNED and tc.PRIVATE  # (CI installs the pin)

@@ -6,12 +6,13 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from typing import ClassVar
 
 import numpy as np
 import psutil
 from textual import work
 from textual.app import App, ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import ScrollableContainer, Vertical
 from textual.message import Message
 from textual.screen import Screen
@@ -25,7 +26,9 @@ from ..core.telemetry.batch import from_samples
 from ..core.telemetry.sample import DecodeError, Sample
 from ..core.telemetry.sources import Status
 from ..core.telemetry.units import plural
+from . import textual_compat
 from .screens import HelpScreen, JumpScreen
+from .state import UiState
 from .widgets import (
     CoreGrid,
     HeaderBar,
@@ -65,7 +68,6 @@ class SampleReceived(Message):
 
 STALE_PERIODS = 3  # report periods without a report before a live source is STALE
 STALE_MIN_S = 3.0
-STALE_QUIET = "STALE (no reports)"
 
 
 class SourceStatus(Message):
@@ -79,7 +81,7 @@ class NeuronTopApp(App):
     TITLE = "neuron-top"
     ENABLE_COMMAND_PALETTE = False
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "quit"),
         Binding("ctrl+c", "quit", "quit", show=False, priority=True),
         Binding("question_mark", "help", "help"),
@@ -104,7 +106,8 @@ class NeuronTopApp(App):
         Binding("greater_than_sign", "replay_speed(1)", "double speed", show=False),
         Binding("home", "replay_edge(0)", "start", show=False, priority=True),
         Binding("end", "replay_edge(1)", "end", show=False, priority=True),
-    ] + [Binding(str(i), f"select_tab({i - 1})", show=False) for i in range(1, 10)]
+        *[Binding(str(i), f"select_tab({i - 1})", show=False) for i in range(1, 10)],
+    ]
 
     def __init__(self, source=None, replay: ReplayClock | None = None, source_label: str = "",
                  th: Thresholds = DEFAULTS, refresh_s: float = 1.0, recorder_factory: Callable[[], object] | None = None,
@@ -124,7 +127,7 @@ class NeuronTopApp(App):
         self.latest: Sample | None = None
         self.dirty = False
         self.paused = False
-        self.state = "REPLAY" if replay else "CONNECTING"
+        self.state = UiState.REPLAY if replay else UiState.CONNECTING
         self._last_sample_at: float | None = None
         self.tab = 0
         self.device = 0
@@ -195,12 +198,12 @@ class NeuronTopApp(App):
     def _check_stale(self) -> None:
         """A source that goes silent (a stopped simulator, a hung neuron-monitor) is STALE after a few
         report periods without a report, not LIVE with frozen numbers."""
-        if self._last_sample_at is None or not self.state.startswith("LIVE"):
+        if self._last_sample_at is None or not self.state.live:
             return
         quiet = time.monotonic() - self._last_sample_at  # (since connecting, before the first report)
         period = self.latest.period_s if self.latest is not None else 1.0
         if quiet > max(STALE_PERIODS * period, STALE_MIN_S):
-            self.state = STALE_QUIET
+            self.state = UiState.STALE_QUIET
             self.header.note = f"no report for {quiet:.0f} s"
             self.header.state = self.state
             self.header.update_content()
@@ -234,21 +237,21 @@ class NeuronTopApp(App):
                 self.post_message(SourceStatus(Status("bad", str(exc))))
                 continue
             if session.record_error is not None:  # disk full, file removed: the live view goes on
-                exc, session.record_error = session.record_error, None
-                self.post_message(SourceStatus(Status("record_error", f"recording stopped: {exc}")))
+                why, session.record_error = session.record_error, None
+                self.post_message(SourceStatus(Status("record_error", f"recording stopped: {why}")))
             self.post_message(SampleReceived(sample))
 
     def on_source_status(self, msg: SourceStatus) -> None:
         st = msg.status
         if st.state == "connected":
-            self.state = "LIVE" if not self.paused else "PAUSED"
+            self.state = UiState.LIVE if not self.paused else UiState.PAUSED
             self.header.note = ""
             self._last_sample_at = time.monotonic()
         elif st.state == "lost":
-            self.state = "STALE (reconnecting)"
+            self.state = UiState.STALE_LOST
             self.header.note = st.detail
         elif st.state == "ended":
-            self.state = "ENDED"
+            self.state = UiState.ENDED
             self.header.note = st.detail + (f"; {plural(self.bad_lines, 'bad report')} skipped" if self.bad_lines else "")
         elif st.state == "bad":
             self.bad_lines += 1
@@ -269,12 +272,12 @@ class NeuronTopApp(App):
 
     def _ingest(self, s: Sample) -> None:
         self._last_sample_at = time.monotonic()
-        if self.state == STALE_QUIET:
-            self.state = "LIVE"
+        if self.state is UiState.STALE_QUIET:
+            self.state = UiState.LIVE
             self.header.note = ""
             self.header.state = self.state
-        if self.state == "CONNECTING":
-            self.state = "LIVE"
+        if self.state is UiState.CONNECTING:
+            self.state = UiState.LIVE
         self.session.ingest(s)  # history, hints, and the hint events into the recording
         self.hints = self.session.shown
         self.latest = s
@@ -358,11 +361,11 @@ class NeuronTopApp(App):
             return
         for i in passed:
             self._ingest(r.tl.sample(i))
-        if r.at_end and self.state != "REPLAY (end)":
-            self.state = "REPLAY (end)"
+        if r.at_end and self.state is not UiState.REPLAY_END:
+            self.state = UiState.REPLAY_END
             self.dirty = True
         elif passed or self.dirty:
-            self.state = "PAUSED" if r.paused else "REPLAY"
+            self.state = UiState.PAUSED if r.paused else UiState.REPLAY
         if passed:
             self._render_if_dirty()
 
@@ -381,20 +384,13 @@ class NeuronTopApp(App):
             self.session.hints.feed(b)
         self.session.latest = self.latest
         self.hints = self.session.shown
-        self.state = "REPLAY (end)" if r.at_end else ("PAUSED" if r.paused else "REPLAY")
+        self.state = UiState.REPLAY_END if r.at_end else (UiState.PAUSED if r.paused else UiState.REPLAY)
         self.dirty = True
         self._render_if_dirty()
 
     # -- actions ---------------------------------------------------------------------------------
     def get_driver_class(self):
-        driver = super().get_driver_class()
-        if driver.__name__ == "LinuxDriver":  # (not TEXTUAL_DRIVER, not the test driver)
-            try:
-                from .driver import QuietLinuxDriver
-            except ImportError:  # another Textual without the internals it uses: Textual's own
-                return driver
-            return QuietLinuxDriver
-        return driver
+        return textual_compat.quiet_driver(super().get_driver_class())
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         # Replay keys exist only in replay; live, the focused widget (the tree) gets them.
@@ -416,7 +412,7 @@ class NeuronTopApp(App):
             self.action_replay_pause()
             return
         self.paused = not self.paused
-        self.state = "PAUSED" if self.paused else ("LIVE" if self.state.startswith("PAUSED") else self.state)
+        self.state = UiState.PAUSED if self.paused else (UiState.LIVE if self.state is UiState.PAUSED else self.state)
         self.header.state = self.state
         self.header.update_content()
         if not self.paused:
@@ -489,7 +485,7 @@ class NeuronTopApp(App):
     def action_replay_pause(self) -> None:
         if self.replay:
             self.replay.paused = not self.replay.paused
-            self.state = "PAUSED" if self.replay.paused else "REPLAY"
+            self.state = UiState.PAUSED if self.replay.paused else UiState.REPLAY
             self.dirty = True
             self._render_if_dirty()
 
@@ -516,17 +512,18 @@ class NeuronTopApp(App):
             self._replay_reload()
 
     def action_replay_jump(self) -> None:
-        if self.replay:
+        replay = self.replay
+        if replay:
             def done(text: str | None) -> None:
                 if not text:
                     return
                 try:
-                    t = parse_jump(text, self.replay.position)
+                    t = parse_jump(text, replay.position)
                 except ValueError:
                     self.header.note = f"not a time: {text!r} (try 90, 1:30, +10s, -2m)"
                     self.header.update_content()
                     return
-                self.replay.seek(self.replay.t0 + t)
+                replay.seek(replay.t0 + t)
                 self._replay_reload()
 
             self.push_screen(JumpScreen(), done)

@@ -1,317 +1,24 @@
-"""The panes. Each is one widget that renders one Rich renderable (no widget per bar), and
-re-renders only when its data changed (Textual's cost grows with the number of widgets)."""
+"""The panes: header, cores, history, vCPUs, memory, the memory tree, interconnect, hints, and the
+bars (tabs, keys, the replay timeline). The machinery they share is in pane.py."""
 
 from __future__ import annotations
 
 import numpy as np
-from rich.cells import cell_len
 from rich.segment import Segment
-from rich.style import Style
 from rich.text import Text
 from textual.binding import Binding
 from textual.events import Click
-from textual.geometry import Region
 from textual.message import Message
 from textual.reactive import reactive
-from textual.strip import Strip
-from textual.style import Style as TStyle
 from textual.widget import Widget
-
-try:  # (a Textual internal: without it the panes take Textual's own drawing path)
-    from textual._border import get_box
-except ImportError:  # pragma: no cover - another Textual
-    get_box = None  # type: ignore[assignment]
 
 from ..core.analysis.hints import Hint
 from ..core.analysis.history import History
 from ..core.telemetry.sample import ENGINE_NAMES, MEM_LABELS, Sample
 from ..core.telemetry.units import clock
+from .pane import Pane, ReusedLines, _style, fit  # noqa: F401  (fit, ReusedLines: used by the app and tests)
 from .render import bar, bar_segments, human_bytes, human_count, human_rate, level_style, sparkline
-
-
-def on_screen(widget: Widget) -> bool:
-    """Was the widget drawn in the last screen update? (Off-screen panes skip their rebuild.)"""
-    try:
-        return widget in widget.screen._compositor.visible_widgets
-    except Exception:  # private API moved: just draw
-        return True
-
-
-_STYLES: dict[str, Style] = {}
-
-
-def _style(name: str) -> Style:
-    st = _STYLES.get(name)
-    if st is None:
-        st = _STYLES[name] = Style.parse(name)
-    return st
-
-
-def fit(segments: list[Segment], width: int) -> list[Segment]:
-    """One line of exactly `width` cells; an ellipsis marks a cut (as Rich's overflow="ellipsis")."""
-    # (measured as one string: Rich counts a line of one-cell characters by its length)
-    n = cell_len("".join([seg.text for seg in segments]))
-    if n > width:
-        return [*Strip(segments, n).crop(0, max(0, width - 1)), Segment("…")]
-    return segments + [Segment(" " * (width - n))] if n < width else segments
-
-
-def _crop_columns(strips: list[Strip], crop: Region, width: int) -> list[Strip]:
-    """Whole lines cut to the crop's columns (as Textual's styles cache ends)."""
-    if crop.column_span == (0, width):
-        return strips
-    x1, x2 = crop.column_span
-    return [strip.crop(x1, x2) for strip in strips]
-
-
-class ReusedLines:
-    """A mixin: a widget's styled lines, while none is dirty, handed back without re-deriving its
-    styles.
-
-    Textual asks every widget under a changed line for its lines on each update, and its styles
-    cache, before it looks a line up, works out the widget's colours, opacity, title and
-    geometry: about 50 µs a widget, the containers and the quiet bars included, every frame. The
-    lines it would return are the cached ones, so they are returned directly while none is dirty
-    (the cache's own rule); anything else takes Textual's path. (A plain mixin, listed first:
-    Textual reads CSS type names through the first widget base, so `Vertical` styles still apply.)
-    """
-
-    def render_lines(self: Widget, crop: Region) -> list[Strip]:  # type: ignore[misc]
-        sc = self._styles_cache
-        try:
-            cache, dirty, width = sc._cache, sc._dirty_lines, sc._width
-        except AttributeError:  # Textual's private cache changed shape: its own path
-            return super().render_lines(crop)
-        rows = crop.line_range
-        if (self.BLANK or width != self.region.width or not dirty.isdisjoint(rows)
-                or self.app.get_line_filters()):
-            return super().render_lines(crop)
-        try:
-            out = [cache[y] for y in rows]
-        except KeyError:
-            return super().render_lines(crop)
-        return _crop_columns(out, crop, width)
-
-
-class Pane(ReusedLines, Widget):
-    """A bordered pane drawn with Textual's line API.
-
-    The pane builds one Rich renderable (`build`), renders it to lines itself, and tells Textual
-    which lines changed: unchanged lines are not repainted, and layout runs only when the number
-    of lines changes. (Rendering whole widgets each second was most of neuron-top's CPU.)
-    """
-
-    DEFAULT_CSS = "Pane { height: auto; }"
-    sample: Sample | None = None
-
-    def __init__(self, **kw) -> None:
-        super().__init__(**kw)
-        self._lines: list[list[Segment]] = []  # content lines, each exactly self._width cells
-        self._width = -1
-        self._stale = False
-        self._frame_cache: tuple | bool | None = None  # None: not made yet; False: Textual's path
-        self._framed: dict[int, tuple] = {}  # y -> (content line, frame key, widths, framed strip)
-        self._edges: dict[tuple, Strip] = {}
-
-    WAITING = "waiting…"
-
-    def build(self):
-        """The pane as Rich text; panes with a segment fast path get it from their segments."""
-        lines = self.segment_lines(max(20, self.size.width - 4))
-        if lines is None:
-            return Text(self.WAITING, style="dim")
-        out = Text(no_wrap=True, overflow="ellipsis")
-        for k, line in enumerate(lines):
-            if k:
-                out.append("\n")
-            for seg in line:
-                out.append(seg.text, seg.style)
-        return out
-
-    def render(self):  # what the pane shows, as a renderable (tests read it; drawing uses render_line)
-        return self.build()
-
-    def set_sample(self, sample: Sample | None) -> None:
-        self.sample = sample
-        self.update_content()
-
-    def segment_lines(self, width: int) -> list[list[Segment]] | None:
-        """Lines as segments, for panes with a fast path (no Rich layout); None: use build()."""
-        return None
-
-    def _make_lines(self, width: int) -> list[list[Segment]]:
-        """The pane's lines as segments, each exactly `width` cells."""
-        seg_lines = self.segment_lines(width)
-        if seg_lines is not None:
-            return [fit(line, width) for line in seg_lines]
-        console = self.app.console
-        r = self.build()
-        if isinstance(r, Text) and r.no_wrap:
-            # Unwrapped text: split, truncate and render each line directly (Rich's general
-            # wrap/crop/pad pipeline was the larger part of building a pane).
-            out = []
-            for line in r.split("\n", allow_blank=True):
-                line.truncate(width, overflow="ellipsis")
-                out.append(fit(list(line.render(console)), width))
-            return out
-        opts = console.options.update(width=width, height=None, highlight=False)
-        return console.render_lines(r, opts, pad=True)
-
-    def update_content(self) -> None:
-        width = self.content_region.width
-        if width <= 0:
-            self._width = -1
-            self.refresh(layout=True)
-            return
-        if self._lines and not on_screen(self):
-            self._stale = True  # scrolled out of view: rebuild when it is drawn again
-            return
-        self._stale = False
-        new = self._make_lines(width)
-        old = self._lines if width == self._width else None
-        self._width = width
-        if old is None or len(old) != len(new):
-            self._lines = new
-            self.refresh(layout=True)
-            return
-        # An unchanged line keeps its old object, so its framed Strip is reused as it is. A
-        # changed line is repainted border to border: Textual crops (and re-measures) every
-        # line whose repaint ends short of the line it draws.
-        dirty = []
-        x0, full = -self.content_offset.x, self.outer_size.width
-        for y, (a, b) in enumerate(zip(new, old, strict=True)):
-            if a == b:
-                new[y] = b
-            else:
-                dirty.append(Region(x0, y, full, 1))
-        self._lines = new
-        if dirty:
-            self._repaint(dirty)
-
-    def _repaint(self, regions: list[Region]) -> None:
-        """Repaint these lines at the screen's next update.
-
-        Textual's `refresh()` gets there through two message queues: a Prompt to the pane, whose
-        idle handler posts an Update to the screen, which prompts itself. That is three task
-        wake-ups for each pane in each frame, a large part of the event loop's cost once frames
-        are cheap. A pane whose size does not change marks its lines and joins the screen's set
-        of changed widgets directly (what the screen's Update handler does); one prompt to the
-        screen then serves every pane of the frame. Anything unusual takes `refresh()`."""
-        try:
-            screen = self.screen
-            changed = screen._dirty_widgets
-            ok = self.display and self in screen._compositor
-        except Exception:  # no screen yet, or Textual's private state moved
-            ok = False
-        if not ok:
-            self.refresh(*regions)
-            return
-        self._set_dirty(*regions)
-        changed.add(self)
-        screen.check_idle()
-
-    def get_content_height(self, container, viewport, width: int) -> int:
-        if width != self._width:
-            self._lines, self._width = self._make_lines(width), width
-        return len(self._lines)
-
-    def on_resize(self) -> None:
-        self._stale = True
-
-    # -- the frame ----------------------------------------------------------------------------
-    # Textual styles every line of a widget on its own: a dozen colour and style operations per
-    # line of a bordered pane, the larger part of a frame's cost once the panes draw from
-    # segments. The frame (side borders, padding) is the same on every content line, so a pane
-    # makes it once per style change and wraps it around each changed line; the top and bottom
-    # edges (the title) are still drawn by Textual, once per change. Anything unusual (tint,
-    # opacity, filters such as NO_COLOR or a blurred app's dimming, outline, vertical padding,
-    # scrolling) takes Textual's own path.
-    FAST_FRAME = True
-
-    def notify_style_update(self) -> None:
-        self._frame_cache = None  # a class (hinted, focus) or the theme changed: make it again
-        super().notify_style_update()
-
-    def _make_frame(self) -> tuple | bool:
-        styles = self.styles
-        border = styles.border
-        edges = [edge for edge, _ in border]
-        bt, br, bb, bl = edges
-        if not self.FAST_FRAME or get_box is None or (any(edges) and not all(edges)):
-            return False
-        pad_top, pad_right, pad_bottom, pad_left = styles.padding
-        if pad_top or pad_bottom or styles.tint.a or styles.text_opacity != 1.0 or self.opacity != 1.0:
-            return False
-        if any(edge for edge, _ in styles.outline) or (styles.has_rule("hatch") and styles.hatch != "none"):
-            return False
-        base, background = self.background_colors
-        inner, outer = self._styles_cache.get_inner_outer(base, background)
-        fill = inner.rich_style
-        head = [Segment(" " * pad_left, fill)] if pad_left else []
-        tail = [Segment(" " * pad_right, fill)] if pad_right else []
-        if bt:
-            (_, (_, brc), _, (_, blc)) = border
-            head.insert(0, get_box(bl, inner, outer, TStyle(foreground=base + blc.multiply_alpha(1.0)))[1][0])
-            tail.append(get_box(br, inner, outer, TStyle(foreground=base + brc.multiply_alpha(1.0)))[1][2])
-        # (a new object per frame: cached lines compare it by identity)
-        return (object(), head, tail, fill, pad_left + pad_right + (2 if bt else 0), 1 if bt else 0)
-
-    def render_lines(self, crop: Region) -> list[Strip]:
-        frame = self._frame_cache
-        if frame is None:
-            frame = self._frame_cache = self._make_frame()
-        if not frame or self.app.get_line_filters():
-            return super().render_lines(crop)
-        key, head, tail, fill, extra, top = frame
-        lines = self._current()
-        width, height = self.region.size
-        inner_width = width - extra
-        cache = self._framed
-        edges = self._edges
-        n = len(lines)
-        sizes = (width, self._width)  # (a blank row past the last line is cached for these only)
-        out: list[Strip] = []
-        for y in crop.line_range:
-            if top and (y == 0 or y == height - 1):
-                ekey = (key, y == 0, self._border_title if y == 0 else self._border_subtitle, width)
-                strip = edges.get(ekey)
-                if strip is None:
-                    if len(edges) > 8:
-                        edges.clear()
-                    self._styles_cache.clear()
-                    strip = edges[ekey] = self._styles_cache.render_widget(self, Region(0, y, width, 1))[0]
-            else:
-                row = y - top
-                segs = lines[row] if row < n else None
-                hit = cache.get(y)
-                if hit is not None and hit[0] is segs and hit[1] is key and hit[2] == sizes:
-                    strip = hit[3]
-                else:
-                    body = segs
-                    if body is None or self._width != inner_width:
-                        body = list(self.render_line(row).adjust_cell_length(inner_width, fill))
-                    strip = Strip([*head, *body, *tail], width)
-                    cache[y] = (segs, key, sizes, strip)
-            out.append(strip)
-        return _crop_columns(out, crop, width)
-
-    def set_title(self, title: str) -> None:
-        """A new border title repaints the top edge only (Textual's setter repaints the whole pane)."""
-        if self._border_title is not None and self._border_title.plain == title:
-            return
-        self._border_title = self.render_str(title).expand_tabs(4).split()[0]  # (as Textual's setter)
-        self._repaint([Region(-self.content_offset.x, -self.content_offset.y, self.region.width, 1)])
-
-    def _current(self) -> list[list[Segment]]:
-        if self._stale or self._width < 0:  # (content_region is costly: not per line)
-            width = self.content_region.width
-            if width > 0:
-                self._lines, self._width, self._stale = self._make_lines(width), width, False
-        return self._lines
-
-    def render_line(self, y: int) -> Strip:
-        lines = self._current()
-        return Strip(lines[y], self._width) if 0 <= y < len(lines) else Strip.blank(max(0, self._width))
+from .state import UiState
 
 
 class HeaderBar(Pane):
@@ -323,7 +30,7 @@ class HeaderBar(Pane):
         super().__init__(**kw)
         self.sample: Sample | None = None
         self.source = ""
-        self.state = "CONNECTING"
+        self.state = UiState.CONNECTING
         self.self_cpu = 0.0
         self.self_rss = 0
         self.recording = ""
@@ -334,10 +41,9 @@ class HeaderBar(Pane):
         s = self.sample
         t = Text(no_wrap=True, overflow="ellipsis")
         t.append(" neuron-top ", style="bold reverse")
-        state_style = {"LIVE": "bold green", "PAUSED": "bold yellow", "STALE": "bold red", "REPLAY": "bold cyan",
-                       "ENDED": "bold magenta"}.get(self.state.split()[0], "bold")
+        state_style = self.state.style
         t.append(" ")
-        t.append(f" {self.state} ", style=state_style + " reverse")
+        t.append(f" {self.state.label} ", style=state_style + " reverse")
         if self.recording:
             t.append(" ")
             t.append(" REC ", style="bold white on red")
@@ -620,7 +326,7 @@ class MemoryTree(Pane):
         Binding("up", "cursor(-1)", show=False), Binding("down", "cursor(1)", show=False),
         Binding("pageup", "cursor(-10)", show=False), Binding("pagedown", "cursor(10)", show=False),
         Binding("home", "cursor(-1000000)", show=False), Binding("end", "cursor(1000000)", show=False),
-        Binding("enter", "toggle", show=False),
+        Binding("enter", "toggle_row", show=False),
     ]
 
     def __init__(self, **kw) -> None:
@@ -686,7 +392,7 @@ class MemoryTree(Pane):
         self.cursor += delta
         self.update_content()
 
-    def action_toggle(self) -> None:
+    def action_toggle_row(self) -> None:
         rows = self.rows()
         if 0 <= self.cursor < len(rows) and rows[self.cursor][0] != "cat":
             key = rows[self.cursor][:2]
@@ -695,7 +401,7 @@ class MemoryTree(Pane):
 
     def on_click(self, event: Click) -> None:
         self.cursor = self.top + event.y - 1  # the first content row is below the border
-        self.action_toggle()
+        self.action_toggle_row()
 
     def on_focus(self) -> None:
         self.update_content()

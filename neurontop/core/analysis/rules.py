@@ -219,7 +219,7 @@ def _hbm_bandwidth(st: WindowStats, th: Thresholds, found: Sequence[Hint]) -> Hi
           Evidence("average utilisation", st.util, "%")]
     if tok:
         ev.append(Evidence("tokens per micro-batch", tok, "tokens"))
-    act = ("double the micro-batch" + (f" (from {t.micro_batch} x {t.seq} tokens)" if tok else "")
+    act = ("double the micro-batch" + (f" (from {t.micro_batch} x {t.seq} tokens)" if t is not None and tok else "")
            + " or fuse element-wise ops to raise arithmetic intensity")
     share = max(0.0, _lost(st))
     return Hint("hbm_bandwidth", "bottleneck", severity(share, th), 0.8,

@@ -37,7 +37,7 @@ class WindowStats:
     mem_dev_max: int
     capacity: int
     events: list[dict] = field(default_factory=list)
-    training: object | None = None
+    training: Dims | None = None
     busbw_frac: float | None = None
     link_frac: float | None = None
 
@@ -73,7 +73,7 @@ class WindowArrays:
     hbm_capacity: int
     link_bw: float
     peak: float
-    training: object | None  # the last sample's training figures (micro_batch, seq)
+    training: Dims | None  # the last sample's training figures (micro_batch, seq)
     events: list[dict]
 
 

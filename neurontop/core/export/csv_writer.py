@@ -402,8 +402,8 @@ class CsvExporter:
             take = np.array([where.get(c.name, -1) for c in self.cols], dtype=np.int64)
             same = len(take) == len(names) and (take == np.arange(len(take))).all()
             self._plans[b.layout] = None if same else take  # None: the fixed columns, in order (usual)
-        take = self._plans[b.layout]
-        vals = m if take is None else np.concatenate([m, np.full((len(b), 1), np.nan)], axis=1)[:, take]  # -1: NaN
+        plan = self._plans[b.layout]
+        vals = m if plan is None else np.concatenate([m, np.full((len(b), 1), np.nan)], axis=1)[:, plan]  # -1: NaN
         ts = b.timestamp.copy()
         if self.start_unix is not None:
             ts = np.where(np.isnan(ts), self.start_unix + rel, ts)

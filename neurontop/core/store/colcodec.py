@@ -19,6 +19,7 @@ import re
 import struct
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 import numpy as np
@@ -147,15 +148,15 @@ def _choose(x: np.ndarray, keys: list[int], kinds: list[str], shape: bytes | Non
         cands = [r for r in by_key.get(keys[j], ()) if r != j and not is_ref[r]]
         if not cands or is_target[j] or kinds[j] == "x":
             continue
-        best = (cost[j] * 0.9, None)
+        best: tuple[float, Any] = (float(cost[j] * 0.9), None)
         for r in cands:
             for m_, t, y in ((REF, x[:, j], x[:, r]), (REF_D, x[:, j], d1[:, r]), (DREF_D, d1[:, j], d1[:, r])):
-                k = _fit(t, y)
-                if k == 0.0:
+                fk = _fit(t, y)
+                if fk == 0.0:
                     continue
-                c = float(_cost(t - _predict(k, y)))
+                c = float(_cost(t - _predict(fk, y)))
                 if c < best[0]:
-                    best = (c, (m_, r, k))
+                    best = (c, (m_, r, fk))
         # SUM: the column completes its siblings to a constant (idle = 100 - user - system - ...)
         sib = [r for r in cands if abs(r - j) <= _SUM_SPAN and kinds[r] == kinds[j]]
         if len(sib) >= 2:
@@ -242,7 +243,7 @@ def _pack(res: np.ndarray) -> tuple[list[int], bytes]:
 
 
 # -- text ------------------------------------------------------------------------------------------
-def _cells(x: np.ndarray, kinds: list[str], xtext: dict[int, list[bytes]], flags: dict[int, np.ndarray],
+def _cells(x: np.ndarray, kinds: list[str], xtext: Mapping[int, list[bytes]], flags: dict[int, np.ndarray],
            cols: list[int]) -> dict[int, np.ndarray]:
     """The cells of columns `cols` as uint8 blocks [rows, width]."""
     out: dict[int, np.ndarray] = {}
@@ -294,7 +295,7 @@ def _line(g: _Group, x: np.ndarray, xtext: _Texts, flags: dict[int, np.ndarray],
     return b"".join(parts)
 
 
-def _render(g: _Group, x: np.ndarray, xtext: dict[int, list[bytes]], flags: dict[int, np.ndarray],
+def _render(g: _Group, x: np.ndarray, xtext: Mapping[int, list[bytes]], flags: dict[int, np.ndarray],
             rows: slice | None = None, exact: bool = True) -> list:
     if rows is not None:
         x = x[rows]
@@ -474,9 +475,9 @@ def _columns(tokens: list[list[bytes]], real: list[bool]) -> tuple[list[str], np
                 flags[int(j)] = np.packbits(~dot[:, j]).tobytes()
     for j in np.flatnonzero(col_exp):
         kinds[j] = "x"
-    for j, k in enumerate(kinds):
-        if k == "x":
-            xtext[int(j)] = t[:, j].tolist()
+    for jx, kind in enumerate(kinds):
+        if kind == "x":
+            xtext[jx] = t[:, jx].tolist()
             x[:, j] = 0
     return kinds, x, xtext, flags
 

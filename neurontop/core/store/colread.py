@@ -182,7 +182,7 @@ def _group_raw(lg: colcodec.LazyGroup) -> tuple[Sample, dict]:
             p = c.f((*base, "neuroncore_counters", "period"))
             period = np.where(period != 0, period, p)
             items = list((ncc.get("neuroncores_in_use") or {}).items())
-            pre = (*base, "neuroncore_counters", "neuroncores_in_use")
+            pre: tuple = (*base, "neuroncore_counters", "neuroncores_in_use")
             idx = [int(k) for k, _ in items]
             u[:, idx] = c.fs([(*pre, k, "neuroncore_utilization") for k, _ in items])
             fa = np.full((n, len(items)), np.nan)
@@ -249,12 +249,12 @@ def _group_raw(lg: colcodec.LazyGroup) -> tuple[Sample, dict]:
             if s0.engines is not None:
                 raw["engines"] = c.fs([(*pre, "engines", e, k) for e in _ENG for k in range(nc)]).reshape(n, len(_ENG), nc)
         colls = ext.get("collectives") or []
-        exp = 0.0
+        exp = np.zeros(n)
         bus = np.zeros(n)
         for q in range(len(colls)):
             exp = exp + c.f(("neuron_top", "collectives", q, "exposed_s"))
             bus = np.maximum(bus, c.f(("neuron_top", "collectives", q, "busbw_bytes_per_s")))
-        raw["exposed"] = np.zeros(n) + exp
+        raw["exposed"] = exp
         raw["busbw"] = bus
         if s0.training is not None:
             pre = ("neuron_top", "training")
@@ -266,14 +266,17 @@ def _group_raw(lg: colcodec.LazyGroup) -> tuple[Sample, dict]:
             raw["wait"] = c.f(("neuron_top", "input", "wait_frac"))
         if ext.get("events"):
             full = lg.full()
-            raw["events"] = [report_decoder.decode(colcodec._line(g, full, xt, fl, k)).neuron_top.events
-                             for k in range(n)]
+            raw["events"] = [_events(report_decoder.decode(colcodec._line(g, full, xt, fl, k))) for k in range(n)]
     else:
         period = np.where(period != 0, period, 1.0)  # Decoder: `period or 1.0` without the extension
     raw["period"] = period
     if sh.needed is None:
         sh.needed = sorted(c.used | set(sh.layout_cols))
     return s0, raw
+
+
+def _events(rep) -> list[dict]:
+    return rep.neuron_top.events if rep.neuron_top is not None else []
 
 
 def _sig(s0: Sample, raw: dict) -> tuple:

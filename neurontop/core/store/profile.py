@@ -215,6 +215,7 @@ class Recorder:
                         "INSERT INTO samples (idx, time_s, chunk, pos) VALUES (?, ?, ?, ?)",
                         [(self.count + k, t, self.open_id, first_pos + k) for k, t in enumerate(self.pending_times)])
                 if full:
+                    assert self.open_id is not None  # (set above when the chunk was written)
                     self.sealed.append((self.open_id, self.open_first, self.open_lines))
                     self.sealed_rows += len(self.open_lines)
                     self.open_first = self.count + len(self.pending)
@@ -364,7 +365,7 @@ class Profile:
         self.dctx = zstandard.ZstdDecompressor()
         # profiles written before checksums open as before; in newer ones a frame without one is damage
         self.checksummed = meta.get("chunk_checksum") == CHUNK_CHECKSUM
-        self._chunk_cache: tuple[int, list[bytes] | colcodec.ColumnChunk] | None = None
+        self._chunk_cache: tuple[int, list[bytes] | colcodec.ColumnChunk | colcodec.LazyChunk] | None = None
         self._times: list[float] | None = None
 
     @property
@@ -407,9 +408,10 @@ class Profile:
             if self.checksummed and not zstandard.get_frame_parameters(data).has_checksum:
                 raise self._corrupt(cid, "its frame has lost its checksum")
             plain = self.dctx.decompress(data)
+            chunk: list[bytes] | colcodec.ColumnChunk | colcodec.LazyChunk
             if colcodec.is_columnar(plain):
-                chunk = colcodec.decode_lazy(plain) if lazy else colcodec.decode(plain)
-                rows = chunk.n
+                col = colcodec.decode_lazy(plain) if lazy else colcodec.decode(plain)
+                chunk, rows = col, col.n
             else:
                 chunk = plain.split(b"\n")
                 rows = len(chunk)
@@ -419,7 +421,7 @@ class Profile:
             raise self._corrupt(cid, f"it holds {rows} samples where the index says {n}")
         return chunk
 
-    def _chunk(self, cid: int) -> list[bytes] | colcodec.ColumnChunk:
+    def _chunk(self, cid: int) -> list[bytes] | colcodec.ColumnChunk | colcodec.LazyChunk:
         if self._chunk_cache and self._chunk_cache[0] == cid:
             return self._chunk_cache[1]
         chunk = self._unpack(cid, self._data(cid))
@@ -449,6 +451,7 @@ class Profile:
                 return chunk.line(pos)
             except IndexError:
                 raise ProfileError(f"{self.path}: sample {index} missing from chunk {cid}") from None
+        assert isinstance(chunk, list)  # (_chunk reads whole chunks, never lazily)
         return chunk[pos]
 
     def sample(self, index: int) -> Sample:

@@ -7,6 +7,7 @@ columnar chunks (colread.py), with the same result.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -79,7 +80,7 @@ class Batch:
         return self.mem_core.reshape(len(self), nd, -1).sum(axis=2) if nd else self.mem_core
 
     def rows(self, a: int, b: int) -> Batch:
-        out = {}
+        out: dict[str, Any] = {}
         for k, v in self.__dict__.items():
             if isinstance(v, np.ndarray):
                 out[k] = v[a:b]
@@ -112,6 +113,11 @@ def from_samples(samples: list[Sample]) -> list[Batch]:
     return out
 
 
+def _some(a: np.ndarray | None) -> np.ndarray:
+    assert a is not None  # (the layout says every row has it)
+    return a
+
+
 def _stack(ss: list[Sample], lay: Layout) -> Batch:
     n, c = len(ss), lay.n_cores
     f = lambda get: np.array([get(s) for s in ss], dtype=np.float64)  # noqa: E731
@@ -127,9 +133,9 @@ def _stack(ss: list[Sample], lay: Layout) -> Batch:
         flops=np.stack([s.flops if s.flops is not None else np.zeros(c) for s in ss]).reshape(n, c),
         flops_ok=np.array([s.flops is not None for s in ss], dtype=bool),
         mem_core=np.stack([s.mem_per_core for s in ss]).reshape(n, c),
-        engines=np.stack([s.engines for s in ss]) if lay.has_engines else None,
-        hbm_rate=np.stack([s.hbm_rate for s in ss]) if lay.has_hbm_rate else None,
-        link_rate=np.stack([s.link_rate for s in ss]).reshape(n, lay.n_links) if lay.n_links >= 0 else None,
+        engines=np.stack([_some(s.engines) for s in ss]) if lay.has_engines else None,
+        hbm_rate=np.stack([_some(s.hbm_rate) for s in ss]) if lay.has_hbm_rate else None,
+        link_rate=np.stack([_some(s.link_rate) for s in ss]).reshape(n, lay.n_links) if lay.n_links >= 0 else None,
         efa_rate=f(lambda s: nan if s.efa_rate is None else s.efa_rate),
         sys_user=f(lambda s: s.sys_user), sys_system=f(lambda s: s.sys_system), sys_idle=f(lambda s: s.sys_idle),
         runtime_user=f(lambda s: s.runtime_user), runtime_system=f(lambda s: s.runtime_system),

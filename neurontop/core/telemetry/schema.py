@@ -33,20 +33,20 @@ class S(msgspec.Struct, frozen=True):
     """Base: frozen, so instances can serve as defaults."""
 
 
-class CoreCounter(S):
+class CoreCounter(S, frozen=True):
     # None when missing: the decoder refuses such a report, never shows the core at 0 %
     neuroncore_utilization: Num | None = None
     flops: Num | None = None
     effective_flops: Num | None = None  # seen in some real captures instead of `flops`
 
 
-class NeuronCoreCounters(S):
+class NeuronCoreCounters(S, frozen=True):
     period: Period = 0.0
     neuroncores_in_use: dict[str, CoreCounter] = {}
     error: str = ""
 
 
-class CoreMemory(S):
+class CoreMemory(S, frozen=True):
     constants: Bytes = 0
     model_code: Bytes = 0
     model_shared_scratchpad: Bytes = 0
@@ -54,42 +54,42 @@ class CoreMemory(S):
     tensors: Bytes = 0
 
 
-class HostMemory(S):
+class HostMemory(S, frozen=True):
     application_memory: Bytes = 0
     constants: Bytes = 0
     dma_buffers: Bytes = 0
     tensors: Bytes = 0
 
 
-class UsageBreakdown(S):
+class UsageBreakdown(S, frozen=True):
     host: HostMemory = HostMemory()
     neuroncore_memory_usage: dict[str, CoreMemory] = {}
 
 
-class RuntimeUsedBytes(S):
+class RuntimeUsedBytes(S, frozen=True):
     host: Bytes = 0
     neuron_device: Bytes = 0
     usage_breakdown: UsageBreakdown = UsageBreakdown()
 
 
-class MemoryUsed(S):
+class MemoryUsed(S, frozen=True):
     period: Period = 0.0
     neuron_runtime_used_bytes: RuntimeUsedBytes = RuntimeUsedBytes()
     error: str = ""
 
 
-class UserSystem(S):
+class UserSystem(S, frozen=True):
     user: Num = 0.0
     system: Num = 0.0
 
 
-class RuntimeVcpu(S):
+class RuntimeVcpu(S, frozen=True):
     period: Period = 0.0
     vcpu_usage: UserSystem = UserSystem()
     error: str = ""
 
 
-class Latency(S):
+class Latency(S, frozen=True):
     p0: Num = 0.0
     p1: Num = 0.0
     p25: Num = 0.0
@@ -99,12 +99,12 @@ class Latency(S):
     p100: Num = 0.0
 
 
-class LatencyStats(S):
+class LatencyStats(S, frozen=True):
     total_latency: Latency | None = None
     device_latency: Latency | None = None
 
 
-class ExecutionStats(S):
+class ExecutionStats(S, frozen=True):
     period: Period = 0.0
     execution_summary: dict[str, Int] = {}
     error_summary: dict[str, Int] = {}
@@ -112,21 +112,21 @@ class ExecutionStats(S):
     error: str = ""
 
 
-class RuntimeReport(S):
+class RuntimeReport(S, frozen=True):
     neuroncore_counters: NeuronCoreCounters | None = None
     memory_used: MemoryUsed | None = None
     neuron_runtime_vcpu_usage: RuntimeVcpu | None = None
     execution_stats: ExecutionStats | None = None
 
 
-class Runtime(S):
+class Runtime(S, frozen=True):
     pid: Int = 0
     neuron_runtime_tag: str = ""
     error: str = ""
     report: RuntimeReport = RuntimeReport()
 
 
-class CpuUsage(S):
+class CpuUsage(S, frozen=True):
     user: Num = 0.0
     nice: Num = 0.0
     system: Num = 0.0
@@ -136,7 +136,7 @@ class CpuUsage(S):
     soft_irq: Num = 0.0
 
 
-class VcpuUsage(S):
+class VcpuUsage(S, frozen=True):
     period: Period = 0.0
     average_usage: CpuUsage | None = None
     usage_data: dict[str, CpuUsage] = {}
@@ -144,7 +144,7 @@ class VcpuUsage(S):
     error: str = ""
 
 
-class MemoryInfo(S):
+class MemoryInfo(S, frozen=True):
     period: Period = 0.0
     memory_total_bytes: Bytes = 0
     memory_used_bytes: Bytes = 0
@@ -153,17 +153,17 @@ class MemoryInfo(S):
     error: str = ""
 
 
-class SystemData(S):
+class SystemData(S, frozen=True):
     vcpu_usage: VcpuUsage | None = None
     memory_info: MemoryInfo | None = None
 
 
-class InstanceInfo(S):
+class InstanceInfo(S, frozen=True):
     instance_type: str = ""
     instance_id: str = ""
 
 
-class HardwareInfo(S):
+class HardwareInfo(S, frozen=True):
     neuron_device_type: str = ""
     neuroncore_version: str = ""
     neuron_device_count: Annotated[int, msgspec.Meta(ge=0, le=MAX_DEVICES)] = 0
@@ -173,7 +173,7 @@ class HardwareInfo(S):
 
 
 # -- the neuron_top extension (docs/protocol.md) ----------------------------------------------------
-class ExtEngines(S):
+class ExtEngines(S, frozen=True):
     tensor: list[float] = []
     vector: list[float] = []
     scalar: list[float] = []
@@ -181,7 +181,7 @@ class ExtEngines(S):
     dma: list[float] = []
 
 
-class ExtCores(S):
+class ExtCores(S, frozen=True):
     busy_ns: list[Int] = []
     flops: list[Int] = []
     hbm_read_bytes: list[Int] = []
@@ -189,18 +189,18 @@ class ExtCores(S):
     engines: ExtEngines = ExtEngines()
 
 
-class ExtHbm(S):
+class ExtHbm(S, frozen=True):
     bandwidth_bytes_per_s: Num = 0.0
     capacity_bytes: Bytes = 0
 
 
-class ExtLinks(S):
+class ExtLinks(S, frozen=True):
     pairs: list[tuple[Int, Int]] = []
     bandwidth_bytes_per_s: Num = 0.0
     bytes: list[Int] = []
 
 
-class ExtCollective(S):
+class ExtCollective(S, frozen=True):
     name: str
     op: str
     bytes: Int = 0
@@ -212,18 +212,18 @@ class ExtCollective(S):
     busbw_bytes_per_s: Num = 0.0
 
 
-class ExtEfa(S):
+class ExtEfa(S, frozen=True):
     bytes: Int = 0
     bandwidth_bytes_per_s: Num = 0.0
 
 
-class StepTimes(S):
+class StepTimes(S, frozen=True):
     p50: Num = 0.0
     p90: Num = 0.0
     p99: Num = 0.0
 
 
-class ExtTraining(S):
+class ExtTraining(S, frozen=True):
     workload: str = ""
     dtype: str = ""
     step: Int = 0
@@ -238,7 +238,7 @@ class ExtTraining(S):
     seq: Int = 0
 
 
-class ExtInput(S):
+class ExtInput(S, frozen=True):
     workers: Int = 0
     queue_depth: Num = 0.0
     queue_capacity: Int = 0
@@ -246,7 +246,7 @@ class ExtInput(S):
     wait_frac: Num = 0.0
 
 
-class Extension(S):
+class Extension(S, frozen=True):
     version: Int = 1
     seq: Int = 0
     time_s: Num = 0.0
@@ -262,7 +262,7 @@ class Extension(S):
     events: list[dict] = []
 
 
-class Report(S):
+class Report(S, frozen=True):
     neuron_runtime_data: list[Runtime] = []
     system_data: SystemData | None = None
     instance_info: InstanceInfo | None = None

@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 PROTOCOL = "neuron-top-telemetry"
 PROTOCOL_VERSION = 1
@@ -214,7 +214,7 @@ class SocketSource:
                 return
 
 
-def _read_lines(stream: BinaryIO, stop: threading.Event) -> Iterator[bytes]:
+def _read_lines(stream: IO[bytes], stop: threading.Event) -> Iterator[bytes]:
     """The stripped lines of a pipe or file, waiting at most 0.25 s at a time, so that a close()
     from another thread ends the reader at once even when the writer is silent (a blocking read
     of a quiet pipe cannot be interrupted)."""
