@@ -24,10 +24,13 @@ from ..analysis.hints import HintMonitor
 from ..analysis.rules import causes
 from ..analysis.thresholds import DEFAULTS, Thresholds
 from ..store import numtext
+from ..telemetry import fields as catalogue
 from ..telemetry.batch import Batch, Layout, from_samples, layout_of
-from ..telemetry.sample import ENGINE_NAMES, Sample
+from ..telemetry.fields import ENGINE_NAMES
+from ..telemetry.sample import Sample
 
-GROUPS = ("util", "flops", "engines", "hbm", "links", "vcpu", "training", "hints")
+GROUPS = (*catalogue.groups(), "hints")
+
 
 @dataclass(frozen=True)
 class Column:
@@ -55,44 +58,42 @@ def columns_for(s: Sample, groups: tuple[str, ...]) -> list[Column]:
     return columns_for_layout(layout_of(s), groups, s.flops is not None)
 
 
-def columns_for_layout(lay: Layout, groups: tuple[str, ...], has_flops: bool = True) -> list[Column]:
-    cols: list[Column] = []
+def _exported(lay: Layout, groups: tuple[str, ...], has_flops: bool) -> list[catalogue.Field]:
+    """The catalogue's fields this layout exports in these groups, in column order."""
+    return [f for g in groups if g != "hints" for f in catalogue.exported(g)
+            if f.present is None or f.present(lay, has_flops)]
+
+
+def _columns_of(f: catalogue.Field, lay: Layout) -> list[Column]:
+    assert f.csv is not None and f.group is not None
+    pat, g, dec = f.csv, f.group, f.decimals
     cpd = max(1, lay.cores_per_device)
+    if f.shape in ("core", "engine_core"):
+        engines = ENGINE_NAMES if f.shape == "engine_core" else ("",)
+        return [Column(pat.format(d=d, c=c, engine=e), g, dec, d, c, f.metric(engine=e))
+                for e in engines for d, c in (divmod(i, cpd) for i in range(lay.n_cores))]
+    if f.shape == "device":
+        return [Column(pat.format(d=d), g, dec, d, None, f.metric()) for d in range(lay.n_devices)]
+    if f.shape == "link":
+        return [Column(n, g, dec, None, None, n) for n in (pat.format(a=a, b=b) for a, b in lay.link_pairs)]
+    return [Column(pat, g, dec, metric=pat)]
 
-    def per_core(group: str, metric: str, unit: str, dec: int) -> None:
-        for i in range(lay.n_cores):
-            d, c = divmod(i, cpd)
-            cols.append(Column(f"nd{d}_nc{c}_{metric}_{unit}", group, dec, d, c, f"{metric}_{unit}"))
 
-    if "util" in groups:
-        per_core("util", "util", "pct", 2)
-    if "flops" in groups and has_flops:
-        per_core("flops", "flops", "tflops", 3)
-    if "engines" in groups and lay.has_engines:
-        for e in ENGINE_NAMES:
-            per_core("engines", f"{e}_active", "pct", 2)
-    if "hbm" in groups:
-        for d in range(lay.n_devices):
-            cols.append(Column(f"nd{d}_hbm_used_bytes", "hbm", 0, d, None, "hbm_used_bytes"))
-        if lay.has_hbm_rate:
-            per_core("hbm", "hbm", "bytes_per_s", 0)
-    if "links" in groups and lay.n_links >= 0 and len(lay.link_pairs):
-        for a, b in lay.link_pairs:
-            cols.append(Column(f"link_nd{a}_nd{b}_bytes_per_s", "links", 0, None, None, f"link_nd{a}_nd{b}_bytes_per_s"))
-        cols.append(Column("efa_bytes_per_s", "links", 0, None, None, "efa_bytes_per_s"))
-    if "vcpu" in groups:
-        for name in ("system_user_pct", "system_system_pct", "system_idle_pct", "runtime_user_pct",
-                     "runtime_system_pct"):
-            cols.append(Column(name, "vcpu", 2, metric=name))
-        cols.append(Column("host_mem_used_bytes", "vcpu", 0, metric="host_mem_used_bytes"))
-    if "training" in groups and lay.has_training:
-        for name, dec in (("loss", 5), ("tokens_per_s", 1), ("mfu_pct", 2), ("step_time_p50_s", 4),
-                          ("input_wait_pct", 2)):
-            cols.append(Column(name, "training", dec, metric=name))
+def columns_for_layout(lay: Layout, groups: tuple[str, ...], has_flops: bool = True) -> list[Column]:
+    cols = [c for f in _exported(lay, groups, has_flops) for c in _columns_of(f, lay)]
     if "hints" in groups:
-        for cause in causes():
-            cols.append(Column(f"hint_{cause}", "hints", 0, metric=f"hint_{cause}"))
+        cols += [Column(f"hint_{cause}", "hints", 0, metric=f"hint_{cause}") for cause in causes()]
     return cols
+
+
+def _values(f: catalogue.Field, b: Batch) -> np.ndarray:
+    """[rows, k] floats: a field's exported values."""
+    if f.value is not None:
+        return f.value(b)
+    v = b.extra[f.name] if f.path is not None else getattr(b, f.name)
+    v = v[:, None] if v.ndim == 1 else v
+    v = v.astype(np.float64) if v.dtype != np.float64 else v
+    return v * f.mul if f.mul != 1.0 else v
 
 
 def fmt(v: float | None, dec: int) -> str:
@@ -106,7 +107,8 @@ def fmt(v: float | None, dec: int) -> str:
 
 # -- a batch's figures as one matrix ---------------------------------------------------------------
 @lru_cache(maxsize=32)
-def _figure_names(lay: Layout, groups: tuple[str, ...], hint_causes: tuple[str, ...]) -> list[str]:
+def _figure_names(lay: Layout, groups: tuple[str, ...], hint_causes: tuple[str, ...],
+                  fields: tuple[str, ...]) -> list[str]:
     return [c.name for c in columns_for_layout(lay, groups)]
 
 
@@ -117,29 +119,8 @@ def figures(b: Batch, groups: tuple[str, ...], hints: np.ndarray | None,
     the matrix to fill (prefetch's shared memory), else a new one."""
     n = len(b)
     lay = b.layout
-    names = _figure_names(lay, groups, causes())
-    parts: list[np.ndarray] = []
-    if "util" in groups:
-        parts.append(b.util)
-    if "flops" in groups:
-        parts.append(np.where(b.flops_ok[:, None], b.flops / 1e12, np.nan))
-    if "engines" in groups and b.engines is not None:
-        parts.append(b.engines.reshape(n, -1) * 100)
-    if "hbm" in groups:
-        parts.append(b.dev_mem().astype(np.float64).reshape(n, lay.n_devices))
-        if b.hbm_rate is not None:
-            parts.append(b.hbm_rate)
-    if "links" in groups and lay.n_links >= 0 and len(lay.link_pairs):
-        k = len(lay.link_pairs)
-        rate = b.link_rate if b.link_rate is not None else np.zeros((n, 0))
-        if rate.shape[1] < k:
-            rate = np.concatenate([rate, np.full((n, k - rate.shape[1]), np.nan)], axis=1)
-        parts += [rate[:, :k], b.efa_rate[:, None]]
-    if "vcpu" in groups:
-        parts.append(np.stack([b.sys_user, b.sys_system, b.sys_idle, b.runtime_user, b.runtime_system,
-                               b.host_mem_used.astype(np.float64)], axis=1))
-    if "training" in groups and lay.has_training:
-        parts.append(np.stack([b.loss, b.tokens_per_s, b.mfu * 100, b.step_p50, b.input_wait * 100], axis=1))
+    names = _figure_names(lay, groups, causes(), tuple(f.name for f in catalogue.FIELDS))
+    parts = [_values(f, b) for f in _exported(lay, groups, True)]
     if "hints" in groups:
         parts.append(hints.astype(np.float64) if hints is not None else np.zeros((n, len(causes()))))
     k = sum(p.shape[1] for p in parts)

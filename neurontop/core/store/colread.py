@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..telemetry.batch import Batch, from_samples, layout_of
+from ..telemetry.fields import path_fields
 from ..telemetry.sample import Decoder, Sample
 from ..telemetry.schema import report_decoder
 from . import colcodec
@@ -107,7 +108,7 @@ def _shape(lg: colcodec.LazyGroup) -> _Shape:
             raise Unsupported("text inside strings changes within the shape")
     # the structure: the text between the numbers, and the (constant) text inside strings; a
     # column's kind (integer, decimals) may differ from chunk to chunk and is read per chunk
-    key = (joined, tuple(lg.xt.cell(j, 0) for j in nonreal))
+    key = (joined, tuple(lg.xt.cell(j, 0) for j in nonreal), tuple(f.path for f in path_fields()))
     sh = _SHAPES.get(key)
     if sh is not None and sh.needed is not None:
         return sh  # the caller checks the hardware figures against the shape's (_group_raw)
@@ -270,6 +271,7 @@ def _group_raw(lg: colcodec.LazyGroup) -> tuple[Sample, dict]:
     else:
         period = np.where(period != 0, period, 1.0)  # Decoder: `period or 1.0` without the extension
     raw["period"] = period
+    raw["extra"] = {f.name: c.f(f.path or (), f.default) for f in path_fields()}  # the catalogue's plain figures
     if sh.needed is None:
         sh.needed = sorted(c.used | set(sh.layout_cols))
     return s0, raw
@@ -394,7 +396,7 @@ def _derive(s0: Sample, raw: dict, n: int, dec: Decoder) -> Batch:
         input_wait=wait if wait is not None else nan,
         exposed_comm=raw.get("exposed", np.zeros(n)), busbw_max=raw.get("busbw", np.zeros(n)),
         link_mean=link_rate.mean(axis=1) if link_rate is not None and link_rate.shape[1] else nan,
-        events=raw.get("events", {}),
+        events=raw.get("events", {}), extra=raw["extra"],
     )
     # Commit the decoder's state only now: an Unsupported above leaves it as it was.
     dec._prev = new_prev

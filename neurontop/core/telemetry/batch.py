@@ -1,7 +1,8 @@
-"""Samples in blocks: one array per figure, one row per report (for export and hints over long runs).
+"""Samples in blocks: one array per figure, one row per report (export, hints, diagnose).
 
-A Batch is made by stacking decoded Samples (`from_samples`, here) or straight from a profile's
-columnar chunks (colread.py), with the same result.
+A Batch is made by stacking decoded Samples (`from_samples`, here: live, logs, replay) or straight
+from a profile's columnar chunks (store/colread.py), with the same result. Its columns are the field
+catalogue's batch fields (fields.py; a test checks the two agree).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from .fields import ENGINE_NAMES, batch_fields, path_fields
 from .sample import Sample
 
 
@@ -70,6 +72,7 @@ class Batch:
     busbw_max: np.ndarray  # [n] bytes/s
     link_mean: np.ndarray  # [n] NaN without link rates
     events: dict[int, tuple[dict, ...]] = field(default_factory=dict)  # row -> the report's events
+    extra: dict[str, np.ndarray] = field(default_factory=dict)  # the catalogue's `path` figures, [n] each
 
     def __len__(self) -> int:
         return len(self.time_s)
@@ -86,6 +89,8 @@ class Batch:
                 out[k] = v[a:b]
             elif k == "events":
                 out[k] = {i - a: e for i, e in v.items() if a <= i < b}
+            elif k == "extra":
+                out[k] = {name: x[a:b] for name, x in v.items()}
             else:
                 out[k] = v
         return Batch(**out)
@@ -113,44 +118,20 @@ def from_samples(samples: list[Sample]) -> list[Batch]:
     return out
 
 
-def _some(a: np.ndarray | None) -> np.ndarray:
-    assert a is not None  # (the layout says every row has it)
-    return a
-
-
 def _stack(ss: list[Sample], lay: Layout) -> Batch:
-    n, c = len(ss), lay.n_cores
-    f = lambda get: np.array([get(s) for s in ss], dtype=np.float64)  # noqa: E731
-    nan = float("nan")
-    tr = [s.training for s in ss]
-    return Batch(
-        layout=lay,
-        time_s=f(lambda s: s.time_s),
-        timestamp=f(lambda s: nan if s.timestamp is None else s.timestamp),
-        seq=np.array([s.seq for s in ss], dtype=np.int64),
-        period=f(lambda s: s.period_s),
-        util=np.stack([s.util for s in ss]).reshape(n, c),
-        flops=np.stack([s.flops if s.flops is not None else np.zeros(c) for s in ss]).reshape(n, c),
-        flops_ok=np.array([s.flops is not None for s in ss], dtype=bool),
-        mem_core=np.stack([s.mem_per_core for s in ss]).reshape(n, c),
-        engines=np.stack([_some(s.engines) for s in ss]) if lay.has_engines else None,
-        hbm_rate=np.stack([_some(s.hbm_rate) for s in ss]) if lay.has_hbm_rate else None,
-        link_rate=np.stack([_some(s.link_rate) for s in ss]).reshape(n, lay.n_links) if lay.n_links >= 0 else None,
-        efa_rate=f(lambda s: nan if s.efa_rate is None else s.efa_rate),
-        sys_user=f(lambda s: s.sys_user), sys_system=f(lambda s: s.sys_system), sys_idle=f(lambda s: s.sys_idle),
-        runtime_user=f(lambda s: s.runtime_user), runtime_system=f(lambda s: s.runtime_system),
-        host_mem_used=np.array([s.host_mem_used for s in ss], dtype=np.int64),
-        vcpu_busy=np.stack([s.vcpu_busy for s in ss]).reshape(n, lay.n_vcpu),
-        step=np.array([t.step if t is not None else s.seq for s, t in zip(ss, tr, strict=True)], dtype=np.int64),
-        loss=f(lambda s: nan if s.training is None or s.training.loss is None else s.training.loss),
-        tokens_per_s=f(lambda s: nan if s.training is None else s.training.tokens_per_s),
-        mfu=f(lambda s: nan if s.training is None else s.training.mfu),
-        step_p50=f(lambda s: nan if s.training is None else s.training.step_time_s.p50),
-        micro_batch=np.array([t.micro_batch if t is not None else 0 for t in tr], dtype=np.int64),
-        seq_len=np.array([t.seq if t is not None else 0 for t in tr], dtype=np.int64),
-        input_wait=f(lambda s: nan if s.input is None else s.input.wait_frac),
-        exposed_comm=f(lambda s: s.exposed_comm_s),
-        busbw_max=f(lambda s: s.busbw_max),
-        link_mean=f(lambda s: nan if s.link_mean is None else s.link_mean),
-        events={i: s.events for i, s in enumerate(ss) if s.events},
-    )
+    """The catalogue's batch columns (fields.py), each from its accessor on every sample."""
+    n = len(ss)
+    dims = {"row": (), "core": (lay.n_cores,), "vcpu": (lay.n_vcpu,), "link": (max(0, lay.n_links),),
+            "engine_core": (len(ENGINE_NAMES), lay.n_cores), "device": (lay.n_devices,)}
+    cols: dict[str, Any] = {}
+    for f in batch_fields():
+        get = f.sample
+        assert get is not None
+        if f.optional is not None and not f.optional(lay):
+            cols[f.name] = None
+        elif f.shape == "row":
+            cols[f.name] = np.array([get(s) for s in ss], dtype=f.dtype)
+        else:
+            cols[f.name] = np.stack([get(s) for s in ss]).reshape(n, *dims[f.shape])
+    extra = {f.name: np.array([s.extras.get(f.name, f.default) for s in ss], dtype=np.float64) for f in path_fields()}
+    return Batch(layout=lay, **cols, extra=extra, events={i: s.events for i, s in enumerate(ss) if s.events})

@@ -13,12 +13,12 @@ from functools import cached_property
 import msgspec
 import numpy as np
 
+from .fields import ENGINE_NAMES, path_fields, read_path  # noqa: F401  (ENGINE_NAMES: for the panes)
 from .hardware import INSTANCE_CHIP, chip_for
 from .schema import MAX_CORES, ExtCollective, ExtInput, ExtTraining, Report, report_decoder
 
 MEM_CATEGORIES = ("tensors", "constants", "model_code", "model_shared_scratchpad", "runtime_memory")
 MEM_LABELS = ("Tensors", "Constants", "Model Code", "Model Scratchpad", "Runtime Memory")
-ENGINE_NAMES = ("tensor", "vector", "scalar", "gpsimd", "dma")
 
 
 class DecodeError(ValueError):
@@ -241,7 +241,7 @@ class Decoder:
             runtime_user=rt_user, runtime_system=rt_sys, sys_user=su, sys_system=ss, sys_idle=si,
             sys_iowait=sw, vcpu_busy=busy, host_mem_total=mt, host_mem_used=mu, runtimes=tuple(runtimes),
             runtime_util=tuple(rt_utils), executions=executions, latency_p50=lat, device_latency_p50=dlat,
-            instance_id=rep.instance_info.instance_id if rep.instance_info else "", **kw,
+            instance_id=rep.instance_info.instance_id if rep.instance_info else "", extras=_extras(rep), **kw,
         )
 
     def _extension(self, ext, n: int, time_s: float) -> dict:
@@ -288,6 +288,15 @@ class Decoder:
         out["input"] = ext.input
         out["events"] = tuple(ext.events)
         return out
+
+
+def _extras(rep: Report) -> dict:
+    """The catalogue's plain figures, read by their JSON paths (fields.py)."""
+    out = {}
+    for f in path_fields():
+        v = read_path(rep, f.path or ())
+        out[f.name] = float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else f.default
+    return out
 
 
 def _core_key_ok(key: str) -> bool:
