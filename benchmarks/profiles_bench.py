@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 from devicesim.engine import FIXED_EPOCH, Engine, SimConfig, encode
 from devicesim.presets import get_preset
-from neurontop.core.store.profile import Profile, Recorder
+from neurontop.core.store.profile import Profile
+from neurontop.core.store.recorder import Recorder
 
 from .common import Results, TmuxWindow, bin_path, start_sim, stop
 from .procstat import measure

@@ -1,4 +1,9 @@
-"""neuron-top command line: the live monitor and its record / replay / export / import / diagnose."""
+"""neuron-top command line: the live monitor and its record / replay / export / import / diagnose.
+
+(About 530 lines: the parsers and one short function per command, which checks its options and
+calls the core. The options shared by several commands are defined once here, so the commands stay
+together rather than in a module each.)
+"""
 
 from __future__ import annotations
 
@@ -254,7 +259,7 @@ def _require_tty() -> None:
 
 def cmd_live(args) -> int:
     _require_tty()
-    from .core.store.profile import Recorder
+    from .core.store.recorder import Recorder
     from .ui.app import NeuronTopApp
 
     source, label, sim = _open_live_source(args)
@@ -319,8 +324,7 @@ def _samples_of(path: str, skip_bad: bool):
 
 def cmd_export(args) -> int:
     from .core.analysis.rules import causes
-    from .core.export.csv_writer import CsvExporter, parse_fields
-    from .core.export.heap import keep_freed_memory
+    from .core.export.csv_writer import CsvExporter, keep_freed_memory, parse_fields
     from .core.export.prefetch import HintOptions
     from .core.export.prefetch import batches as profile_batches
     from .core.store.profile import Profile
@@ -433,7 +437,7 @@ def _log_start_estimate(path: str) -> float | None:
 
 
 def cmd_import(args) -> int:
-    from .core.store.profile import import_log
+    from .core.store.recorder import import_log
     from .core.telemetry.units import plural
 
     n = import_log(args.log, args.output, args.skip_bad, _warn_skip)
@@ -464,7 +468,7 @@ def cmd_diagnose(args) -> int:
 
 def cmd_record(args) -> int:
     from .core.session import Session
-    from .core.store.profile import Recorder
+    from .core.store.recorder import Recorder
     from .core.telemetry.sample import DecodeError
     from .core.telemetry.sources import Status
 

@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from devicesim.engine import FIXED_EPOCH, Engine, SimConfig, encode  # noqa: E402
 from devicesim.presets import get_preset  # noqa: E402
 from devicesim.scenarios import SCENARIOS  # noqa: E402
-from neurontop.core.store.profile import Recorder  # noqa: E402
+from neurontop.core.store.recorder import Recorder  # noqa: E402
 from neurontop.core.telemetry.sample import Decoder  # noqa: E402
 
 DURATION_S = 150

@@ -16,20 +16,13 @@ from hypothesis import strategies as st
 
 from neurontop.core.analysis.hints import HintMonitor
 from neurontop.core.analysis.rules import causes
-from neurontop.core.export.csv_writer import (
-    Column,
-    CsvExporter,
-    figures,
-    fmt,
-    format_block,
-    iso_block,
-    parse_fields,
-    row_blocks,
-)
+from neurontop.core.export.cells import fmt, format_block, iso_block, row_blocks
+from neurontop.core.export.csv_writer import Column, CsvExporter, figures, parse_fields
 from neurontop.core.store import colcodec, numtext
 from neurontop.core.store import colread as CR
 from neurontop.core.telemetry import batch as B
-from neurontop.core.telemetry.sample import ENGINE_NAMES, Decoder, Sample
+from neurontop.core.telemetry.fields import ENGINE_NAMES
+from neurontop.core.telemetry.sample import Decoder, Sample
 
 from .conftest import REAL_TRN1, ROOT, SAMPLE_JSONL, make_reports, needs_shared, run_cli, strip_extension
 
@@ -328,10 +321,10 @@ def test_iso_block_matches_datetime(ts: list[float]) -> None:
 
 def test_cli_export_of_a_profile_equals_export_of_the_same_log(tmp_path, monkeypatch) -> None:
     """The column path (profile) and the report path (log) write the same bytes."""
-    from neurontop.core.store.profile import Recorder
+    from neurontop.core.store.recorder import Recorder
 
-    monkeypatch.setattr("neurontop.core.store.profile.COMPACT_ROWS", 40)
-    monkeypatch.setattr("neurontop.core.store.profile.CHUNK_RAW_BYTES", 64 * 1024)
+    monkeypatch.setattr("neurontop.core.store.recorder.COMPACT_ROWS", 40)
+    monkeypatch.setattr("neurontop.core.store.recorder.CHUNK_RAW_BYTES", 64 * 1024)
     lines = make_reports("trn1.32xlarge", "straggler", 130, period=0.5)
     log = tmp_path / "r.jsonl"
     log.write_bytes(b"\n".join(lines) + b"\n")
@@ -361,7 +354,8 @@ def test_export_reader_reports_a_damaged_chunk_in_one_line(tmp_path, parallel: b
     import zstandard
 
     from neurontop.core.export import prefetch
-    from neurontop.core.store.profile import ProfileError, Recorder
+    from neurontop.core.store.profile import ProfileError
+    from neurontop.core.store.recorder import Recorder
 
     lines = make_reports("trn1.2xlarge", "healthy", 40)
     path = tmp_path / "d.ntprof"

@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from neurontop.core.store import colcodec, numtext
-from neurontop.core.store.profile import Profile, ProfileError, Recorder
+from neurontop.core.store.profile import Profile, ProfileError
+from neurontop.core.store.recorder import Recorder
 from neurontop.core.telemetry.sample import Decoder
 
 from .conftest import REAL_TRN1, SAMPLE_JSONL, make_reports, needs_shared
@@ -120,8 +121,8 @@ def _record(path, lines) -> Recorder:
 
 
 def test_recorder_compacts_in_the_background_while_recording(tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr("neurontop.core.store.profile.CHUNK_RAW_BYTES", 64 * 1024)
-    monkeypatch.setattr("neurontop.core.store.profile.COMPACT_ROWS", 50)
+    monkeypatch.setattr("neurontop.core.store.recorder.CHUNK_RAW_BYTES", 64 * 1024)
+    monkeypatch.setattr("neurontop.core.store.recorder.COMPACT_ROWS", 50)
     lines = make_reports("trn1.2xlarge", "healthy", 160)
     path = tmp_path / "r.ntprof"
     rec = _record(path, lines)

@@ -121,7 +121,7 @@ def test_export_to_a_full_disk_is_one_clear_line() -> None:
 _FAULTS = """
 import resource, sys
 import numpy as np
-from neurontop.core.export.heap import keep_freed_memory
+from neurontop.core.export.csv_writer import keep_freed_memory
 ok = keep_freed_memory() if sys.argv[1] == "keep" else True
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 for _ in range(50):  # what an export does batch after batch: the same temporaries, all freed at the end
@@ -133,7 +133,7 @@ print(int(ok), resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 
 def test_keeping_freed_memory_spares_the_page_faults() -> None:
     """glibc hands big freed blocks back to the kernel and faults them in again on the next batch;
-    the export keeps them (neurontop/core/heap.py)."""
+    the export keeps them (neurontop/core/export/csv_writer.py)."""
     import subprocess
     import sys
 

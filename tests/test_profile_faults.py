@@ -9,7 +9,8 @@ import sqlite3
 
 import pytest
 
-from neurontop.core.store.profile import Profile, ProfileError, Recorder
+from neurontop.core.store.profile import Profile, ProfileError
+from neurontop.core.store.recorder import Recorder
 from neurontop.core.telemetry.sample import Decoder
 
 from .conftest import make_reports, run_cli

@@ -15,7 +15,8 @@ import zstandard
 
 from neurontop.core.export.csv_writer import CsvExporter
 from neurontop.core.store import colcodec
-from neurontop.core.store.profile import Profile, ProfileError, Recorder, import_log
+from neurontop.core.store.profile import Profile, ProfileError
+from neurontop.core.store.recorder import Recorder, import_log
 from neurontop.core.store.replay import ReplayClock, parse_jump
 from neurontop.core.telemetry.logs import InputError
 from neurontop.core.telemetry.sample import Decoder

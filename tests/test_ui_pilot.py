@@ -11,9 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from neurontop.core.telemetry.sources import StreamSource
+from neurontop.ui.bars import TabBar
+from neurontop.ui.memory_tree import MemoryTree
 from neurontop.ui.screens import HelpScreen
 from neurontop.ui.state import UiState
-from neurontop.ui.widgets import HintsPane, InterconnectPane, MemoryTree, TabBar
+from neurontop.ui.widgets import HintsPane, InterconnectPane
 
 from .conftest import REAL_TRN1, SAMPLE_JSONL, make_reports, needs_shared
 from .ui_helpers import decoded, feed, grid_text, make_app
@@ -183,7 +185,8 @@ async def test_replay_keys_move_the_clock(tmp_path) -> None:
 
 
 async def test_r_records_to_a_profile_with_hint_events(tmp_path) -> None:
-    from neurontop.core.store.profile import Profile, Recorder
+    from neurontop.core.store.profile import Profile
+    from neurontop.core.store.recorder import Recorder
 
     samples = decoded(make_reports("trn1.2xlarge", "idle_cores", 30))
     lines = make_reports("trn1.2xlarge", "idle_cores", 30)
@@ -203,7 +206,7 @@ async def test_r_records_to_a_profile_with_hint_events(tmp_path) -> None:
 
 
 async def test_unwritable_record_folder_keeps_the_live_view(tmp_path) -> None:
-    from neurontop.core.store.profile import Recorder
+    from neurontop.core.store.recorder import Recorder
 
     app = make_app(recorder_factory=lambda: Recorder(str(tmp_path / "missing" / "x.ntprof")))
     async with app.run_test(size=(120, 40)) as pilot:
@@ -258,7 +261,7 @@ async def test_panes_draw_their_frame_exactly_as_textual_does() -> None:
     from textual.geometry import Region
     from textual.widget import Widget
 
-    from neurontop.ui.widgets import Pane, ReusedLines
+    from neurontop.ui.pane import Pane, ReusedLines
 
     samples = decoded(make_reports("trn1.32xlarge", "input_bound", 30))
     app = make_app()
@@ -316,7 +319,7 @@ def test_fit_makes_lines_exactly_as_wide_as_asked(parts, width: int) -> None:
     from rich.segment import Segment
     from rich.style import Style
 
-    from neurontop.ui.widgets import fit
+    from neurontop.ui.pane import fit
 
     segs = [Segment(t, Style.parse(s) if s else None) for t, s in parts]
     out = fit(segs, width)

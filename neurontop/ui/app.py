@@ -1,4 +1,9 @@
-"""The neuron-top Textual app: live (a worker reads the source) or replay (a clock walks a profile)."""
+"""The neuron-top Textual app: live (a worker reads the source) or replay (a clock walks a profile).
+
+(About 540 lines, one class: the App's layout, its message handlers, the frame loop and the key
+actions all read and write the same state, so splitting it would only pass that state around. The
+panes, their machinery, the data path (core/session.py) and Textual's internals live elsewhere.)
+"""
 
 from __future__ import annotations
 
@@ -27,22 +32,12 @@ from ..core.telemetry.sample import DecodeError, Sample
 from ..core.telemetry.sources import Status
 from ..core.telemetry.units import plural
 from . import textual_compat
+from .bars import KeyLegend, TabBar, TimelineBar
+from .memory_tree import MemoryTree
+from .pane import ReusedLines
 from .screens import HelpScreen, JumpScreen
 from .state import UiState
-from .widgets import (
-    CoreGrid,
-    HeaderBar,
-    HintsPane,
-    HistoryPane,
-    InterconnectPane,
-    KeyLegend,
-    MemoryPane,
-    MemoryTree,
-    ReusedLines,
-    TabBar,
-    TimelineBar,
-    VcpuPane,
-)
+from .widgets import CoreGrid, HeaderBar, HintsPane, HistoryPane, InterconnectPane, MemoryPane, VcpuPane
 
 REFRESH_STEPS = [0.1, 0.2, 0.5, 1.0, 2.0, 5.0]
 

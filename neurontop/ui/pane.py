@@ -27,7 +27,7 @@ def on_screen(widget: Widget) -> bool:
 _STYLES: dict[str, Style] = {}
 
 
-def _style(name: str) -> Style:
+def style_of(name: str) -> Style:
     st = _STYLES.get(name)
     if st is None:
         st = _STYLES[name] = Style.parse(name)

@@ -1,22 +1,20 @@
-"""The panes: header, cores, history, vCPUs, memory, the memory tree, interconnect, hints, and the
-bars (tabs, keys, the replay timeline). The machinery they share is in pane.py."""
+"""The panes: header, cores, history, vCPUs, memory, interconnect and hints. The machinery they
+share is in pane.py; the memory tree and the bars (tabs, keys, timeline) have modules of their own."""
 
 from __future__ import annotations
 
 import numpy as np
 from rich.segment import Segment
 from rich.text import Text
-from textual.binding import Binding
 from textual.events import Click
 from textual.message import Message
 from textual.reactive import reactive
-from textual.widget import Widget
 
 from ..core.analysis.hints import Hint
 from ..core.analysis.history import History
-from ..core.telemetry.sample import ENGINE_NAMES, MEM_LABELS, Sample
-from ..core.telemetry.units import clock
-from .pane import Pane, ReusedLines, _style, fit  # noqa: F401  (fit, ReusedLines: used by the app and tests)
+from ..core.telemetry.fields import ENGINE_NAMES
+from ..core.telemetry.sample import MEM_LABELS, Sample
+from .pane import Pane, style_of
 from .render import bar, bar_segments, human_bytes, human_count, human_rate, level_style, sparkline
 from .state import UiState
 
@@ -146,7 +144,7 @@ class CoreGrid(Pane):
         bar_w = max(0, cell - num_w - 2)
         if bar_w < 3:
             bar_w = 0
-        bold, sel = _style("bold"), _style("reverse bold")
+        bold, sel = style_of("bold"), style_of("reverse bold")
         head = [Segment(" " * label_w)] + [Segment(f"NC{c}".ljust(cell)[:cell], bold) for c in range(cpd)]
         lines = [head]
         peak = s.core_peak_flops
@@ -157,7 +155,7 @@ class CoreGrid(Pane):
                 if i >= len(u):
                     break
                 pct = float(u[i])
-                st = _style(level_style(pct))
+                st = style_of(level_style(pct))
                 if self.show_flops:
                     if s.flops is None:
                         val, frac = "n/a", 0.0
@@ -175,7 +173,7 @@ class CoreGrid(Pane):
                     segs.append(Segment(" " * (cell - used)))
             lines.append(segs)
         if self.show_flops and s.flops is None:
-            lines.append([Segment(" this telemetry has no flops field", _style("dim"))])
+            lines.append([Segment(" this telemetry has no flops field", style_of("dim"))])
         return lines
 
     def _engines(self, s: Sample) -> Text:
@@ -228,16 +226,16 @@ class HistoryPane(Pane):
             ("HBM bw", h.rings["hbm_bw_frac"].values(spark_w)),
             ("links", h.rings["link_frac"].values(spark_w)),
         ]
-        bold = _style("bold")
+        bold = style_of("bold")
         lines = []
         for name, vals in rows:
             head = Segment(f"{name:<10}", bold)
             if not len(vals) or not np.isfinite(vals).any():
-                lines.append([head, Segment("n/a (not in this telemetry)", _style("dim"))])
+                lines.append([head, Segment("n/a (not in this telemetry)", style_of("dim"))])
                 continue
             last = float(vals[-1])
             ok = np.isfinite(last)
-            lines.append([head, Segment(sparkline(vals, spark_w, 0.0, 100.0), _style(level_style(last if ok else 0))),
+            lines.append([head, Segment(sparkline(vals, spark_w, 0.0, 100.0), style_of(level_style(last if ok else 0))),
                           Segment(f" {last:6.1f}%" if ok else "      -")])
         return lines
 
@@ -252,13 +250,13 @@ class VcpuPane(Pane):
         if s is None:
             return None
         bar_w = max(10, self.size.width - 36)
-        bold = _style("bold")
+        bold = style_of("bold")
         lines = [
             [Segment("System vCPU  ", bold),
-             *bar_segments((s.sys_user + s.sys_system) / 100, bar_w, _style("green")),
+             *bar_segments((s.sys_user + s.sys_system) / 100, bar_w, style_of("green")),
              Segment(f" [{s.sys_user:5.2f}%,{s.sys_system:5.2f}%]")],
             [Segment("Runtime vCPU ", bold),
-             *bar_segments((s.runtime_user + s.runtime_system) / 100, bar_w, _style("cyan")),
+             *bar_segments((s.runtime_user + s.runtime_system) / 100, bar_w, style_of("cyan")),
              Segment(f" [{s.runtime_user:5.2f}%,{s.runtime_system:5.2f}%]")],
         ]
         if len(s.vcpu_busy):
@@ -266,8 +264,8 @@ class VcpuPane(Pane):
             line = [Segment("busiest     ", bold)]
             for i in hot.tolist():
                 b = float(s.vcpu_busy[i])
-                line.append(Segment(f"{i}:{b:3.0f}% ", _style(level_style(b))))
-            line.append(Segment(f" of {len(s.vcpu_busy)}", _style("dim")))
+                line.append(Segment(f"{i}:{b:3.0f}% ", style_of(level_style(b))))
+            line.append(Segment(f" of {len(s.vcpu_busy)}", style_of("dim")))
             lines.append(line)
         return lines
 
@@ -283,7 +281,7 @@ class MemoryPane(Pane):
         s = self.sample
         if s is None:
             return None
-        bold = _style("bold")
+        bold = style_of("bold")
         hm = s.host_mem
         tot = s.mem.sum(axis=0)
         lines = [
@@ -308,116 +306,9 @@ class MemoryPane(Pane):
             frac = used / cap if cap else 0.0
             text = f" {human_bytes(used)}/{cap_text}"
             line.append(Segment(f"ND{d:<3}", bold))
-            line += bar_segments(frac, bar_w, _style(level_style(frac * 100)))
+            line += bar_segments(frac, bar_w, style_of(level_style(frac * 100)))
             line.append(Segment(text.ljust(cell - 5 - bar_w)))
         return lines
-
-
-class MemoryTree(Pane):
-    """Memory Usage Details: device > core > category, as neuron-top's tree (enter / x).
-
-    Drawn with the line API like the other panes: only the rows in view are labelled, and only
-    lines whose text changed are repainted (Textual's Tree widget repainted itself on every
-    label change and cost about as much as all the other panes together).
-    """
-
-    can_focus = True
-    BINDINGS = [
-        Binding("up", "cursor(-1)", show=False), Binding("down", "cursor(1)", show=False),
-        Binding("pageup", "cursor(-10)", show=False), Binding("pagedown", "cursor(10)", show=False),
-        Binding("home", "cursor(-1000000)", show=False), Binding("end", "cursor(1000000)", show=False),
-        Binding("enter", "toggle_row", show=False),
-    ]
-
-    def __init__(self, **kw) -> None:
-        super().__init__(**kw)
-        self.border_title = "Memory Usage Details (enter: expand, x: all)"
-        self.expanded: set[tuple[str, int]] = set()  # ("dev", d) and ("core", i)
-        self.cursor = 0
-        self.top = 0
-        self._shape: tuple[int, int] | None = None
-
-    def set_sample(self, sample: Sample | None) -> None:
-        if sample is not None and (sample.n_devices, sample.cores_per_device) != self._shape:
-            self._shape = (sample.n_devices, sample.cores_per_device)
-            self.expanded.clear()
-            self.cursor = self.top = 0
-        super().set_sample(sample)
-
-    def rows(self) -> list[tuple[str, int, int]]:
-        """Visible rows as (kind, id, depth): kind dev / core / cat; a cat's id is core * 5 + category."""
-        s = self.sample
-        if s is None:
-            return []
-        cpd = max(1, s.cores_per_device)
-        out: list[tuple[str, int, int]] = []
-        for d in range(s.n_devices):
-            out.append(("dev", d, 0))
-            if ("dev", d) in self.expanded:
-                for i in range(d * cpd, (d + 1) * cpd):
-                    out.append(("core", i, 1))
-                    if ("core", i) in self.expanded:
-                        out.extend(("cat", i * len(MEM_LABELS) + k, 2) for k in range(len(MEM_LABELS)))
-        return out
-
-    def is_expanded(self, kind: str, ident: int) -> bool:
-        return (kind, ident) in self.expanded
-
-    def _label(self, kind: str, ident: int) -> str:
-        s = self.sample
-        assert s is not None
-        cpd = max(1, s.cores_per_device)
-        if kind == "dev":
-            return f"ND {ident} · {human_bytes(int(s.mem[ident * cpd:(ident + 1) * cpd].sum()))}"
-        if kind == "core":
-            return f"NC {ident} · {human_bytes(int(s.mem[ident].sum()))}"
-        i, k = divmod(ident, len(MEM_LABELS))
-        return f"{MEM_LABELS[k]:<17}{human_bytes(int(s.mem[i, k]))}"
-
-    def segment_lines(self, width: int) -> list[list[Segment]] | None:
-        rows = self.rows()
-        if not rows:
-            return None
-        h = max(1, self.content_region.height)
-        self.cursor = min(max(0, self.cursor), len(rows) - 1)
-        self.top = min(max(self.top, self.cursor - h + 1), self.cursor, max(0, len(rows) - h))
-        lines = []
-        for y, (kind, ident, depth) in enumerate(rows[self.top:self.top + h]):
-            mark = "  " if kind == "cat" else ("▼ " if (kind, ident) in self.expanded else "▶ ")
-            style = _style("reverse") if self.top + y == self.cursor and self.has_focus else None
-            lines.append([Segment("  " * depth + mark + self._label(kind, ident), style)])
-        return lines
-
-    def action_cursor(self, delta: int) -> None:
-        self.cursor += delta
-        self.update_content()
-
-    def action_toggle_row(self) -> None:
-        rows = self.rows()
-        if 0 <= self.cursor < len(rows) and rows[self.cursor][0] != "cat":
-            key = rows[self.cursor][:2]
-            self.expanded.symmetric_difference_update({key})
-            self.update_content()
-
-    def on_click(self, event: Click) -> None:
-        self.cursor = self.top + event.y - 1  # the first content row is below the border
-        self.action_toggle_row()
-
-    def on_focus(self) -> None:
-        self.update_content()
-
-    def on_blur(self) -> None:
-        self.update_content()
-
-    def toggle_all(self) -> None:
-        s = self.sample
-        if s is None:
-            return
-        if any(k == "dev" for k, _ in self.expanded):
-            self.expanded.clear()
-        else:
-            self.expanded = {("dev", d) for d in range(s.n_devices)} | {("core", i) for i in range(s.n_cores)}
-        self.update_content()
 
 
 class InterconnectPane(Pane):
@@ -429,7 +320,7 @@ class InterconnectPane(Pane):
         s = self.sample
         if s is None:
             return None
-        dim, bold = _style("dim"), _style("bold")
+        dim, bold = style_of("dim"), style_of("bold")
         if s.link_rate is None and not s.collectives:
             return [[Segment("no link or collective data: plain neuron-monitor reports do not carry it", dim)]]
         lines: list[list[Segment]] = []
@@ -446,7 +337,7 @@ class InterconnectPane(Pane):
                     lines.append(line)
                 frac = r / bw
                 line.append(Segment(f"{a:>2}-{b:<2}", dim))
-                line += bar_segments(frac, 5, _style(level_style(frac * 100)))
+                line += bar_segments(frac, 5, style_of(level_style(frac * 100)))
                 line.append(Segment(f"{frac * 100:3.0f}% "))
         elif s.n_devices <= 1:
             lines.append([Segment("single device: no NeuronLink links", dim)])
@@ -514,67 +405,3 @@ class HintsPane(Pane):
             out.append("\n  " + " · ".join(e.text() for e in h.evidence[:4]), style="")
             out.append("\n  → " + h.action, style="italic")
         return out
-
-
-class TabBar(ReusedLines, Widget):
-    DEFAULT_CSS = "TabBar { height: 1; }"
-
-    def __init__(self, **kw) -> None:
-        super().__init__(**kw)
-        self.tabs: list[str] = ["all"]
-        self.active = 0
-
-    def render(self) -> Text:
-        t = Text(" Neuron Apps  ", style="bold")
-        for i, name in enumerate(self.tabs[:9]):
-            label = f"[{i + 1}]:{name}"
-            if i == self.active:
-                t.append(f">{label}<", style="bold green")
-            else:
-                t.append(f" {label} ")
-            t.append(" ")
-        return t
-
-
-class KeyLegend(ReusedLines, Widget):
-    DEFAULT_CSS = "KeyLegend { height: 1; }"
-
-    def __init__(self, replay: bool = False, **kw) -> None:
-        super().__init__(**kw)
-        self.replay = replay
-
-    def render(self) -> Text:
-        keys = [("q", "quit"), ("?", "help"), ("f", "FLOPS"), ("e", "engines"), ("p", "pause"),
-                ("a/d", "tab"), ("enter/x", "tree"), ("+/-", "refresh"), ("r", "record")]
-        if self.replay:
-            keys = [("q", "quit"), ("?", "help"), ("space", "pause"), ("[ ]", "step"), ("←→", "10s"),
-                    ("j", "jump"), ("< >", "speed"), ("f", "FLOPS"), ("e", "engines")]
-        t = Text()
-        for k, v in keys:
-            t.append(f" {k}", style="bold reverse")
-            t.append(f" {v} ")
-        return t
-
-
-class TimelineBar(ReusedLines, Widget):
-    DEFAULT_CSS = "TimelineBar { height: 1; }"
-
-    def __init__(self, **kw) -> None:
-        super().__init__(**kw)
-        self.pos = 0.0
-        self.duration = 0.0
-        self.speed = 1.0
-        self.paused = False
-        self.at_end = False
-
-    def render(self) -> Text:
-        t = Text()
-        state = "PAUSED" if self.paused else "▶"
-        t.append(f" {state} {self.speed:g}x ", style="bold reverse")
-        t.append(f" {clock(self.pos)} / {clock(self.duration)} ")
-        w = max(5, self.size.width - 50)  # room for the clock and "end of recording"
-        frac = self.pos / self.duration if self.duration else 1.0
-        t.append_text(bar(frac, w, "cyan"))
-        if self.at_end:
-            t.append(" end of recording", style="bold magenta")
-        return t

@@ -10,6 +10,9 @@ then the remainder (what the primaries left unexplained), the residual cause (on
 else fired) and `unexplained` (only when no bottleneck fired). Adding a cause is one `@rule` here.
 The registry's order is the order of the export's hint columns (export/csv_writer.py) and of the
 cause table in docs/hints.md, which `causes_table()` generates (a test compares them).
+
+(About 400 lines: eleven rules, each with its conditions, evidence and action, kept in one file so
+that the registry's order, which is the export's column order, is the order they are read in.)
 """
 
 from __future__ import annotations

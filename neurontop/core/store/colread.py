@@ -5,6 +5,11 @@ built from those columns directly: no JSON text, no per-report objects. The rule
 sample.Decoder's, applied to whole columns, and both share the decoder's counter state, so a chunk
 this cannot read (an unexpected shape, a JSON-lines chunk) is decoded report by report and stacked
 (batch.from_samples) with the same result, only slower. tests/test_batch.py checks that both agree.
+
+(About 440 lines: it mirrors sample.Decoder rule for rule, column-wise; the two halves, reading a
+shape's columns and deriving rates from them, share the shape's bookkeeping. It exists for speed:
+the report-by-report path exports the benchmark hour many times slower, see the redesign note in
+BENCHMARKS.md.)
 """
 
 from __future__ import annotations

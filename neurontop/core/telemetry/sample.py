@@ -13,7 +13,7 @@ from functools import cached_property
 import msgspec
 import numpy as np
 
-from .fields import ENGINE_NAMES, path_fields, read_path  # noqa: F401  (ENGINE_NAMES: for the panes)
+from .fields import path_fields, read_path
 from .hardware import INSTANCE_CHIP, chip_for
 from .schema import MAX_CORES, ExtCollective, ExtInput, ExtTraining, Report, report_decoder
 

@@ -1,0 +1,82 @@
+"""Two installs of neuron-top side by side, in one run: `python -m benchmarks.versions --before VENV/bin`.
+
+For a change that must not cost speed (a refactor): the live view's CPU at a 1 s and a 0.5 s
+refresh (trn1.32xlarge, three 20 s windows each, the median) and the export of one hour at 0.1 s
+(36,000 samples, --fields all, three runs, the median), each for the `--before` install and this
+one, alternating, with btop's CPU and pyarrow's write time of the same table measured in the same
+run. Prints each figure and its ratio to the peer, and the after/before change.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+from .common import start_sim, stop
+from .monitors import _ensure_debian, _home_with_configs, _measure_window
+from .profiles_bench import _ensure, _run_measured, make_profile
+
+
+def _live(bin_dir: str, sock: str, refresh: float) -> float:
+    sim = start_sim(sock, "trn1.32xlarge", refresh)
+    try:
+        m = _measure_window(f"{bin_dir}/neuron-top --connect {sock} --refresh {refresh}s", 5.0, 60.0, windows=3)
+    finally:
+        stop(sim)
+    return float("nan") if m is None else m["cpu_pct"]
+
+
+def _export(bin_dir: str, path: str, out: str) -> float:
+    walls = sorted(_run_measured([f"{bin_dir}/neuron-top", "export", path, "-o", out, "--fields", "all"])[0]
+                   for _ in range(3))
+    return walls[1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.versions")
+    ap.add_argument("--before", required=True, help="the bin folder of the install to compare with")
+    ap.add_argument("--after", default=os.path.dirname(sys.executable), help="default: this venv's bin folder")
+    args = ap.parse_args(argv)
+    rows: list[tuple[str, float, float, str]] = []
+    tmp = tempfile.mkdtemp(prefix="ntbench-versions-")
+    sock = os.path.join(tmp, "sim.sock")
+    btop = _ensure_debian("btop")
+    for refresh in (1.0, 0.5):
+        before = _live(args.before, sock, refresh)
+        after = _live(args.after, sock, refresh)
+        peer = float("nan")
+        if btop:
+            m = _measure_window(btop, 5.0, 20.0, {"HOME": _home_with_configs(refresh)})
+            peer = m["cpu_pct"] if m else peer
+        rows.append((f"live CPU, refresh {refresh:g}s (% of one core)", before, after, f"btop {peer:.3f}"))
+        rows.append((f"  / btop at {refresh:g}s", before / peer, after / peer, ""))
+    path = os.path.join(tmp, "hour.ntprof")
+    make_profile(path, "trn1.32xlarge", 0.1, 36000, seed=3)
+    out = os.path.join(tmp, "hour.csv")
+    before = _export(args.before, path, out)
+    after = _export(args.after, path, out)
+    t_pa = float("nan")
+    pa = _ensure("pyarrow", install=True)
+    if pa is not None:
+        import pyarrow.csv as pacsv
+
+        table = pacsv.read_csv(out)
+        runs = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            pacsv.write_csv(table, out + ".pa")
+            runs.append(time.perf_counter() - t0)
+        t_pa = sorted(runs)[1]
+    rows.append(("export of the hour (s)", before, after, f"pyarrow {t_pa:.3f}"))
+    rows.append(("  / pyarrow", before / t_pa, after / t_pa, ""))
+    print("| figure | before | after | after / before | peer |\n|---|---|---|---|---|")
+    for name, b, a, peer in rows:
+        print(f"| {name} | {b:.3f} | {a:.3f} | {a / b:.3f} | {peer} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
