@@ -176,6 +176,18 @@ def recording_only(res: Results) -> None:
         recording_overhead(res, tmp)
 
 
+def pyarrow_writes(table, path: str, runs: int = 3) -> list[float]:
+    """Seconds pyarrow.csv.write_csv takes to write `table` (already in memory), `runs` times."""
+    import pyarrow.csv as pacsv
+
+    out = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        pacsv.write_csv(table, path)
+        out.append(time.perf_counter() - t0)
+    return out
+
+
 def export_only(res: Results) -> None:
     with tempfile.TemporaryDirectory(prefix="nt-export-bench-") as tmp:
         export_bench(res, tmp)
@@ -212,11 +224,7 @@ def export_bench(res: Results, tmp: str) -> None:
         import pyarrow.csv as pacsv
 
         table = pacsv.read_csv(out)
-        t_pa = []
-        for _ in range(3):
-            t0 = time.perf_counter()
-            pacsv.write_csv(table, out + ".pa")
-            t_pa.append(time.perf_counter() - t0)
+        t_pa = pyarrow_writes(table, out + ".pa")
         res.add("profiles", "pyarrow.csv.write_csv of the same table (in memory already)", t_pa, "s")
         res.add("profiles", "neuron-top export time / pyarrow write time (medians)",
                 [sorted(walls)[len(walls) // 2] / sorted(t_pa)[1]], "x", target="<= 1 (no slower than pyarrow)")

@@ -13,11 +13,10 @@ import argparse
 import os
 import sys
 import tempfile
-import time
 
 from .common import start_sim, stop
 from .monitors import _ensure_debian, _home_with_configs, _measure_window
-from .profiles_bench import _ensure, _run_measured, make_profile
+from .profiles_bench import _ensure, _run_measured, make_profile, pyarrow_writes
 
 
 def _live(bin_dir: str, sock: str, refresh: float) -> float:
@@ -63,13 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     if pa is not None:
         import pyarrow.csv as pacsv
 
-        table = pacsv.read_csv(out)
-        runs = []
-        for _ in range(3):
-            t0 = time.perf_counter()
-            pacsv.write_csv(table, out + ".pa")
-            runs.append(time.perf_counter() - t0)
-        t_pa = sorted(runs)[1]
+        t_pa = sorted(pyarrow_writes(pacsv.read_csv(out), out + ".pa"))[1]
     rows.append(("export of the hour (s)", before, after, f"pyarrow {t_pa:.3f}"))
     rows.append(("  / pyarrow", before / t_pa, after / t_pa, ""))
     print("| figure | before | after | after / before | peer |\n|---|---|---|---|---|")
