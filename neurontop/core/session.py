@@ -52,7 +52,7 @@ class Session:
             self.decoder = Decoder()
             self.connected = True
         elif st.state in STOPPED and self.recorder is not None:
-            t = self.last_time if self.last_time is not None else self.decoder._time
+            t = self.last_time if self.last_time is not None else self.decoder.clock
             self.recorder.event(t, st.state, {"detail": st.detail})
         return st
 

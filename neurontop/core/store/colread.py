@@ -335,18 +335,18 @@ def _derive(s0: Sample, raw: dict, n: int, dec: Decoder) -> Batch:
     if flops is None:
         flops = np.zeros((n, nc))
     period = raw["period"]
-    count = dec._count + np.arange(1, n + 1)
+    count = dec.count + np.arange(1, n + 1)
     if raw["ext"]:
         time_s, seq, ts = raw["time"], raw["seq"], raw["ts"]
     else:
-        time_s = np.cumsum(np.concatenate([[dec._time], period]))[1:]
+        time_s = np.cumsum(np.concatenate([[dec.clock], period]))[1:]
         seq, ts = count, np.full(n, np.nan)
     hbm_rate = link_rate = engines = None
     efa_rate = np.full(n, np.nan)
-    new_prev = dec._prev
+    new_prev = dec.prev
     if raw["ext"] and raw["cores"]:
         busy, fl, hb, links, efa = raw["busy_ns"], raw["fl"], raw["hb"], raw["links"], raw["efa"]
-        prev = dec._prev
+        prev = dec.prev
         p_time = np.concatenate([[prev[0] if prev is not None else np.nan], time_s[:-1]])
         p_busy = np.concatenate([prev[1][None, :] if prev is not None and len(prev[1]) == nc else
                                  np.full((1, nc), np.nan), busy[:-1]])
@@ -404,10 +404,7 @@ def _derive(s0: Sample, raw: dict, n: int, dec: Decoder) -> Batch:
         events=raw.get("events", {}), extra=raw["extra"],
     )
     # Commit the decoder's state only now: an Unsupported above leaves it as it was.
-    dec._prev = new_prev
-    dec._count += n
-    if not raw["ext"]:
-        dec._time = float(time_s[-1])
+    dec.advance(new_prev, n, None if raw["ext"] else float(time_s[-1]))
     return batch
 
 

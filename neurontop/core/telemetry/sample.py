@@ -108,13 +108,42 @@ class Sample:
         return per_core.reshape(self.n_devices, -1).sum(axis=1) if self.n_devices else per_core
 
 
+Counters = tuple[float, np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]
+"""The extension's cumulative counters of the last report: (time_s, busy_ns, flops, HBM bytes, link
+bytes, EFA bytes), for the next report's rates."""
+
+
 class Decoder:
-    """Decodes report lines into Samples; keeps the previous counters to compute rates."""
+    """Decodes report lines into Samples; keeps the previous counters to compute rates.
+
+    Its state (the last counters, the reports seen, the clock of plain reports, which have none)
+    is read and advanced by the column reader too (store/colread.py), through `prev`, `count`,
+    `clock` and `advance`, so either path can continue where the other stopped."""
 
     def __init__(self) -> None:
-        self._prev: tuple[float, np.ndarray, np.ndarray, np.ndarray, np.ndarray, float] | None = None
+        self._prev: Counters | None = None
         self._count = 0
         self._time = 0.0
+
+    @property
+    def prev(self) -> Counters | None:
+        return self._prev
+
+    @property
+    def count(self) -> int:
+        return self._count
+
+    @property
+    def clock(self) -> float:
+        """Stream time of the last plain report (the sum of periods: plain reports carry no clock)."""
+        return self._time
+
+    def advance(self, prev: Counters | None, reports: int, clock: float | None = None) -> None:
+        """Continue after `reports` more reports, decoded elsewhere."""
+        self._prev = prev
+        self._count += reports
+        if clock is not None:
+            self._time = clock
 
     def decode(self, line: bytes | str) -> Sample:
         try:
