@@ -14,6 +14,7 @@ BENCHMARKS.md.)
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -152,7 +153,42 @@ _ENG = ("tensor", "vector", "scalar", "gpsimd", "dma")
 _MEM = ("tensors", "constants", "model_code", "model_shared_scratchpad", "runtime_memory")
 
 
-def _group_raw(lg: colcodec.LazyGroup) -> tuple[Sample, dict]:
+@dataclass
+class _Raw:
+    """One shape's rows as its columns give them, before rates: what _derive turns into a Batch.
+    Arrays are [rows] or [rows, cores] unless noted; None where the shape lacks the figure."""
+
+    util: np.ndarray  # neuron-monitor's utilisation, the maximum over runtimes
+    nm_flops: np.ndarray | None  # neuron-monitor's FLOP/s (flops or effective_flops); None: no such field
+    mem: np.ndarray  # int64 device memory per core: every category, every runtime
+    runtime_user: np.ndarray
+    runtime_system: np.ndarray
+    sys_user: np.ndarray
+    sys_system: np.ndarray
+    sys_idle: np.ndarray
+    vcpu_busy: np.ndarray  # [rows, vCPUs]
+    host_mem_used: np.ndarray  # int64
+    period: np.ndarray
+    extra: dict[str, np.ndarray]  # the catalogue's `path` figures
+    ext: bool = False  # the shape has the neuron_top extension
+    time_s: np.ndarray | None = None  # (the extension's clock, sequence number and timestamp)
+    seq: np.ndarray | None = None
+    timestamp: np.ndarray | None = None
+    cores: bool = False  # the extension's per-core counters match the core count
+    busy_ns: np.ndarray | None = None  # cumulative counters, as float64 (the rates come from these)
+    flops_total: np.ndarray | None = None
+    hbm_bytes: np.ndarray | None = None
+    link_bytes: np.ndarray | None = None  # [rows, links]
+    efa_bytes: np.ndarray | None = None
+    engines: np.ndarray | None = None  # [rows, engines, cores]
+    exposed_comm: np.ndarray | None = None
+    busbw_max: np.ndarray | None = None
+    training: dict[str, np.ndarray] | None = None  # step, loss, tokens_per_s, mfu, p50, micro_batch, seq
+    input_wait: np.ndarray | None = None
+    events: list | dict | None = None  # per row (a shape's rows), then {row: events} (a chunk's)
+
+
+def _group_raw(lg: colcodec.LazyGroup) -> tuple[Sample, _Raw]:
     """One shape's rows: its first report decoded as a Sample (the layout) and the raw per-row figures
     (counters, not yet rates), following Decoder.from_report."""
     sh = _shape(lg)
@@ -217,66 +253,67 @@ def _group_raw(lg: colcodec.LazyGroup) -> tuple[Sample, dict]:
             pre = (*base, "neuron_runtime_vcpu_usage", "vcpu_usage")
             rt_user = rt_user + c.f((*pre, "user"))
             rt_sys = rt_sys + c.f((*pre, "system"))
-    raw: dict = {"util": util, "nm_flops": nm_flops, "mem": mem, "rt_user": rt_user, "rt_sys": rt_sys}
     v = _get(doc, "system_data", "vcpu_usage")
     z = np.zeros(n)
-    raw.update(su=z, ss=z, si=z, busy=np.zeros((n, 0)), mu=np.zeros(n, dtype=np.int64))
+    su = ss = si = z
+    busy = np.zeros((n, 0))
+    mu = np.zeros(n, dtype=np.int64)
     if v is not None:
         pre = ("system_data", "vcpu_usage")
         if v.get("average_usage") is not None:
-            raw.update(su=c.f((*pre, "average_usage", "user")), ss=c.f((*pre, "average_usage", "system")),
-                       si=c.f((*pre, "average_usage", "idle"), 100.0))
+            su, ss = c.f((*pre, "average_usage", "user")), c.f((*pre, "average_usage", "system"))
+            si = c.f((*pre, "average_usage", "idle"), 100.0)
         if v.get("usage_data"):
-            raw["busy"] = 100.0 - c.fs([(*pre, "usage_data", k, "idle") for k in v["usage_data"]], 100.0)
+            busy = 100.0 - c.fs([(*pre, "usage_data", k, "idle") for k in v["usage_data"]], 100.0)
         period = np.where(period != 0, period, c.f((*pre, "period")))
     if _get(doc, "system_data", "memory_info") is not None:
-        raw["mu"] = c.i(("system_data", "memory_info", "memory_used_bytes"))
+        mu = c.i(("system_data", "memory_info", "memory_used_bytes"))
+    raw = _Raw(util=util, nm_flops=nm_flops, mem=mem, runtime_user=rt_user, runtime_system=rt_sys, sys_user=su,
+               sys_system=ss, sys_idle=si, vcpu_busy=busy, host_mem_used=mu, period=period,
+               extra={f.name: c.f(f.path or (), f.default) for f in path_fields()})  # the catalogue's plain figures
     ext = doc.get("neuron_top")
-    raw["ext"] = ext is not None
+    raw.ext = ext is not None
     if ext is not None:
         ep = c.f(("neuron_top", "period_s"))
-        period = np.where(ep != 0, ep, np.where(period != 0, period, 1.0))
-        raw["time"] = c.f(("neuron_top", "time_s"))
-        raw["seq"] = c.i(("neuron_top", "seq"))
+        raw.period = np.where(ep != 0, ep, np.where(period != 0, period, 1.0))
+        raw.time_s = c.f(("neuron_top", "time_s"))
+        raw.seq = c.i(("neuron_top", "seq"))
         ts = c.f(("neuron_top", "timestamp"))
-        raw["ts"] = np.where(ts != 0, ts, np.nan)
+        raw.timestamp = np.where(ts != 0, ts, np.nan)
         cores = ext.get("cores")
-        raw["cores"] = cores is not None and len(cores.get("busy_ns") or []) == nc
-        if raw["cores"]:
+        raw.cores = cores is not None and len(cores.get("busy_ns") or []) == nc
+        if raw.cores:
             pre = ("neuron_top", "cores")
             per = lambda name: c.is_([(*pre, name, k) for k in range(nc)]).astype(np.float64)  # noqa: E731
-            raw["busy_ns"] = per("busy_ns")
-            raw["fl"] = per("flops")
-            raw["hb"] = per("hbm_read_bytes") + per("hbm_write_bytes")
+            raw.busy_ns = per("busy_ns")
+            raw.flops_total = per("flops")
+            raw.hbm_bytes = per("hbm_read_bytes") + per("hbm_write_bytes")
             nl = len(_get(ext, "links", "bytes") or []) if ext.get("links") is not None else 0
-            raw["links"] = c.is_([("neuron_top", "links", "bytes", k) for k in range(nl)]).astype(np.float64)
-            raw["efa"] = c.i(("neuron_top", "efa", "bytes")).astype(np.float64) if ext.get("efa") is not None \
+            raw.link_bytes = c.is_([("neuron_top", "links", "bytes", k) for k in range(nl)]).astype(np.float64)
+            raw.efa_bytes = c.i(("neuron_top", "efa", "bytes")).astype(np.float64) if ext.get("efa") is not None \
                 else np.zeros(n)
             if s0.engines is not None:
-                raw["engines"] = c.fs([(*pre, "engines", e, k) for e in _ENG for k in range(nc)]).reshape(n, len(_ENG), nc)
+                raw.engines = c.fs([(*pre, "engines", e, k) for e in _ENG for k in range(nc)]).reshape(n, len(_ENG), nc)
         colls = ext.get("collectives") or []
         exp = np.zeros(n)
         bus = np.zeros(n)
         for q in range(len(colls)):
             exp = exp + c.f(("neuron_top", "collectives", q, "exposed_s"))
             bus = np.maximum(bus, c.f(("neuron_top", "collectives", q, "busbw_bytes_per_s")))
-        raw["exposed"] = exp
-        raw["busbw"] = bus
+        raw.exposed_comm, raw.busbw_max = exp, bus
         if s0.training is not None:
             pre = ("neuron_top", "training")
             loss = c.f((*pre, "loss"), np.nan)
-            raw["training"] = dict(step=c.i((*pre, "step")), loss=loss, tokens_per_s=c.f((*pre, "tokens_per_s")),
-                                   mfu=c.f((*pre, "mfu")), p50=c.f((*pre, "step_time_s", "p50")),
-                                   micro_batch=c.i((*pre, "micro_batch")), seq=c.i((*pre, "seq")))
+            raw.training = dict(step=c.i((*pre, "step")), loss=loss, tokens_per_s=c.f((*pre, "tokens_per_s")),
+                                mfu=c.f((*pre, "mfu")), p50=c.f((*pre, "step_time_s", "p50")),
+                                micro_batch=c.i((*pre, "micro_batch")), seq=c.i((*pre, "seq")))
         if s0.input is not None:
-            raw["wait"] = c.f(("neuron_top", "input", "wait_frac"))
+            raw.input_wait = c.f(("neuron_top", "input", "wait_frac"))
         if ext.get("events"):
             full = lg.full()
-            raw["events"] = [_events(report_decoder.decode(colcodec._line(g, full, xt, fl, k))) for k in range(n)]
+            raw.events = [_events(report_decoder.decode(colcodec._line(g, full, xt, fl, k))) for k in range(n)]
     else:
-        period = np.where(period != 0, period, 1.0)  # Decoder: `period or 1.0` without the extension
-    raw["period"] = period
-    raw["extra"] = {f.name: c.f(f.path or (), f.default) for f in path_fields()}  # the catalogue's plain figures
+        raw.period = np.where(period != 0, period, 1.0)  # Decoder: `period or 1.0` without the extension
     if sh.needed is None:
         sh.needed = sorted(c.used | set(sh.layout_cols))
     return s0, raw
@@ -286,9 +323,10 @@ def _events(rep) -> list[dict]:
     return rep.neuron_top.events if rep.neuron_top is not None else []
 
 
-def _sig(s0: Sample, raw: dict) -> tuple:
-    return (layout_of(s0), raw["ext"], raw.get("cores"), raw["nm_flops"] is None, raw["busy"].shape[1],
-            raw.get("links", np.zeros((0, 0))).shape[1], "engines" in raw, "training" in raw, "wait" in raw)
+def _sig(s0: Sample, raw: _Raw) -> tuple:
+    return (layout_of(s0), raw.ext, raw.cores, raw.nm_flops is None, raw.vcpu_busy.shape[1],
+            raw.link_bytes.shape[1] if raw.link_bytes is not None else 0, raw.engines is not None,
+            raw.training is not None, raw.input_wait is not None)
 
 
 def from_chunk(chunk: colcodec.LazyChunk, dec: Decoder) -> Batch:
@@ -300,52 +338,55 @@ def from_chunk(chunk: colcodec.LazyChunk, dec: Decoder) -> Batch:
         raise Unsupported("report shapes of different layouts in one chunk")
     n = chunk.n
     s0 = parts[0][1]
-    if len(parts) == 1 and "events" not in parts[0][2]:  # one shape (the usual chunk): its rows, in order
+    if len(parts) == 1 and parts[0][2].events is None:  # one shape (the usual chunk): its rows, in order
         return _derive(s0, parts[0][2], n, dec)
-    raw: dict = {}
-    for key, v0 in parts[0][2].items():
-        if isinstance(v0, np.ndarray):
+    merged: dict = {}
+    for f in dataclasses.fields(_Raw):
+        v0 = getattr(parts[0][2], f.name)
+        if f.name == "events":  # -> {row: events}
+            ev: dict[int, tuple] = {}
+            for rows, _, r in parts:
+                ev.update({i: tuple(e) for i, e in zip(rows, r.events or [()] * len(rows), strict=True) if e})
+            merged[f.name] = ev
+        elif isinstance(v0, np.ndarray):  # each shape's rows into their places in the chunk
             a = np.empty((n, *v0.shape[1:]), dtype=v0.dtype)
             for rows, _, r in parts:
-                a[rows] = r[key]
-            raw[key] = a
+                a[rows] = getattr(r, f.name)
+            merged[f.name] = a
         elif isinstance(v0, dict):
-            raw[key] = {}
+            merged[f.name] = {}
             for k2, v2 in v0.items():
                 a = np.empty(n, dtype=v2.dtype)
                 for rows, _, r in parts:
-                    a[rows] = r[key][k2]
-                raw[key][k2] = a
-        elif key == "events":
-            ev: dict[int, tuple] = {}
-            for rows, _, r in parts:
-                ev.update({i: tuple(e) for i, e in zip(rows, r["events"], strict=True) if e})
-            raw[key] = ev
+                    a[rows] = getattr(r, f.name)[k2]
+                merged[f.name][k2] = a
         else:
-            raw[key] = v0
-    return _derive(s0, raw, n, dec)
+            merged[f.name] = v0
+    return _derive(s0, _Raw(**merged), n, dec)
 
 
-def _derive(s0: Sample, raw: dict, n: int, dec: Decoder) -> Batch:
+def _derive(s0: Sample, raw: _Raw, n: int, dec: Decoder) -> Batch:
     """Rates from counters over consecutive rows, as Decoder does one report at a time."""
     nc = s0.n_cores
-    util = raw["util"]
-    flops = raw["nm_flops"]
+    util = raw.util
+    flops = raw.nm_flops
     flops_ok = np.full(n, flops is not None)
     if flops is None:
         flops = np.zeros((n, nc))
-    period = raw["period"]
+    period = raw.period
     count = dec.count + np.arange(1, n + 1)
-    if raw["ext"]:
-        time_s, seq, ts = raw["time"], raw["seq"], raw["ts"]
+    if raw.ext:
+        assert raw.time_s is not None and raw.seq is not None and raw.timestamp is not None
+        time_s, seq, ts = raw.time_s, raw.seq, raw.timestamp
     else:
         time_s = np.cumsum(np.concatenate([[dec.clock], period]))[1:]
         seq, ts = count, np.full(n, np.nan)
     hbm_rate = link_rate = engines = None
     efa_rate = np.full(n, np.nan)
     new_prev = dec.prev
-    if raw["ext"] and raw["cores"]:
-        busy, fl, hb, links, efa = raw["busy_ns"], raw["fl"], raw["hb"], raw["links"], raw["efa"]
+    if raw.ext and raw.cores:
+        busy, fl, hb, links, efa = raw.busy_ns, raw.flops_total, raw.hbm_bytes, raw.link_bytes, raw.efa_bytes
+        assert busy is not None and fl is not None and hb is not None and links is not None and efa is not None
         prev = dec.prev
         p_time = np.concatenate([[prev[0] if prev is not None else np.nan], time_s[:-1]])
         p_busy = np.concatenate([prev[1][None, :] if prev is not None and len(prev[1]) == nc else
@@ -373,7 +414,7 @@ def _derive(s0: Sample, raw: dict, n: int, dec: Decoder) -> Batch:
             d_efa = np.maximum(efa - p_efa, 0.0) / dt
         t = np.maximum(time_s, 1e-9)
         util = np.where(ok[:, None], d_util, util)
-        if raw["nm_flops"] is None:
+        if raw.nm_flops is None:
             flops_ok = ok & d_fl.any(axis=1)
             flops = np.where(flops_ok[:, None], d_fl, 0.0)
         else:
@@ -382,29 +423,30 @@ def _derive(s0: Sample, raw: dict, n: int, dec: Decoder) -> Batch:
         link_rate = np.where(ok[:, None], d_links, links / t[:, None])
         efa_rate = np.where(ok, d_efa, efa / t)
         new_prev = (float(time_s[-1]), busy[-1], fl[-1], hb[-1], links[-1], float(efa[-1]))
-        engines = raw.get("engines")
+        engines = raw.engines
     lay = layout_of(s0)
     nan = np.full(n, np.nan)
-    tr = raw.get("training")
-    wait = raw.get("wait")
+    tr = raw.training
+    wait = raw.input_wait
     batch = Batch(
         layout=lay, time_s=time_s, timestamp=ts, seq=seq, period=period, util=np.clip(util, 0.0, 100.0),
-        flops=flops, flops_ok=flops_ok, mem_core=raw["mem"], engines=engines, hbm_rate=hbm_rate,
-        link_rate=link_rate if lay.n_links >= 0 else None, efa_rate=efa_rate, sys_user=raw["su"],
-        sys_system=raw["ss"], sys_idle=raw["si"], runtime_user=raw["rt_user"], runtime_system=raw["rt_sys"],
-        host_mem_used=raw["mu"], vcpu_busy=raw["busy"],
+        flops=flops, flops_ok=flops_ok, mem_core=raw.mem, engines=engines, hbm_rate=hbm_rate,
+        link_rate=link_rate if lay.n_links >= 0 else None, efa_rate=efa_rate, sys_user=raw.sys_user,
+        sys_system=raw.sys_system, sys_idle=raw.sys_idle, runtime_user=raw.runtime_user,
+        runtime_system=raw.runtime_system, host_mem_used=raw.host_mem_used, vcpu_busy=raw.vcpu_busy,
         step=tr["step"] if tr is not None else seq, loss=tr["loss"] if tr is not None else nan,
         tokens_per_s=tr["tokens_per_s"] if tr is not None else nan, mfu=tr["mfu"] if tr is not None else nan,
         step_p50=tr["p50"] if tr is not None else nan,
         micro_batch=tr["micro_batch"] if tr is not None else np.zeros(n, dtype=np.int64),
         seq_len=tr["seq"] if tr is not None else np.zeros(n, dtype=np.int64),
         input_wait=wait if wait is not None else nan,
-        exposed_comm=raw.get("exposed", np.zeros(n)), busbw_max=raw.get("busbw", np.zeros(n)),
+        exposed_comm=raw.exposed_comm if raw.exposed_comm is not None else np.zeros(n),
+        busbw_max=raw.busbw_max if raw.busbw_max is not None else np.zeros(n),
         link_mean=link_rate.mean(axis=1) if link_rate is not None and link_rate.shape[1] else nan,
-        events=raw.get("events", {}), extra=raw["extra"],
+        events=raw.events if isinstance(raw.events, dict) else {}, extra=raw.extra,
     )
     # Commit the decoder's state only now: an Unsupported above leaves it as it was.
-    dec.advance(new_prev, n, None if raw["ext"] else float(time_s[-1]))
+    dec.advance(new_prev, n, None if raw.ext else float(time_s[-1]))
     return batch
 
 
