@@ -8,8 +8,8 @@ this cannot read (an unexpected shape, a JSON-lines chunk) is decoded report by 
 
 (About 440 lines: it mirrors sample.Decoder rule for rule, column-wise; the two halves, reading a
 shape's columns and deriving rates from them, share the shape's bookkeeping. It exists for speed:
-the report-by-report path exports the benchmark hour many times slower, see the redesign note in
-BENCHMARKS.md.)
+the benchmark hour (36,000 trn1.32xlarge reports) becomes batches in 1.0 s this way and in 32 s
+report by report, on the 2-vCPU VM, 2026-12-02.)
 """
 
 from __future__ import annotations
