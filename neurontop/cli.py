@@ -127,7 +127,10 @@ def _sub_parser(cmd: str) -> argparse.ArgumentParser:
         _hint_args(ap)
     elif cmd == "export":
         ap.add_argument("source", help="a profile, a neuron-monitor log, or - for stdin")
-        ap.add_argument("-o", "--output", required=True, help="CSV file, or - for stdout")
+        ap.add_argument("-o", "--output", required=True,
+                        help="the file to write (.csv, .parquet, .arrow/.feather), or - for CSV on stdout")
+        ap.add_argument("--format", choices=("csv", "parquet", "arrow"),
+                        help="default: from the output's extension (CSV for -, .csv, .txt or none)"),
         ap.add_argument("--fields", help="groups: util,flops,engines,hbm,links,vcpu,training,hints or all")
         ap.add_argument("--from", dest="t_from", type=parse_time, help="start time from the beginning")
         ap.add_argument("--to", dest="t_to", type=parse_time, help="end time from the beginning")
@@ -334,13 +337,7 @@ def cmd_export(args) -> int:
         groups = parse_fields(args.fields)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    if args.output != "-":
-        folder = os.path.dirname(os.path.abspath(args.output))
-        if not os.path.isdir(folder):
-            raise UsageError(f"{args.output}: folder {folder} does not exist")
-        ext = os.path.splitext(args.output)[1].lower()
-        if ext not in CSV_EXTENSIONS:
-            raise UsageError(f"{args.output}: export writes CSV only, not {ext} files; name the output .csv")
+    fmt = _export_format(args)
     if args.t_from is not None and args.t_to is not None and args.t_to <= args.t_from:
         raise UsageError(f"--to {args.t_to:g} s is not after --from {args.t_from:g} s")
     keep_freed_memory()  # batch after batch of the same temporaries: reuse them, do not fault them in again
@@ -361,8 +358,16 @@ def cmd_export(args) -> int:
     if out is None:
         tmp = args.output + ".part"
         out = open(tmp, "wb", buffering=1 << 20)  # noqa: SIM115
-    ex = CsvExporter(out, groups, layout=args.layout, every_s=args.every, t_from=args.t_from, t_to=args.t_to,
-                     start_unix=start, th=_thresholds(args))
+    sink = None
+    if fmt == "csv":
+        ex = CsvExporter(out, groups, layout=args.layout, every_s=args.every, t_from=args.t_from, t_to=args.t_to,
+                         start_unix=start, th=_thresholds(args))
+    else:
+        from .core.export.tables import FileSink, TableExporter
+
+        sink = FileSink(out, fmt)
+        ex = TableExporter(sink, groups, layout=args.layout, every_s=args.every, t_from=args.t_from,
+                           t_to=args.t_to, start_unix=start, th=_thresholds(args))
     progress = None
     if tmp is not None and sys.stderr.isatty():
         from rich.progress import BarColumn, Progress, TextColumn
@@ -388,6 +393,8 @@ def cmd_export(args) -> int:
                 if progress and k % 500 == 0:
                     progress.update(task, completed=k)
         rows = ex.finish()
+        if sink is not None:
+            sink.close()
         if rows == 0:
             raise UsageError(_empty_export(args))
     except BaseException as exc:
@@ -415,6 +422,32 @@ def cmd_export(args) -> int:
 
 
 CSV_EXTENSIONS = ("", ".csv", ".txt")
+
+
+def _export_format(args) -> str:
+    """csv, parquet or arrow: --format, else the output's extension; checks the output's folder."""
+    from .core.export.tables import FORMATS
+
+    ext = os.path.splitext(args.output)[1].lower() if args.output != "-" else ""
+    by_ext = "csv" if ext in CSV_EXTENSIONS else FORMATS.get(ext)
+    if args.output != "-":
+        folder = os.path.dirname(os.path.abspath(args.output))
+        if not os.path.isdir(folder):
+            raise UsageError(f"{args.output}: folder {folder} does not exist")
+    fmt = args.format or by_ext
+    if fmt is None:
+        raise UsageError(f"{args.output}: export writes .csv, .parquet or .arrow/.feather files, not {ext} "
+                         "(or give --format)")
+    if args.format and by_ext and args.format != by_ext and args.output != "-":
+        raise UsageError(f"{args.output}: --format {args.format} does not match the {ext or 'missing'} extension")
+    if fmt != "csv":
+        if args.output == "-":
+            raise UsageError(f"--format {fmt} writes a file: give -o FILE (only CSV goes to stdout)")
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise UsageError(f"{fmt} export needs pyarrow: pip install 'neuron-top[export]'") from None
+    return fmt
 
 
 def _empty_export(args) -> str:

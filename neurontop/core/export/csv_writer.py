@@ -40,6 +40,7 @@ class Column:
     device: int | None = None
     core: int | None = None
     metric: str = ""
+    link: tuple[int, int] | None = None  # the two devices of a NeuronLink column
 
 
 def parse_fields(text: str | None) -> tuple[str, ...]:
@@ -75,7 +76,7 @@ def _columns_of(f: catalogue.Field, lay: Layout) -> list[Column]:
     if f.shape == "device":
         return [Column(pat.format(d=d), g, dec, d, None, f.metric()) for d in range(lay.n_devices)]
     if f.shape == "link":
-        return [Column(n, g, dec, None, None, n) for n in (pat.format(a=a, b=b) for a, b in lay.link_pairs)]
+        return [Column(pat.format(a=a, b=b), g, dec, None, None, pat.format(a=a, b=b), (a, b)) for a, b in lay.link_pairs]
     return [Column(pat, g, dec, metric=pat)]
 
 

@@ -1,0 +1,143 @@
+"""Export as Arrow tables: Parquet and Arrow IPC files, and the Python API's tables.
+
+The rows are the CSV export's (the same range, `--every` bins and fixed columns: this subclasses
+its pipeline and replaces only the writing), typed: `time_s` float64 seconds from the first
+report, `timestamp` a UTC timestamp in milliseconds, `step` int64, and each figure int64 where its
+CSV column is an integer (bytes, counts, hint flags) and float64 otherwise. Every value is the
+CSV cell's value: rounded to the column's precision as the CSV writes it (pyarrow's decimal cast,
+which rounds the binary value exactly as Python's formatting does), and null where the cell is
+empty. The long layout is tidy: time_s, timestamp, step, device, core, link, metric, value, with
+NeuronLink columns as one `link_bytes_per_s` metric and the link ("nd0-nd1") in its own column.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ..analysis.thresholds import DEFAULTS, Thresholds
+from .csv_writer import CsvExporter
+
+FORMATS = {".parquet": "parquet", ".pq": "parquet", ".arrow": "arrow", ".feather": "arrow", ".ipc": "arrow"}
+
+
+def _pa() -> Any:
+    try:
+        import pyarrow
+    except ImportError:
+        raise ImportError("Parquet, Arrow and the Python API need pyarrow: pip install 'neuron-top[export]'") from None
+    return pyarrow
+
+
+def _ms(ts: np.ndarray) -> np.ndarray:
+    """Unix seconds -> milliseconds as the CSV's ISO timestamps show them (rounded to microseconds first,
+    as datetime.fromtimestamp does, then cut to milliseconds)."""
+    t = np.where(np.isfinite(ts), ts, 0.0)
+    sec = np.floor(t)
+    us = np.rint((t - sec) * 1e6)
+    return sec.astype(np.int64) * 1000 + us.astype(np.int64) // 1000
+
+
+def _rounded(pa: Any, v: np.ndarray, decimals: int) -> Any:
+    """The CSV cell's value as a typed Arrow array (null for NaN)."""
+    import pyarrow.compute as pc
+
+    arr = pa.array(v, type=pa.float64(), mask=~np.isfinite(v))
+    dec = pc.cast(arr, pa.decimal128(38, decimals), safe=False)
+    return pc.cast(dec, pa.int64() if decimals == 0 else pa.float64())
+
+
+class TableExporter(CsvExporter):
+    """The export's rows as Arrow record batches, handed to `sink` as they are made."""
+
+    def __init__(self, sink: Callable[[Any], None], groups: tuple[str, ...], layout: str = "wide",
+                 every_s: float | None = None, t_from: float | None = None, t_to: float | None = None,
+                 start_unix: float | None = None, th: Thresholds = DEFAULTS) -> None:
+        super().__init__(None, groups, layout, every_s, t_from, t_to, start_unix, th)  # type: ignore[arg-type]
+        self.pa = _pa()
+        self.sink = sink
+        self.schema: Any = None
+
+    def _header(self) -> None:
+        pa = self.pa
+        assert self.cols is not None
+        head = [("time_s", pa.float64()), ("timestamp", pa.timestamp("ms", tz="UTC")), ("step", pa.int64())]
+        if self.layout == "long":
+            self.schema = pa.schema([*head, ("device", pa.int16()), ("core", pa.int16()), ("link", pa.string()),
+                                     ("metric", pa.string()), ("value", pa.float64())])
+        else:
+            self.schema = pa.schema([*head, *((c.name, pa.int64() if c.decimals == 0 else pa.float64())
+                                               for c in self.cols)])
+
+    def _write(self, rel: np.ndarray, ts: np.ndarray, step: np.ndarray, vals: np.ndarray) -> None:
+        pa = self.pa
+        assert self.cols is not None
+        n = len(rel)
+        if not n:
+            return
+        self.rows += n
+        t = _rounded(pa, rel, 3)
+        stamp = pa.array(_ms(ts), type=pa.int64(), mask=~np.isfinite(ts)).cast(pa.timestamp("ms", tz="UTC"))
+        st = pa.array(step, type=pa.int64())
+        if self.layout == "long":
+            self.sink(self._long(t, stamp, st, vals))
+            return
+        cols = [_rounded(pa, vals[:, j], c.decimals) for j, c in enumerate(self.cols)]
+        self.sink(pa.RecordBatch.from_arrays([t, stamp, st, *cols], schema=self.schema))
+
+    def _long(self, t: Any, stamp: Any, st: Any, vals: np.ndarray) -> Any:
+        """One row per present value, row by row, column by column (the CSV long layout's order)."""
+        pa = self.pa
+        assert self.cols is not None
+        n, k = vals.shape
+        rounded = np.column_stack([np.asarray(_rounded(pa, vals[:, j], c.decimals).to_numpy(zero_copy_only=False),
+                                              dtype=np.float64) for j, c in enumerate(self.cols)])
+        keep = ~np.isnan(rounded).ravel()
+        row = np.repeat(np.arange(n), k)[keep]
+        col = np.tile(np.arange(k), n)[keep]
+        cols = self.cols
+
+        def meta(get: Callable, typ: Any) -> Any:
+            values = [get(c) for c in cols]
+            return pa.array([values[j] for j in col.tolist()], type=typ)
+
+        return pa.RecordBatch.from_arrays([
+            t.take(pa.array(row)), stamp.take(pa.array(row)), st.take(pa.array(row)),
+            meta(lambda c: c.device, pa.int16()), meta(lambda c: c.core, pa.int16()),
+            meta(lambda c: f"nd{c.link[0]}-nd{c.link[1]}" if c.link else None, pa.string()),
+            meta(lambda c: "link_bytes_per_s" if c.link else c.metric, pa.string()),
+            pa.array(rounded.ravel()[keep], type=pa.float64()),
+        ], schema=self.schema)
+
+    def finish(self) -> int:
+        self._drain()
+        if self._bin is not None and len(self._bin[0]):
+            self._emit_bins(*self._bin, np.array([0]))
+            self._bin = None
+        return self.rows
+
+
+class FileSink:
+    """Record batches into a Parquet (zstd) or Arrow IPC file, opened at the first batch."""
+
+    def __init__(self, out: Any, fmt: str) -> None:
+        self.out, self.fmt = out, fmt
+        self.writer: Any = None
+
+    def __call__(self, batch: Any) -> None:
+        if self.writer is None:
+            if self.fmt == "parquet":
+                import pyarrow.parquet as pq
+
+                self.writer = pq.ParquetWriter(self.out, batch.schema, compression="zstd")
+            else:
+                import pyarrow as pa
+
+                self.writer = pa.ipc.new_file(self.out, batch.schema)
+        self.writer.write_batch(batch)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
