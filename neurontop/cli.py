@@ -10,14 +10,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import select
 import signal
 import sys
 import time
 
+from .core.telemetry import units
+
 SUBCOMMANDS = ("record", "replay", "export", "import", "diagnose")
-_UNITS = {"ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "": 1.0}
+
+
 
 
 class UsageError(Exception):
@@ -25,23 +27,18 @@ class UsageError(Exception):
 
 
 def parse_duration(text: str) -> float:
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(ms|s|m|h)?\s*", text)
-    if not m:
-        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (examples: 1s, 500ms, 10m)")
-    return float(m.group(1)) * _UNITS[m.group(2) or ""]
+    try:
+        return units.parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def parse_time(text: str) -> float:
     """Seconds from the start: '90', '1:30', '01:02:03', or a duration such as '5m'."""
-    if ":" in text:
-        secs = 0.0
-        try:
-            for p in text.split(":"):
-                secs = secs * 60 + float(p)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a time: {text!r}") from None
-        return secs
-    return parse_duration(text)
+    try:
+        return units.parse_time(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _live_parser() -> argparse.ArgumentParser:
@@ -326,12 +323,8 @@ def _samples_of(path: str, skip_bad: bool):
 
 
 def cmd_export(args) -> int:
-    from .core.analysis.rules import causes
     from .core.export.csv_writer import CsvExporter, keep_freed_memory, parse_fields
-    from .core.export.prefetch import HintOptions
-    from .core.export.prefetch import batches as profile_batches
-    from .core.store.profile import Profile
-    from .core.telemetry.logs import log_samples, sniff
+    from .core.export.reading import feed, open_input
 
     try:
         groups = parse_fields(args.fields)
@@ -341,33 +334,22 @@ def cmd_export(args) -> int:
     if args.t_from is not None and args.t_to is not None and args.t_to <= args.t_from:
         raise UsageError(f"--to {args.t_to:g} s is not after --from {args.t_from:g} s")
     keep_freed_memory()  # batch after batch of the same temporaries: reuse them, do not fault them in again
-    start = None
-    if args.source != "-" and sniff(args.source) == "profile":
-        prof = Profile(args.source)  # opens and checks it here: a bad file fails before any output
-        meta_start = prof.meta.get("start_unix")
-        start = float(meta_start) if meta_start else None
-        prof.close()
-        # columns, decoded (and hints evaluated) beside the writer
-        batches = profile_batches(args.source, args.skip_bad, hints=HintOptions(_thresholds(args), causes())
-                                  if "hints" in groups else None, groups=groups)
-        samples = None
-    else:
-        samples = log_samples(args.source, args.skip_bad, _warn_skip)
+    th = _thresholds(args)
+    inp = open_input(args.source, groups, args.skip_bad, th, _warn_skip)  # (before the progress bar's thread)
     out = sys.stdout if args.output == "-" else None
     tmp = None
     if out is None:
         tmp = args.output + ".part"
         out = open(tmp, "wb", buffering=1 << 20)  # noqa: SIM115
     sink = None
+    opts = dict(layout=args.layout, every_s=args.every, t_from=args.t_from, t_to=args.t_to, th=th)
     if fmt == "csv":
-        ex = CsvExporter(out, groups, layout=args.layout, every_s=args.every, t_from=args.t_from, t_to=args.t_to,
-                         start_unix=start, th=_thresholds(args))
+        ex = CsvExporter(out, groups, **opts)
     else:
         from .core.export.tables import FileSink, TableExporter
 
         sink = FileSink(out, fmt)
-        ex = TableExporter(sink, groups, layout=args.layout, every_s=args.every, t_from=args.t_from,
-                           t_to=args.t_to, start_unix=start, th=_thresholds(args))
+        ex = TableExporter(sink, groups, **opts)
     progress = None
     if tmp is not None and sys.stderr.isatty():
         from rich.progress import BarColumn, Progress, TextColumn
@@ -378,21 +360,7 @@ def cmd_export(args) -> int:
         if progress:
             progress.start()
             task = progress.add_task("export", total=None)
-        done = 0
-        if samples is None:
-            for b, hint_rows in batches:
-                ex.add_batch(b, hint_rows)
-                done += len(b)
-                if progress:
-                    progress.update(task, completed=done)
-        else:
-            for k, s in enumerate(samples):
-                if k == 0 and s.timestamp is None and args.source != "-":
-                    ex.start_unix = _log_start_estimate(args.source)
-                ex.add(s)
-                if progress and k % 500 == 0:
-                    progress.update(task, completed=k)
-        rows = ex.finish()
+        rows = feed(inp, ex, (lambda k: progress.update(task, completed=k)) if progress else None)
         if sink is not None:
             sink.close()
         if rows == 0:
@@ -459,14 +427,6 @@ def _empty_export(args) -> str:
     if not rng:
         return f"{args.source}: no reports to export (the input is empty)"
     return f"{args.source}: no reports in the range {' '.join(rng)} (times count from the first report)"
-
-
-def _log_start_estimate(path: str) -> float | None:
-    """A neuron-monitor log has no clock: take its last write as the end of the last report."""
-    from .core.telemetry.logs import log_duration
-
-    last = log_duration(path)
-    return None if last is None else os.path.getmtime(path) - last
 
 
 def cmd_import(args) -> int:

@@ -4,9 +4,8 @@ The rows are the CSV export's (the same range, `--every` bins and fixed columns:
 its pipeline and replaces only the writing), typed: `time_s` float64 seconds from the first
 report, `timestamp` a UTC timestamp in milliseconds, `step` int64, and each figure int64 where its
 CSV column is an integer (bytes, counts, hint flags) and float64 otherwise. Every value is the
-CSV cell's value: rounded to the column's precision as the CSV writes it (pyarrow's decimal cast,
-which rounds the binary value exactly as Python's formatting does), and null where the cell is
-empty. The long layout is tidy: time_s, timestamp, step, device, core, link, metric, value, with
+CSV cell's value: rounded to the column's precision as the CSV writes it, and null where the cell
+is empty. The long layout is tidy: time_s, timestamp, step, device, core, link, metric, value, with
 NeuronLink columns as one `link_bytes_per_s` metric and the link ("nd0-nd1") in its own column.
 """
 
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..analysis.thresholds import DEFAULTS, Thresholds
+from .cells import _scaled
 from .csv_writer import CsvExporter
 
 FORMATS = {".parquet": "parquet", ".pq": "parquet", ".arrow": "arrow", ".feather": "arrow", ".ipc": "arrow"}
@@ -41,12 +41,13 @@ def _ms(ts: np.ndarray) -> np.ndarray:
 
 
 def _rounded(pa: Any, v: np.ndarray, decimals: int) -> Any:
-    """The CSV cell's value as a typed Arrow array (null for NaN)."""
-    import pyarrow.compute as pc
-
-    arr = pa.array(v, type=pa.float64(), mask=~np.isfinite(v))
-    dec = pc.cast(arr, pa.decimal128(38, decimals), safe=False)
-    return pc.cast(dec, pa.int64() if decimals == 0 else pa.float64())
+    """The CSV cell's value as a typed Arrow array (null for NaN): rounded as the CSV writes it
+    (cells._scaled: Python's formatting, exactly), then k / 10**d, the double nearest the cell's text."""
+    ok = np.isfinite(v)
+    k = _scaled(np.where(ok, v, 0.0), decimals)
+    if decimals == 0:
+        return pa.array(k, type=pa.int64(), mask=~ok)
+    return pa.array(k / 10.0**decimals, type=pa.float64(), mask=~ok)
 
 
 class TableExporter(CsvExporter):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 COUNT_UNITS = ("cores", "vCPUs", "reports", "")  # counts: the name says what is counted
 
 
@@ -29,3 +31,27 @@ def format_evidence(name: str, value: float, unit: str) -> str:
     if unit in COUNT_UNITS:
         return f"{name} {value:g}"
     return f"{name} {value:g} {unit}"
+
+
+_UNITS = {"": 1.0, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """'1s', '500ms', '10m', '2h', '90' (seconds)."""
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(ms|s|m|h)?\s*", text)
+    if not m:
+        raise ValueError(f"not a duration: {text!r} (examples: 1s, 500ms, 10m)")
+    return float(m.group(1)) * _UNITS[m.group(2) or ""]
+
+
+def parse_time(text: str) -> float:
+    """Seconds from the start: '90', '1:30', '01:02:03', or a duration such as '5m'."""
+    if ":" in text:
+        secs = 0.0
+        try:
+            for p in text.split(":"):
+                secs = secs * 60 + float(p)
+        except ValueError:
+            raise ValueError(f"not a time: {text!r}") from None
+        return secs
+    return parse_duration(text)

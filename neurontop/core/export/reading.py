@@ -1,0 +1,67 @@
+"""What an export reads: a profile (its columns, decoded beside the writer when that helps) or a
+neuron-monitor log (report by report), fed to an exporter. The command line and the Python API
+share it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from ..analysis.rules import causes
+from ..analysis.thresholds import DEFAULTS, Thresholds
+from ..store.profile import Profile
+from ..telemetry.logs import log_duration, log_samples, sniff
+from ..telemetry.sample import Sample
+from .csv_writer import CsvExporter
+from .prefetch import HintOptions, batches
+
+
+@dataclass
+class ExportInput:
+    path: str
+    batches: Iterator | None  # a profile's (batch or figures, hint flags)
+    samples: Iterator[Sample] | None  # a log's
+    start_unix: float | None  # the first report's unix time, when the source knows it
+
+
+def open_input(path: str, groups: tuple[str, ...], skip_bad: bool = False, th: Thresholds = DEFAULTS,
+               on_skip: Callable[[int, str], None] | None = None, parallel: bool | None = None) -> ExportInput:
+    """Open the source (a bad profile fails here, before any output). Call it before starting
+    threads of your own: a profile's reader may be forked here."""
+    if path != "-" and sniff(path) == "profile":
+        prof = Profile(path)
+        meta_start = prof.meta.get("start_unix")
+        prof.close()
+        hints = HintOptions(th, causes()) if "hints" in groups else None
+        return ExportInput(path, batches(path, skip_bad, parallel=parallel, hints=hints, groups=groups), None,
+                           float(meta_start) if meta_start else None)
+    return ExportInput(path, None, log_samples(path, skip_bad, on_skip), None)
+
+
+def log_start_estimate(path: str) -> float | None:
+    """A neuron-monitor log has no clock: take its last write as the end of the last report."""
+    last = log_duration(path)
+    return None if last is None else os.path.getmtime(path) - last
+
+
+def feed(inp: ExportInput, ex: CsvExporter, progress: Callable[[int], None] | None = None) -> int:
+    """Every row of the input into the exporter; the rows it wrote."""
+    if ex.start_unix is None:
+        ex.start_unix = inp.start_unix
+    done = 0
+    if inp.batches is not None:
+        for b, hint_rows in inp.batches:
+            ex.add_batch(b, hint_rows)
+            done += len(b)
+            if progress:
+                progress(done)
+    else:
+        assert inp.samples is not None
+        for k, s in enumerate(inp.samples):
+            if k == 0 and s.timestamp is None and inp.path != "-" and ex.start_unix is None:
+                ex.start_unix = log_start_estimate(inp.path)
+            ex.add(s)
+            if progress and k % 500 == 0:
+                progress(k)
+    return ex.finish()
