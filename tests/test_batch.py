@@ -46,7 +46,9 @@ def row_values(s: Sample, cols: list[Column], hints: set[str]) -> list[float | N
             if s.engines is not None and i is not None and i < s.n_cores:
                 v = float(s.engines[ENGINE_NAMES.index(c.metric[: -len("_active_pct")]), i]) * 100
         elif g == "hbm":
-            if c.core is None:
+            if c.metric == "hbm_capacity_bytes":
+                v = float(s.hbm_capacity) if s.hbm_capacity else None
+            elif c.core is None:
                 v = float(dev_mem[c.device]) if dev_mem is not None and c.device < len(dev_mem) else None
             elif s.hbm_rate is not None and i is not None and i < s.n_cores:
                 v = float(s.hbm_rate[i])
@@ -60,12 +62,12 @@ def row_values(s: Sample, cols: list[Column], hints: set[str]) -> list[float | N
         elif g == "vcpu":
             v = {"system_user_pct": s.sys_user, "system_system_pct": s.sys_system, "system_idle_pct": s.sys_idle,
                  "runtime_user_pct": s.runtime_user, "runtime_system_pct": s.runtime_system,
-                 "host_mem_used_bytes": float(s.host_mem_used)}[c.metric]
+                 "host_mem_used_bytes": float(s.host_mem_used), "host_mem_total_bytes": float(s.host_mem_total)}[c.metric]
         elif g == "training":
             t = s.training
             if t is not None:
                 v = {"loss": t.loss, "tokens_per_s": t.tokens_per_s, "mfu_pct": t.mfu * 100,
-                     "step_time_p50_s": t.step_time_s.p50,
+                     "step_time_p50_s": t.step_time_s.p50 if t.step_time_s.p50 > 0 else None,
                      "input_wait_pct": s.input.wait_frac * 100 if s.input else None}[c.metric]
                 v = float(v) if v is not None else None
         elif g == "hints":

@@ -436,7 +436,7 @@ def _derive(s0: Sample, raw: _Raw, n: int, dec: Decoder) -> Batch:
         runtime_system=raw.runtime_system, host_mem_used=raw.host_mem_used, vcpu_busy=raw.vcpu_busy,
         step=tr["step"] if tr is not None else seq, loss=tr["loss"] if tr is not None else nan,
         tokens_per_s=tr["tokens_per_s"] if tr is not None else nan, mfu=tr["mfu"] if tr is not None else nan,
-        step_p50=tr["p50"] if tr is not None else nan,
+        step_p50=np.where(tr["p50"] > 0, tr["p50"], np.nan) if tr is not None else nan,  # (none before a step)
         micro_batch=tr["micro_batch"] if tr is not None else np.zeros(n, dtype=np.int64),
         seq_len=tr["seq"] if tr is not None else np.zeros(n, dtype=np.int64),
         input_wait=wait if wait is not None else nan,
