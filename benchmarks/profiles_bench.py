@@ -188,6 +188,31 @@ def pyarrow_writes(table, path: str, runs: int = 3) -> list[float]:
     return out
 
 
+def _parquet(res: Results, path: str, out: str, table) -> None:
+    """The same hour to Parquet with neuron-top (from process start), next to pyarrow and polars
+    writing the same table, zstd, from memory."""
+    import pyarrow.parquet as pq
+
+    pqf = out[:-4] + ".parquet"
+    runs = [_run_measured([bin_path("neuron-top"), "export", path, "-o", pqf, "--fields", "all"])
+            for _ in range(1 if res.quick else 3)]
+    res.add("profiles", f"export to Parquet (zstd, {os.path.getsize(pqf) / 1e6:.1f} MB), neuron-top", [w for w, _ in runs],
+            "s")
+    res.add("profiles", "export to Parquet peak RSS (largest process)", [r for _, r in runs], "MiB")
+    t_pa = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        pq.write_table(table, pqf + ".pa", compression="zstd")
+        t_pa.append(time.perf_counter() - t0)
+    res.add("profiles", "pyarrow.parquet.write_table of the same table (zstd, in memory already)", t_pa, "s")
+    pl = _ensure("polars", install=not res.quick)
+    if pl is not None:
+        df = pl.from_arrow(table)
+        t0 = time.perf_counter()
+        df.write_parquet(pqf + ".pl", compression="zstd")
+        res.add("profiles", "polars write_parquet of the same table (zstd)", [time.perf_counter() - t0], "s")
+
+
 def export_only(res: Results) -> None:
     with tempfile.TemporaryDirectory(prefix="nt-export-bench-") as tmp:
         export_bench(res, tmp)
@@ -242,6 +267,7 @@ def export_bench(res: Results, tmp: str) -> None:
             for r in rows:
                 wr.writerow(r.values())
         res.add("profiles", "stdlib csv.writer of the same table", [time.perf_counter() - t0], "s")
+        _parquet(res, path, out, table)
     else:
         res.note("pyarrow unavailable: CSV writer comparison skipped")
     # The physical limit: writing the same number of bytes raw, flushed.
