@@ -85,8 +85,23 @@ class TableExporter(CsvExporter):
         if self.layout == "long":
             self.sink(self._long(t, stamp, st, vals))
             return
-        cols = [_rounded(pa, vals[:, j], c.decimals) for j, c in enumerate(self.cols)]
-        self.sink(pa.RecordBatch.from_arrays([t, stamp, st, *cols], schema=self.schema))
+        self.sink(pa.RecordBatch.from_arrays([t, stamp, st, *self._columns(vals)], schema=self.schema))
+
+    def _columns(self, vals: np.ndarray) -> list:
+        """Every figure column, rounded as the CSV writes it: one scaling per precision, for all its columns."""
+        pa = self.pa
+        dec = np.asarray(self._decimals)
+        ok = np.isfinite(vals)
+        out: list = [None] * vals.shape[1]
+        for d in sorted(set(self._decimals)):
+            js = np.flatnonzero(dec == d)
+            k = _scaled(np.where(ok[:, js], vals[:, js], 0.0), d).T.copy()  # (columns contiguous)
+            miss = ~ok[:, js].T
+            scaled = k if d == 0 else k / 10.0**d
+            typ = pa.int64() if d == 0 else pa.float64()
+            for q, j in enumerate(js.tolist()):
+                out[j] = pa.array(scaled[q], type=typ, mask=miss[q] if miss[q].any() else None)
+        return out
 
     def _long(self, t: Any, stamp: Any, st: Any, vals: np.ndarray) -> Any:
         """One row per present value, row by row, column by column (the CSV long layout's order)."""
@@ -121,24 +136,44 @@ class TableExporter(CsvExporter):
 
 
 class FileSink:
-    """Record batches into a Parquet (zstd) or Arrow IPC file, opened at the first batch."""
+    """Record batches into a Parquet (zstd) or Arrow IPC file, opened at the first batch. Batches are
+    gathered to ROWS rows before they are written (a Parquet row group, an IPC record batch): the
+    export's batches of a few hundred rows would make a slow file of thousands of small groups."""
+
+    ROWS = 32768
 
     def __init__(self, out: Any, fmt: str) -> None:
         self.out, self.fmt = out, fmt
         self.writer: Any = None
+        self.pending: list = []
+        self.rows = 0
 
     def __call__(self, batch: Any) -> None:
+        self.pending.append(batch)
+        self.rows += batch.num_rows
+        if self.rows >= self.ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self.pending:
+            return
+        import pyarrow as pa
+
+        table = pa.Table.from_batches(self.pending)
+        self.pending, self.rows = [], 0
         if self.writer is None:
             if self.fmt == "parquet":
                 import pyarrow.parquet as pq
 
-                self.writer = pq.ParquetWriter(self.out, batch.schema, compression="zstd")
+                self.writer = pq.ParquetWriter(self.out, table.schema, compression="zstd")
             else:
-                import pyarrow as pa
-
-                self.writer = pa.ipc.new_file(self.out, batch.schema)
-        self.writer.write_batch(batch)
+                self.writer = pa.ipc.new_file(self.out, table.schema)
+        if self.fmt == "parquet":
+            self.writer.write_table(table, row_group_size=self.ROWS)
+        else:
+            self.writer.write_table(table, max_chunksize=self.ROWS)
 
     def close(self) -> None:
+        self._flush()
         if self.writer is not None:
             self.writer.close()
