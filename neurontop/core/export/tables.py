@@ -140,7 +140,7 @@ class FileSink:
     gathered to ROWS rows before they are written (a Parquet row group, an IPC record batch): the
     export's batches of a few hundred rows would make a slow file of thousands of small groups."""
 
-    ROWS = 32768
+    ROWS = 8192
 
     def __init__(self, out: Any, fmt: str) -> None:
         self.out, self.fmt = out, fmt
