@@ -17,7 +17,7 @@ import time
 
 from .core.telemetry import units
 
-SUBCOMMANDS = ("record", "replay", "export", "import", "diagnose")
+SUBCOMMANDS = ("record", "replay", "export", "import", "diagnose", "exporter")
 
 
 
@@ -116,6 +116,13 @@ def _sub_parser(cmd: str) -> argparse.ArgumentParser:
         ap.add_argument("--duration", type=parse_duration, help="stop after this long (e.g. 10m)")
         ap.add_argument("--count", type=int, help="stop after this many reports")
         _sim_args(ap)
+    elif cmd == "exporter":
+        _source_args(ap, "'-' (stdin), a socket PATH or HOST:PORT; default: the running simulator, else a "
+                         "built-in one")
+        ap.add_argument("--listen", default="127.0.0.1:8000", metavar="HOST:PORT",
+                        help="where /metrics is served (default 127.0.0.1:8000, loopback)")
+        _sim_args(ap)
+        _hint_args(ap)
     elif cmd == "replay":
         ap.add_argument("file", help="a profile or a neuron-monitor log (.jsonl, .gz, .zst)")
         ap.add_argument("--speed", type=float, default=1.0, help="1/16 to 64 (default 1)")
@@ -164,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         if argv and argv[0] in SUBCOMMANDS:
             args = _sub_parser(argv[0]).parse_args(argv[1:])
             return {"record": cmd_record, "replay": cmd_replay, "export": cmd_export, "import": cmd_import,
+                    "exporter": cmd_exporter,
                     "diagnose": cmd_diagnose}[argv[0]](args)
         return cmd_live(_live_parser().parse_args(argv))
     except UsageError as exc:
@@ -457,6 +465,66 @@ def cmd_diagnose(args) -> int:
     else:
         print(format_text(d, args.source))
     return 0 if d.healthy else 1
+
+
+def _listen_address(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError(f"--listen {text!r}: give HOST:PORT, for example 127.0.0.1:8000")
+    return (host.strip("[]") or "127.0.0.1"), int(port)
+
+
+def cmd_exporter(args) -> int:
+    """Serve /metrics for Prometheus: AWS's neuron-monitor-prometheus.py series and neuron-top's own."""
+    try:
+        from prometheus_client import CollectorRegistry, start_http_server
+    except ImportError:
+        raise UsageError("the exporter needs prometheus-client: pip install 'neuron-top[prometheus]'") from None
+    from .core.export.prometheus import NeuronCollector
+    from .core.session import Session
+    from .core.telemetry.sample import DecodeError
+    from .core.telemetry.sources import Status
+
+    host, port = _listen_address(args.listen)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"neuron-top exporter: serving on {host}, not only loopback: anyone who reaches it reads the metrics",
+              file=sys.stderr)
+    th = _thresholds(args)
+    collector = NeuronCollector()
+    registry = CollectorRegistry()
+    registry.register(collector)
+    try:
+        server = start_http_server(port, addr=host, registry=registry)
+    except OSError as exc:
+        raise UsageError(f"--listen {args.listen}: {exc.strerror or exc}") from None
+    source, label, sim = _open_live_source(args, for_ui=False)
+    signal.signal(signal.SIGTERM, lambda *_: source.close())
+    session = Session(th)
+    print(f"neuron-top exporter: {label} -> http://{host}:{port}/metrics", file=sys.stderr)
+
+    def bad(exc: DecodeError) -> None:
+        print(f"neuron-top exporter: skipped a bad report: {exc}", file=sys.stderr)
+
+    try:
+        for ev in session.run(source.events(), on_bad=bad):
+            if isinstance(ev, Status):
+                if ev.state in ("lost", "ended", "error"):
+                    print(f"neuron-top exporter: {ev.detail}", file=sys.stderr)
+                    if ev.state in ("ended", "error"):
+                        break
+                continue
+            rep = session.decoder.last_report
+            if rep is not None:
+                collector.update(rep, ev, session.shown)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        source.close()
+        if sim:
+            sim.stop()
+        if isinstance(server, tuple):  # (prometheus-client >= 0.20 returns the server and its thread)
+            server[0].shutdown()
+    return 0
 
 
 def cmd_record(args) -> int:

@@ -56,3 +56,14 @@ def reports():
 
 
 needs_shared = pytest.mark.skipif(not SAMPLE_JSONL.exists(), reason="shared/reference not beside the checkout")
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on (just now)."""
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port

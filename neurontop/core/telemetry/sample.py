@@ -124,6 +124,7 @@ class Decoder:
         self._prev: Counters | None = None
         self._count = 0
         self._time = 0.0
+        self.last_report: Report | None = None  # the report behind the last Sample (the exporter reads it)
 
     @property
     def prev(self) -> Counters | None:
@@ -152,7 +153,9 @@ class Decoder:
             raise DecodeError(f"invalid report: {exc}") from None
         except msgspec.DecodeError as exc:
             raise DecodeError(f"not JSON: {exc}") from None
-        return self.from_report(rep)
+        s = self.from_report(rep)
+        self.last_report = rep
+        return s
 
     def from_report(self, rep: Report) -> Sample:
         if not rep.neuron_runtime_data and rep.neuron_hardware_info is None and rep.system_data is None:

@@ -153,14 +153,33 @@ class MemoryInfo(S, frozen=True):
     error: str = ""
 
 
+class HwDevice(S, frozen=True):
+    neuron_device_index: Int = 0
+    mem_ecc_corrected: Int = 0
+    mem_ecc_uncorrected: Int = 0
+    sram_ecc_corrected: Int = 0
+    sram_ecc_uncorrected: Int = 0
+
+
+class HwCounters(S, frozen=True):
+    period: Period = 0.0
+    neuron_devices: list[HwDevice] = []
+    error: str = ""
+
+
 class SystemData(S, frozen=True):
     vcpu_usage: VcpuUsage | None = None
     memory_info: MemoryInfo | None = None
+    neuron_hw_counters: HwCounters | None = None
 
 
 class InstanceInfo(S, frozen=True):
+    instance_name: str = ""
     instance_type: str = ""
     instance_id: str = ""
+    instance_availability_zone: str = ""
+    instance_region: str = ""
+    subnet_id: str = ""
 
 
 class HardwareInfo(S, frozen=True):
