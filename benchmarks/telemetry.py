@@ -1,4 +1,5 @@
-"""The telemetry path: decode speed (neuron-top's decoder vs json.loads) and end-to-end latency."""
+"""The telemetry path: decode speed (neuron-top's decoder vs json.loads), the exporter's scrape, and
+end-to-end latency."""
 
 from __future__ import annotations
 
@@ -39,7 +40,37 @@ def run(res: Results) -> None:
         res.add("telemetry", f"{preset} reports parsed/s, json.loads (untyped dicts)", plain, "reports/s")
         res.add("telemetry", f"{preset} Decoder / json.loads speed ratio",
                 [a / b for a, b in zip(ours, plain, strict=True)], "x")
+    scrape(res)
     latency(res)
+
+
+def scrape(res: Results) -> None:
+    """The exporter's /metrics body for one trn2.48xlarge report (128 cores): prometheus-client's
+    generate_latest over neuron-top's collector, in this process (the HTTP server adds its own)."""
+    try:
+        from prometheus_client import CollectorRegistry, generate_latest
+
+        from neurontop.core.export.prometheus import NeuronCollector
+    except ImportError:
+        res.note("prometheus-client unavailable: scrape latency skipped")
+        return
+    from neurontop.core.session import Session
+    from neurontop.core.telemetry.sources import Line
+
+    eng = Engine(SimConfig(get_preset("trn2.48xlarge"), numerics=False, seed=1))
+    session, c = Session(), NeuronCollector()
+    for s in session.run(iter([Line(encode(eng.step_window())) for _ in range(15)])):
+        c.update(session.decoder.last_report, s, session.shown)
+    reg = CollectorRegistry()
+    reg.register(c)
+    times = []
+    for _ in range(20 if res.quick else 200):
+        t0 = time.perf_counter()
+        body = generate_latest(reg)
+        times.append((time.perf_counter() - t0) * 1e3)
+    res.add("telemetry", f"exporter scrape p50, trn2.48xlarge ({len(body) / 1e3:.0f} kB of metrics)",
+            [float(np.percentile(times, 50))], "ms")
+    res.add("telemetry", "exporter scrape p99", [float(np.percentile(times, 99))], "ms")
 
 
 def latency(res: Results) -> None:
