@@ -134,6 +134,10 @@ def test_seek_lands_on_the_last_sample_at_or_before(tmp_path) -> None:
     clock.end()
     assert clock.at_end and clock.advance(5.0) == []
     assert parse_jump("+10s", 5) == 15 and parse_jump("1:30", 0) == 90 and parse_jump("-2m", 200) == 80
+    assert parse_jump("1m30s", 0) == 90 and parse_jump("+1m30s", 10) == 100 and parse_jump("1h2m3s", 0) == 3723
+    for bad in ("abc", "1x", "+", "1:xx", "m"):
+        with pytest.raises(ValueError, match="not a time"):
+            parse_jump(bad, 0)
 
 
 def test_import_a_log_and_replay_it(tmp_path) -> None:

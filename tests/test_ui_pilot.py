@@ -359,3 +359,44 @@ def test_textual_is_pinned_to_the_version_the_compat_module_knows() -> None:
     text = (Path(__file__).parent.parent / "pyproject.toml").read_text()
     assert re.findall(r'"textual([=<>!~][^"]*)"', text) == [f"=={tc.PINNED}"]
     assert tc.TEXTUAL == tc.PINNED and tc.PRIVATE  # (CI installs the pin)
+
+
+async def test_a_wrong_jump_keeps_the_prompt_open_with_its_error_and_compound_times_work() -> None:
+    from neurontop.core.store.profile import LogTimeline
+    from neurontop.core.store.replay import ReplayClock
+    from neurontop.ui.screens import JumpScreen
+
+    samples = decoded(make_reports("trn1.2xlarge", "healthy", 100))
+    clock = ReplayClock(LogTimeline(samples), speed=1.0)
+    clock.paused = True
+    app = make_app(replay=clock)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        await pilot.press("j", *"abc", "enter")
+        await pilot.pause()
+        assert isinstance(app.screen, JumpScreen)  # still asking
+        assert "not a time" in str(app.screen.query_one("#jump-error").render())
+        for _ in range(3):
+            await pilot.press("backspace")
+        await pilot.press(*"1m10s", "enter")
+        await pilot.pause()
+        assert not isinstance(app.screen, JumpScreen) and clock.index == 70
+        await pilot.press("j", *"-1m", "enter")
+        await pilot.pause()
+        assert clock.index == 10
+        for _ in range(4):
+            await pilot.press("less_than_sign")
+        assert clock.speed == 1 / 16 and "1/16x" in str(app.timeline.render())
+
+
+async def test_help_names_every_key_in_words() -> None:
+    app = make_app(replay=None)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("question_mark")
+        await pilot.pause()
+        from rich.console import Console
+
+        console = Console(width=120, record=True, file=io.StringIO())
+        console.print(app.screen.query_one("Static").content)
+        text = console.export_text()
+        assert "select that runtime's tab" in text and "select_tab(" not in text and "1-9" in text

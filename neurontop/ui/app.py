@@ -101,7 +101,7 @@ class NeuronTopApp(App):
         Binding("greater_than_sign", "replay_speed(1)", "double speed", show=False),
         Binding("home", "replay_edge(0)", "start", show=False, priority=True),
         Binding("end", "replay_edge(1)", "end", show=False, priority=True),
-        *[Binding(str(i), f"select_tab({i - 1})", show=False) for i in range(1, 10)],
+        *[Binding(str(i), f"select_tab({i - 1})", "select that runtime's tab", show=False) for i in range(1, 10)],
     ]
 
     def __init__(self, source=None, replay: ReplayClock | None = None, source_label: str = "",
@@ -521,7 +521,14 @@ class NeuronTopApp(App):
                 replay.seek(replay.t0 + t)
                 self._replay_reload()
 
-            self.push_screen(JumpScreen(), done)
+            def check(text: str) -> str | None:
+                try:
+                    parse_jump(text, replay.position)
+                except ValueError as exc:
+                    return str(exc)
+                return None
+
+            self.push_screen(JumpScreen(check), done)
 
     @staticmethod
     def _close_recorder(rec) -> None:

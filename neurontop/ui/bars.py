@@ -10,6 +10,11 @@ from .pane import ReusedLines
 from .render import bar
 
 
+def speed_text(speed: float) -> str:
+    """'1/16x' below 1, '4x' above: how the replay speed reads."""
+    return f"1/{round(1 / speed)}x" if 0 < speed < 1 else f"{speed:g}x"
+
+
 class TabBar(ReusedLines, Widget):
     DEFAULT_CSS = "TabBar { height: 1; }"
 
@@ -64,7 +69,7 @@ class TimelineBar(ReusedLines, Widget):
     def render(self) -> Text:
         t = Text()
         state = "PAUSED" if self.paused else "▶"
-        t.append(f" {state} {self.speed:g}x ", style="bold reverse")
+        t.append(f" {state} {speed_text(self.speed)} ", style="bold reverse")
         t.append(f" {clock(self.pos)} / {clock(self.duration)} ")
         w = max(5, self.size.width - 50)  # room for the clock and "end of recording"
         frac = self.pos / self.duration if self.duration else 1.0

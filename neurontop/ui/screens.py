@@ -48,14 +48,25 @@ class HelpScreen(ModalScreen):
 
 
 class JumpScreen(ModalScreen[str | None]):
+    """The jump prompt. A time `check` refuses (it returns the error) keeps the prompt open, with the error."""
+
     BINDINGS = [Binding("escape", "cancel", "cancel")]
+
+    def __init__(self, check=None) -> None:
+        super().__init__()
+        self.check = check
 
     def compose(self) -> ComposeResult:
         with Vertical(id="jump"):
-            yield Static("Jump to: 90 · 1:30 · 01:02:03 (from the start), +10s · -2m (relative)")
+            yield Static("Jump to: 90 · 1:30 · 1m30s (from the start), +10s · -2m · +1m30s (relative)")
             yield Input(placeholder="time", id="jump-input")
+            yield Static("", id="jump-error", classes="dim")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
+        err = self.check(event.value) if self.check is not None and event.value.strip() else None
+        if err:
+            self.query_one("#jump-error", Static).update(f"[red]{err}[/red]")
+            return
         self.dismiss(event.value)
 
     def action_cancel(self) -> None:

@@ -7,6 +7,7 @@ time the UI hands in times the speed; tests drive it with fixed steps, never the
 from __future__ import annotations
 
 import bisect
+import re
 from typing import Protocol
 
 from ..telemetry.sample import Sample
@@ -93,23 +94,29 @@ class ReplayClock:
         return passed
 
 
+_PART = re.compile(r"(\d+(?:\.\d+)?)([hms]?)")
+_UNIT_S = {"h": 3600.0, "m": 60.0, "s": 1.0, "": 1.0}
+
+
+def _seconds(body: str, text: str) -> float:
+    if ":" in body:
+        secs = 0.0
+        for p in body.split(":"):
+            if not re.fullmatch(r"\d+(?:\.\d+)?", p):
+                raise ValueError(f"not a time: {text!r}")
+            secs = secs * 60 + float(p)
+        return secs
+    parts = _PART.findall(body)
+    if not parts or "".join(n + u for n, u in parts) != body or any(not u for _, u in parts[:-1]):
+        raise ValueError(f"not a time: {text!r} (try 90, 1:30, 1m30s, +10s, -2m)")
+    return sum(float(n) * _UNIT_S[u] for n, u in parts)
+
+
 def parse_jump(text: str, position: float) -> float:
-    """below-style time: '90', '1:30', '01:02:03' absolute; '+10s', '-2m', '+1h' relative. Seconds."""
-    t = text.strip()
+    """below-style time: '90', '1:30', '01:02:03', '1m30s' absolute; '+10s', '-2m', '+1m30s' relative. Seconds."""
+    t = text.strip().replace(" ", "")
     if not t:
         raise ValueError("empty time")
-    units = {"s": 1, "m": 60, "h": 3600}
     if t[0] in "+-":
-        sign = 1 if t[0] == "+" else -1
-        body = t[1:]
-        mult = units.get(body[-1:], None)
-        num = body[:-1] if mult else body
-        return position + sign * float(num) * (mult or 1)
-    if ":" in t:
-        parts = [float(p) for p in t.split(":")]
-        secs = 0.0
-        for p in parts:
-            secs = secs * 60 + p
-        return secs
-    mult = units.get(t[-1:], None)
-    return float(t[:-1] if mult else t) * (mult or 1)
+        return position + (1 if t[0] == "+" else -1) * _seconds(t[1:], text)
+    return _seconds(t, text)
