@@ -217,6 +217,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"devicesim: warning: --listen {args.listen[0]} is not a loopback address: other machines can "
                   "connect and read the telemetry", file=sys.stderr)
         engine = Engine(cfg)
+        if engine.crashed:  # a job that cannot start is refused, not served as an idle stream
+            need, cap = engine.mem_active.total, preset.core_hbm_bytes
+            print(f"devicesim: error: the workload does not fit: {need} bytes ({need / 2**30:.1f} GiB) needed per "
+                  f"core, {cap} bytes ({cap / 2**30:.1f} GiB) available on {preset.name} at LNC={preset.lnc} "
+                  "(lower micro_batch, raise tp, or set zero1/recompute)", file=sys.stderr)
+            return 2
         if args.stdout:
             stream_stdout(engine, args.speed, args.count, args.duration)
         else:

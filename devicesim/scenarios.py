@@ -54,11 +54,27 @@ SCENARIOS: dict[str, Scenario] = {
 }
 
 
-def fit_to_preset(cfg: TransformerConfig, preset: Preset) -> TransformerConfig:
-    """Use every core of the instance: data-parallel degree = cores / (tp * pp)."""
+FIT_SHARE = 0.9  # a shipped workload leaves a tenth of each core's HBM free
+
+
+def fit_to_preset(cfg: TransformerConfig, preset: Preset, knobs: dict | None = None) -> TransformerConfig:
+    """Use every core of the instance: data-parallel degree = cores / (tp * pp). Where a core cannot
+    hold its share with the knobs that change memory (micro-batch, sequence, dtype, recompute; trn2
+    at LNC=1 has half the memory per core of LNC=2), double the tensor parallelism, as one would on
+    the real machine, until it fits or cannot be split further."""
+    from .memory import core_memory
+
+    fields = set(Knobs.__dataclass_fields__)
+    mem_knobs = Knobs(**{k: v for k, v in (knobs or {}).items() if k in fields})
+
     tp = min(cfg.tp, preset.n_cores)
-    dp = max(1, preset.n_cores // (tp * cfg.pp))
-    return replace(cfg, tp=tp, dp=dp, global_batch=max(cfg.global_batch, cfg.micro_batch * dp))
+    while True:
+        dp = max(1, preset.n_cores // (tp * cfg.pp))
+        out = replace(cfg, tp=tp, dp=dp, global_batch=max(cfg.global_batch, cfg.micro_batch * dp))
+        fits = core_memory(preset, mem_knobs.apply(out)).total <= FIT_SHARE * preset.core_hbm_bytes
+        if fits or 2 * tp * cfg.pp > preset.n_cores or cfg.heads % (2 * tp):
+            return out
+        tp *= 2
 
 
 def resolve(preset: Preset, scenario: str, overrides: dict | None = None,
@@ -71,7 +87,6 @@ def resolve(preset: Preset, scenario: str, overrides: dict | None = None,
     wname = workload or sc.workload or DEFAULT_WORKLOAD[preset.name]
     if wname not in WORKLOADS:
         raise ValueError(f"unknown workload {wname!r}; choose one of {', '.join(WORKLOADS)}")
-    cfg = fit_to_preset(WORKLOADS[wname], preset)
     raw = dict(sc.knobs)
     given = overrides or {}
     # A scenario's derived knob never replaces the same knob set by hand: the user's value wins.
@@ -80,6 +95,7 @@ def resolve(preset: Preset, scenario: str, overrides: dict | None = None,
         if knob in given:
             raw.pop(derived, None)
     raw.update(given)
+    cfg = fit_to_preset(WORKLOADS[wname], preset, raw)
     if "global_batch_per_core" in raw:
         raw["global_batch"] = int(raw.pop("global_batch_per_core")) * preset.n_cores // cfg.tp
     if "idle_cores_frac" in raw:

@@ -85,3 +85,31 @@ def test_control_changes_scenario_and_records_event() -> None:
     assert eng.knobs.workers == 16
     with pytest.raises(ValueError):
         eng.control({"set": {"nonsense": 1}})
+
+
+@pytest.mark.parametrize("preset,lnc", [("trn1.2xlarge", None), ("trn1.32xlarge", None), ("trn2.48xlarge", 2),
+                                        ("trn2.48xlarge", 1)])
+def test_every_preset_at_every_lnc_runs_its_default_workload_healthy(preset: str, lnc: int | None) -> None:
+    """The default workload fits (trn2 at LNC=1 has half the memory per core: more tensor parallelism)
+    and keeps every core >= 80 % busy."""
+    p = get_preset(preset, lnc)
+    eng = Engine(SimConfig(p, seed=1, numerics=False))
+    assert not eng.crashed and eng.mem_active.total <= p.core_hbm_bytes
+    r = [eng.step_window() for _ in range(15)][-1]
+    util = [c["neuroncore_utilization"] for rt in r["neuron_runtime_data"]
+            for c in rt["report"]["neuroncore_counters"]["neuroncores_in_use"].values()]
+    assert len(util) == p.n_cores and min(util) >= 80, (preset, lnc, min(util))
+
+
+def test_serve_refuses_a_workload_that_does_not_fit() -> None:
+    import subprocess
+
+    from .conftest import bin_path
+
+    r = subprocess.run([bin_path("devicesim"), "serve", "--stdout", "--count", "1", "--no-numerics", "--preset",
+                        "trn1.32xlarge", "--set", "zero1=false", "--set", "micro_batch=4", "--set", "recompute=none"],
+                       capture_output=True, timeout=60)
+    err = r.stderr.decode().strip()
+    assert r.returncode == 2 and r.stdout == b"" and len(err.splitlines()) == 1 and "Traceback" not in err
+    cap = get_preset("trn1.32xlarge").core_hbm_bytes
+    assert "does not fit" in err and f"{cap} bytes" in err and "needed per core" in err
