@@ -1,6 +1,6 @@
 """neuron-top command line: the live monitor and its record / replay / export / import / diagnose.
 
-(About 530 lines: the parsers and one short function per command, which checks its options and
+(About 590 lines: the parsers and one short function per command, which checks its options and
 calls the core. The options shared by several commands are defined once here, so the commands stay
 together rather than in a module each.)
 """
