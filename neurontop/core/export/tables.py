@@ -60,6 +60,7 @@ class TableExporter(CsvExporter):
         self.pa = _pa()
         self.sink = sink
         self.schema: Any = None
+        self._meta: list | None = None
 
     def _header(self) -> None:
         pa = self.pa
@@ -113,17 +114,15 @@ class TableExporter(CsvExporter):
         keep = ~np.isnan(rounded).ravel()
         row = np.repeat(np.arange(n), k)[keep]
         col = np.tile(np.arange(k), n)[keep]
-        cols = self.cols
-
-        def meta(get: Callable, typ: Any) -> Any:
-            values = [get(c) for c in cols]
-            return pa.array([values[j] for j in col.tolist()], type=typ)
-
+        if self._meta is None:  # each column's device, core, link and metric, once per export
+            cols = self.cols
+            self._meta = [pa.array([c.device for c in cols], type=pa.int16()),
+                          pa.array([c.core for c in cols], type=pa.int16()),
+                          pa.array([f"nd{c.link[0]}-nd{c.link[1]}" if c.link else None for c in cols], type=pa.string()),
+                          pa.array(["link_bytes_per_s" if c.link else c.metric for c in cols], type=pa.string())]
+        rows, which = pa.array(row), pa.array(col)
         return pa.RecordBatch.from_arrays([
-            t.take(pa.array(row)), stamp.take(pa.array(row)), st.take(pa.array(row)),
-            meta(lambda c: c.device, pa.int16()), meta(lambda c: c.core, pa.int16()),
-            meta(lambda c: f"nd{c.link[0]}-nd{c.link[1]}" if c.link else None, pa.string()),
-            meta(lambda c: "link_bytes_per_s" if c.link else c.metric, pa.string()),
+            t.take(rows), stamp.take(rows), st.take(rows), *(m.take(which) for m in self._meta),
             pa.array(rounded.ravel()[keep], type=pa.float64()),
         ], schema=self.schema)
 
