@@ -400,3 +400,23 @@ async def test_help_names_every_key_in_words() -> None:
         console.print(app.screen.query_one("Static").content)
         text = console.export_text()
         assert "select that runtime's tab" in text and "select_tab(" not in text and "1-9" in text
+
+
+@needs_shared
+async def test_the_header_and_the_timeline_tell_the_same_replay_time_and_rec_shows_the_file_name() -> None:
+    from neurontop.core.store.profile import LogTimeline
+    from neurontop.core.store.replay import ReplayClock
+
+    samples = decoded(REAL_TRN1.read_bytes().splitlines())  # plain reports: the header shows their time
+    clock = ReplayClock(LogTimeline(samples), speed=1.0)
+    clock.paused = True
+    app = make_app(replay=clock)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await pilot.press("end")
+        await pilot.pause()
+        header = app.header.render().plain
+        shown = re.search(r"(\d\d:\d\d:\d\d) / ", app.timeline.render().plain).group(1)
+        assert f" {shown} · " in header and "t=" not in header
+        app.header.recording = "/a/very/long/folder/for/recordings/neuron-top-20261202-010203.ntprof"
+        assert " neuron-top-20261202-010203.ntprof" in app.header.render().plain
+        assert "/a/very/long" not in app.header.render().plain

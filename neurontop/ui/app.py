@@ -168,6 +168,8 @@ class NeuronTopApp(App):
         self.header.source = self.source_label
         self.header.state = self.state
         self.header.show_self = self.show_self
+        if self.replay is not None:
+            self.header.t0 = self.replay.t0  # (the header's time reads as the timeline's)
         self.grid = self.query_one(CoreGrid)
         # Resolved once: the per-frame and per-sample paths below must not walk the DOM.
         self.tab_bar = self.query_one(TabBar)
@@ -273,6 +275,8 @@ class NeuronTopApp(App):
             self.header.state = self.state
         if self.state is UiState.CONNECTING:
             self.state = UiState.LIVE
+        if self.replay is None and (self.header.t0 is None or self.latest is None or s.time_s < self.latest.time_s):
+            self.header.t0 = s.time_s  # live: time from the stream's first report (again after a restart)
         self.session.ingest(s)  # history, hints, and the hint events into the recording
         self.hints = self.session.shown
         self.latest = s

@@ -3,6 +3,8 @@ share is in pane.py; the memory tree and the bars (tabs, keys, timeline) have mo
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 from rich.segment import Segment
 from rich.text import Text
@@ -14,6 +16,7 @@ from ..core.analysis.hints import Hint
 from ..core.analysis.history import History
 from ..core.telemetry.fields import ENGINE_NAMES
 from ..core.telemetry.sample import MEM_LABELS, Sample
+from ..core.telemetry.units import clock
 from .pane import Pane, style_of
 from .render import bar, bar_segments, human_bytes, human_count, human_rate, level_style, sparkline
 from .state import UiState
@@ -34,6 +37,7 @@ class HeaderBar(Pane):
         self.recording = ""
         self.note = ""
         self.show_self = True
+        self.t0: float | None = None  # the stream's start: times read from it, as the replay timeline does
 
     def build(self) -> Text:
         s = self.sample
@@ -45,7 +49,7 @@ class HeaderBar(Pane):
         if self.recording:
             t.append(" ")
             t.append(" REC ", style="bold white on red")
-            t.append(f" {self.recording}", style="red")
+            t.append(f" {os.path.basename(self.recording)}", style="red")  # (the folder is --record-dir)
         if s:
             dev = s.device_type or "neuron device"
             t.append(f" {s.instance_type or 'unknown instance'} · {s.n_devices}x {dev}"
@@ -60,7 +64,8 @@ class HeaderBar(Pane):
             t.append(f" · {human_count(tr.tokens_per_s)} tok/s · MFU {tr.mfu * 100:.1f}%")
             t.append(f" · {tr.workload} {tr.dtype}", style="dim")
         elif s is not None:
-            t.append(f" t={s.time_s:.0f}s · {s.executions} executions", style="bold")
+            t0 = self.t0 if self.t0 is not None else s.time_s
+            t.append(f" {clock(s.time_s - t0)} · {s.executions} executions", style="bold")
             if s.latency_p50:
                 t.append(f" · latency p50 {s.latency_p50 * 1e3:.1f} ms")
         if self.note:
