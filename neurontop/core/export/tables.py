@@ -40,16 +40,6 @@ def _ms(ts: np.ndarray) -> np.ndarray:
     return sec.astype(np.int64) * 1000 + us.astype(np.int64) // 1000
 
 
-def _rounded(pa: Any, v: np.ndarray, decimals: int) -> Any:
-    """The CSV cell's value as a typed Arrow array (null for NaN): rounded as the CSV writes it
-    (cells._scaled: Python's formatting, exactly), then k / 10**d, the double nearest the cell's text."""
-    ok = np.isfinite(v)
-    k = _scaled(np.where(ok, v, 0.0), decimals)
-    if decimals == 0:
-        return pa.array(k, type=pa.int64(), mask=~ok)
-    return pa.array(k / 10.0**decimals, type=pa.float64(), mask=~ok)
-
-
 class TableExporter(CsvExporter):
     """The export's rows as Arrow record batches, handed to `sink` as they are made."""
 
@@ -80,7 +70,7 @@ class TableExporter(CsvExporter):
         if not n:
             return
         self.rows += n
-        t = _rounded(pa, rel, 3)
+        t = pa.array(_scaled(rel, 3) / 1000.0, type=pa.float64())  # (as the CSV's time_s: 0.001 s)
         stamp = pa.array(_ms(ts), type=pa.int64(), mask=~np.isfinite(ts)).cast(pa.timestamp("ms", tz="UTC"))
         st = pa.array(step, type=pa.int64())
         if self.layout == "long":
@@ -88,20 +78,29 @@ class TableExporter(CsvExporter):
             return
         self.sink(pa.RecordBatch.from_arrays([t, stamp, st, *self._columns(vals)], schema=self.schema))
 
-    def _columns(self, vals: np.ndarray) -> list:
-        """Every figure column, rounded as the CSV writes it: one scaling per precision, for all its columns."""
-        pa = self.pa
+    def _rounded(self, vals: np.ndarray) -> np.ndarray:
+        """The figures as the CSV cells' values (NaN where a cell is empty): one scaling per precision."""
         dec = np.asarray(self._decimals)
         ok = np.isfinite(vals)
-        out: list = [None] * vals.shape[1]
+        out = np.full(vals.shape, np.nan)
         for d in sorted(set(self._decimals)):
             js = np.flatnonzero(dec == d)
-            k = _scaled(np.where(ok[:, js], vals[:, js], 0.0), d).T.copy()  # (columns contiguous)
-            miss = ~ok[:, js].T
-            scaled = k if d == 0 else k / 10.0**d
-            typ = pa.int64() if d == 0 else pa.float64()
-            for q, j in enumerate(js.tolist()):
-                out[j] = pa.array(scaled[q], type=typ, mask=miss[q] if miss[q].any() else None)
+            k = _scaled(np.where(ok[:, js], vals[:, js], 0.0), d)
+            out[:, js] = np.where(ok[:, js], k if d == 0 else k / 10.0**d, np.nan)
+        return out
+
+    def _columns(self, vals: np.ndarray) -> list:
+        """Every figure column as a typed Arrow array: int64 for integer columns, float64 otherwise."""
+        pa = self.pa
+        rounded = self._rounded(vals).T.copy()  # (columns contiguous)
+        out = []
+        for col, d in zip(rounded, self._decimals, strict=True):
+            miss = np.isnan(col)
+            if d == 0:
+                out.append(pa.array(np.where(miss, 0, col).astype(np.int64), type=pa.int64(),
+                                    mask=miss if miss.any() else None))
+            else:
+                out.append(pa.array(col, type=pa.float64(), mask=miss if miss.any() else None))
         return out
 
     def _long(self, t: Any, stamp: Any, st: Any, vals: np.ndarray) -> Any:
@@ -109,8 +108,7 @@ class TableExporter(CsvExporter):
         pa = self.pa
         assert self.cols is not None
         n, k = vals.shape
-        rounded = np.column_stack([np.asarray(_rounded(pa, vals[:, j], c.decimals).to_numpy(zero_copy_only=False),
-                                              dtype=np.float64) for j, c in enumerate(self.cols)])
+        rounded = self._rounded(vals)
         keep = ~np.isnan(rounded).ravel()
         row = np.repeat(np.arange(n), k)[keep]
         col = np.tile(np.arange(k), n)[keep]
