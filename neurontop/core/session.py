@@ -34,6 +34,7 @@ class Session:
         self.history = history if history is not None else History()
         self.recorder = recorder
         self.latest: Sample | None = None  # the last sample ingested
+        self.t0: float | None = None  # stream time of the current stream's first sample
         self.last_time: float | None = None  # stream time of the last sample decoded
         self.connected = False
         self.decoded = 0
@@ -79,6 +80,9 @@ class Session:
         """Add a sample to the history and the hints; the hint events (also written to the recorder)."""
         if self.latest is not None and (s.n_cores != self.latest.n_cores or s.time_s < self.latest.time_s):
             self.history.clear()  # a new stream (the hint monitor sees the restart itself)
+            self.t0 = None
+        if self.t0 is None:
+            self.t0 = s.time_s
         self.history.add(s)
         events = self.hints.feed_sample(s)
         if self.recorder is not None:
@@ -92,6 +96,7 @@ class Session:
         self.history.clear()
         self.hints.reset()
         self.latest = None
+        self.t0 = None
 
     # -- both, on one thread ----------------------------------------------------------------------
     def run(self, events: Iterator[Line | Status], on_bad: Callable[[DecodeError], None] | None = None,

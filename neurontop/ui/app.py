@@ -275,9 +275,9 @@ class NeuronTopApp(App):
             self.header.state = self.state
         if self.state is UiState.CONNECTING:
             self.state = UiState.LIVE
-        if self.replay is None and (self.header.t0 is None or self.latest is None or s.time_s < self.latest.time_s):
-            self.header.t0 = s.time_s  # live: time from the stream's first report (again after a restart)
         self.session.ingest(s)  # history, hints, and the hint events into the recording
+        if self.replay is None:
+            self.header.t0 = self.session.t0  # live: time from the stream's first report (again after a restart)
         self.hints = self.session.shown
         self.latest = s
         self.dirty = True
