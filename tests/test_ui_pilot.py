@@ -18,7 +18,7 @@ from neurontop.ui.state import UiState
 from neurontop.ui.widgets import HintsPane, InterconnectPane
 
 from .conftest import REAL_TRN1, SAMPLE_JSONL, make_reports, needs_shared
-from .ui_helpers import decoded, feed, grid_text, make_app
+from .ui_helpers import decoded, feed, grid_text, make_app, paused_replay
 
 
 def row_values(line: str) -> list[float]:
@@ -156,13 +156,8 @@ async def test_tiny_terminal_does_not_crash() -> None:
 
 
 async def test_replay_keys_move_the_clock(tmp_path) -> None:
-    from neurontop.core.store.profile import LogTimeline
-    from neurontop.core.store.replay import ReplayClock
-
     samples = decoded(make_reports("trn1.2xlarge", "healthy", 60))
-    clock = ReplayClock(LogTimeline(samples), speed=1.0)
-    clock.paused = True
-    app = make_app(replay=clock)
+    clock, app = paused_replay(samples)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause()
         assert app.latest is samples[0]
@@ -362,14 +357,10 @@ def test_textual_is_pinned_to_the_version_the_compat_module_knows() -> None:
 
 
 async def test_a_wrong_jump_keeps_the_prompt_open_with_its_error_and_compound_times_work() -> None:
-    from neurontop.core.store.profile import LogTimeline
-    from neurontop.core.store.replay import ReplayClock
     from neurontop.ui.screens import JumpScreen
 
     samples = decoded(make_reports("trn1.2xlarge", "healthy", 100))
-    clock = ReplayClock(LogTimeline(samples), speed=1.0)
-    clock.paused = True
-    app = make_app(replay=clock)
+    clock, app = paused_replay(samples)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause()
         await pilot.press("j", *"abc", "enter")
@@ -404,13 +395,8 @@ async def test_help_names_every_key_in_words() -> None:
 
 @needs_shared
 async def test_the_header_and_the_timeline_tell_the_same_replay_time_and_rec_shows_the_file_name() -> None:
-    from neurontop.core.store.profile import LogTimeline
-    from neurontop.core.store.replay import ReplayClock
-
     samples = decoded(REAL_TRN1.read_bytes().splitlines())  # plain reports: the header shows their time
-    clock = ReplayClock(LogTimeline(samples), speed=1.0)
-    clock.paused = True
-    app = make_app(replay=clock)
+    clock, app = paused_replay(samples)
     async with app.run_test(size=(160, 40)) as pilot:
         await pilot.press("end")
         await pilot.pause()

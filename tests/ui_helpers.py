@@ -11,6 +11,16 @@ def decoded(lines):
     return [d.decode(x) for x in lines]
 
 
+def paused_replay(samples):
+    """(clock, app): a replay of these samples, paused at the start."""
+    from neurontop.core.store.profile import LogTimeline
+    from neurontop.core.store.replay import ReplayClock
+
+    clock = ReplayClock(LogTimeline(samples), speed=1.0)
+    clock.paused = True
+    return clock, make_app(replay=clock)
+
+
 def make_app(**kw) -> NeuronTopApp:
     kw.setdefault("show_self", False)
     kw.setdefault("source_label", "test")
