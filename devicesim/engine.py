@@ -23,11 +23,15 @@ from .numerics import ProxyGPT
 from .presets import Preset
 from .scenarios import SCENARIOS, resolve
 from .timing import ENGINES, Knobs, StepModel, step_model
+from .truth import lost_shares, main_cause
 from .workload import TransformerConfig
 
 PROTOCOL = "neuron-top-telemetry"
 PROTOCOL_VERSION = 1
 FIXED_EPOCH = 1_767_225_600.0  # 2026-01-01T00:00:00Z: start of the clock of non-real-time runs
+RT_OVERHEAD_S = 60e-6  # the runtime's own time per execution (submission, completion): total - device latency
+RUNTIME_THREADS = 0.04  # cores the runtime's own threads use while a job runs
+COMPILE_JOBS = 8  # neuronx-cc's parallel compile processes
 _encoder = msgspec.json.Encoder()
 
 
@@ -60,6 +64,8 @@ class Engine:
         self.cum_write = np.zeros(n)
         self.cum_efa = 0.0
         self.steps_done = 0.0
+        self.exec_done = 0.0
+        self.train_s = 0.0  # seconds of training (after warm-up): the clock of steps and a leak
         self.step_times: list[float] = []
         self.events: list[dict] = []
         self.paused = False
@@ -67,6 +73,7 @@ class Engine:
         self.proxy = ProxyGPT(seed=cfg.seed, shards=min(4, n)) if cfg.numerics else None
         self.proxy_cpu_s = 0.0
         self.queue_depth = 0.0
+        self.phase_now, self.on, self.executions = "train", 1.0, 0
         self._apply(cfg.scenario, cfg.overrides, cfg.workload)
         self.cum_links = np.zeros(len(self.model.links))
 
@@ -83,18 +90,54 @@ class Engine:
         if knobs.extra_tensor_bytes:
             mem = replace(mem, tensors=mem.tensors + knobs.extra_tensor_bytes)
         self.mem_active = mem
-        cap = self.preset.core_hbm_bytes
         self.crashed = False
-        if mem.total > cap:
-            self.crashed = True
-            self.events.append({
-                "type": "oom", "core": 0, "requested_bytes": mem.total, "capacity_bytes": cap,
-                "message": f"out of device memory: {mem.total / 2**30:.1f} GiB needed per core, "
-                           f"{cap / 2**30:.1f} GiB available",
-            })
+        self._check_memory()
+        self.lost = lost_shares(self.preset, wl, knobs, self.model)
         self.queue_capacity = knobs.workers * knobs.prefetch
         self.queue_depth = float(self.queue_capacity)
         self._static_cache: dict[str, msgspec.Raw] = {}
+
+    def _check_memory(self) -> None:
+        """Out of memory: the job crashes, releases its device memory and says so in the stream."""
+        total = self.mem_active.total + self._leaked()
+        cap = self.preset.core_hbm_bytes
+        if total > cap and not self.crashed:
+            self.crashed = True
+            self.events.append({
+                "type": "oom", "core": 0, "requested_bytes": total, "capacity_bytes": cap,
+                "message": f"out of device memory: {total / 2**30:.1f} GiB needed per core, "
+                           f"{cap / 2**30:.1f} GiB available",
+            })
+
+    def _leaked(self) -> int:
+        return int(self.knobs.leak_mb_per_s * 2**20 * self.train_s)
+
+    def phase(self) -> str:
+        """compile, load, train or crashed: where the run is in its life."""
+        if self.crashed:
+            return "crashed"
+        c = self.knobs.compile_s
+        if self.sim_time < c:
+            return "compile"
+        if self.sim_time < 1.25 * c:
+            return "load"
+        return "train"
+
+    def truth(self) -> dict:
+        """The main cause and the share of the step each cause costs (truth.py), or the run's state."""
+        ph = self.phase()
+        if ph == "crashed":
+            cause = "out_of_memory"
+        elif ph != "train":
+            cause = "warm_up"
+        else:
+            cause = main_cause(self.lost)
+            mem = self.mem_active.total + self._leaked()
+            if cause == "none" and self.knobs.leak_mb_per_s > 0:
+                cause = "memory_leak"
+            elif cause == "none" and mem >= 0.9 * self.preset.core_hbm_bytes:
+                cause = "hbm_capacity"
+        return {"scenario": self.scenario.name, "cause": cause, "phase": ph, "lost": dict(self.lost)}
 
     def control(self, request: dict) -> dict:
         """Apply a control request: {"scenario": S} and/or {"set": {knob: value}}, {"pause": bool}.
@@ -129,25 +172,36 @@ class Engine:
         """Advance the clock by one period and return the report for that window."""
         dt = period or self.cfg.period_s
         m, n = self.model, self.preset.n_cores
-        running = not (self.paused or self.crashed)
-        frac = (dt / m.period_s) if running else 0.0
+        # The part of the window spent training (a window may end the warm-up)
+        start = max(self.sim_time, 1.25 * self.knobs.compile_s)
+        train_dt = max(0.0, self.sim_time + dt - start) if not (self.paused or self.crashed) else 0.0
+        self.phase_now = self.phase()
+        running = train_dt > 0
+        on = train_dt / dt  # the training share of the window
+        frac = (train_dt / m.period_s) if running else 0.0
         # Small per-core jitter: real counters wobble by about a percent from window to window.
         jit = 1.0 + self.rng.normal(0.0, 0.01, n)
         jit_step = float(np.clip(1.0 + self.rng.normal(0.0, 0.015), 0.9, 1.1))
-        util = np.clip(m.busy_s / m.period_s * jit, 0.0, 1.0) if running else np.zeros(n)
+        util = np.clip(m.busy_s / m.period_s * jit * on, 0.0, 1.0) if running else np.zeros(n)
         scale = util / np.maximum(m.busy_s / m.period_s, 1e-12)
         flops_rate = m.flops / m.period_s * scale
         read_rate = m.hbm_read / m.period_s * scale
         write_rate = m.hbm_write / m.period_s * scale
         engines = {e: np.clip(m.engine_busy_s[i] / m.period_s * scale, 0, 1) for i, e in enumerate(ENGINES)}
         engines["dma"] = np.clip(m.dma_busy_s / m.period_s * scale, 0, 1)
-        link_rate = m.link_bytes / m.period_s * (1.0 if running else 0.0)
+        link_rate = m.link_bytes / m.period_s * on
         self.cum_busy_ns += util * dt * 1e9
         self.cum_flops += flops_rate * dt
         self.cum_read += read_rate * dt
         self.cum_write += write_rate * dt
         self.cum_links += link_rate * dt
-        self.cum_efa += m.efa_bytes / m.period_s * dt * (1.0 if running else 0.0)
+        self.cum_efa += m.efa_bytes / m.period_s * dt * on
+        prev_exec = int(self.exec_done)
+        self.exec_done += frac * m.executions_per_step
+        self.executions = int(self.exec_done) - prev_exec
+        self.train_s += train_dt
+        if self.knobs.leak_mb_per_s and running:
+            self._check_memory()
         prev_steps = int(self.steps_done)
         self.steps_done += frac
         new_steps = int(self.steps_done) - prev_steps
@@ -166,6 +220,7 @@ class Engine:
             self.queue_depth = min(self.queue_capacity, self.queue_depth + self.queue_capacity * 0.5)
         self.sim_time += dt
         self.seq += 1
+        self.on = on
         report = self._report(dt, util, flops_rate, read_rate, write_rate, engines, link_rate, new_steps,
                               running, jit_step)
         self.events = []
@@ -192,21 +247,24 @@ class Engine:
         mem_cores, dev_total = self._memory(running)
         host = host_memory(p, self.wl, self.knobs.workers)
         host_total = sum(host.values())
-        steps_in_window = dt / m.period_s if running else 0.0
-        executions = int(round(steps_in_window * self.model.extra["accumulation"]))
-        lat = m.period_s / max(1, self.model.extra["accumulation"])
-        latency = None
+        steps_in_window = dt * self.on / m.period_s if running else 0.0
+        executions = self.executions * int(m.active.sum())  # each working core runs its copy of the graph
+        # An execution is one graph: a micro-batch's forward and backward, or the step's last graph
+        # (gradient all-reduce, optimizer). Total latency adds the runtime's own time to the device's.
+        latency = dev_latency = None
         if executions:
-            latency = {k: r4(lat * f) for k, f in
-                       (("p0", 0.97), ("p1", 0.975), ("p25", 0.99), ("p50", 1.0), ("p75", 1.01), ("p99", 1.03),
-                        ("p100", 1.05))}
-        dev_latency = {k: r4(v * m.device_s / m.period_s) for k, v in latency.items()} if latency else None
+            quant = (("p0", 0.97), ("p1", 0.975), ("p25", 0.99), ("p50", 1.0), ("p75", 1.01), ("p99", 1.03),
+                     ("p100", 1.05))
+            sig = lambda x: float(f"{x:.6g}")  # noqa: E731
+            dev_latency = {k: sig(m.micro_device_s * f) for k, f in quant}
+            dev_latency["p100"] = sig(max(m.tail_device_s, m.micro_device_s) * 1.05)
+            latency = {k: float(f"{v + RT_OVERHEAD_S:.6g}") for k, v in dev_latency.items()}
         vcpu_avg, vcpu_per, rt_user, rt_sys = self._vcpu(running)
-        tokens_s = m.tokens_per_step / m.period_s * jit_step if running else 0.0
-        mfu = m.model_flops_per_step / m.period_s / m.peak_flops * jit_step if running else 0.0
+        tokens_s = m.tokens_per_step / m.period_s * jit_step * self.on if running else 0.0
+        mfu = m.model_flops_per_step / m.period_s / m.peak_flops * jit_step * self.on if running else 0.0
         st = sorted(self.step_times) or [0.0]
         pct = lambda q: r4(st[min(len(st) - 1, int(q * (len(st) - 1)))])  # noqa: E731
-        wait = m.input_wait_s / m.period_s * dt if running else 0.0
+        wait = m.input_wait_s / m.period_s * dt * self.on if running else 0.0
         report = {
             "neuron_runtime_data": [{
                 "pid": self.cfg.pid,
@@ -286,7 +344,7 @@ class Engine:
                     "loss_source": "proxy" if self.proxy else None,
                     "proxy_step": self.proxy.step_count if self.proxy else 0,
                     "tokens_per_s": round(tokens_s, 1),
-                    "samples_per_s": round(m.samples_per_step / m.period_s if running else 0.0, 3),
+                    "samples_per_s": round(m.samples_per_step / m.period_s * self.on if running else 0.0, 3),
                     "mfu": round(mfu, 4),
                     "step_time_s": {"p50": pct(0.5), "p90": pct(0.9), "p99": pct(0.99)},
                     "global_batch": self.wl.global_batch, "micro_batch": self.wl.micro_batch,
@@ -300,7 +358,7 @@ class Engine:
                     "wait_frac": r4(wait / dt),
                 },
                 "events": list(self.events),
-                "truth": {"scenario": self.scenario.name, "cause": self.scenario.truth},
+                "truth": self.truth(),
             },
         }
         return report
@@ -308,16 +366,27 @@ class Engine:
     def _memory(self, running: bool) -> tuple[dict, int]:
         p, m = self.preset, self.model
         out, total = {}, 0
-        phase = (self.steps_done % 1.0)
+        ph = self.phase_now
+        c = self.knobs.compile_s
+        # Warm-up: nothing on the device while compiling, then the graphs and weights load.
+        loaded = 0.0 if ph == "compile" else min(1.0, (self.sim_time - c) / (0.25 * c)) if ph == "load" else 1.0
+        leaked = self._leaked()
         for i in range(p.n_cores):
-            if self.crashed or not m.active[i]:
-                mem = idle_core_memory() if i < self.wl.cores_used else CoreMemory(0, 0, 0, 0, 0, 0)
-                act_now = 0
+            if self.crashed or not m.active[i] or loaded < 1.0:
+                # A crashed job's process has exited: its device memory is released.
+                mem = idle_core_memory() if i < self.wl.cores_used and not self.crashed else CoreMemory(0, 0, 0, 0, 0, 0)
+                if loaded < 1.0 and m.active[i] and not self.crashed:
+                    a = self.mem_active
+                    mem = CoreMemory(int(a.tensors * loaded), int(a.constants * loaded), a.model_code,
+                                     int(a.model_shared_scratchpad * loaded), a.runtime_memory, 0)
+                elif loaded < 1.0:
+                    mem = CoreMemory(0, 0, 0, 0, 0, 0)
+                tensors = mem.tensors
             else:
+                # The runtime allocates a loaded graph's tensors (activations included) once, so
+                # neuron-monitor's device memory stays flat while training; only a leak grows it.
                 mem = self.mem_active
-                # Activations rise through the forward pass and fall in the backward pass.
-                act_now = int(mem.activations * (0.8 + 0.2 * math.sin(math.pi * phase))) if running else 0
-            tensors = mem.tensors - mem.activations + act_now
+                tensors = mem.tensors + leaked
             out[str(i)] = {"constants": mem.constants, "model_code": mem.model_code,
                            "model_shared_scratchpad": mem.model_shared_scratchpad,
                            "runtime_memory": mem.runtime_memory, "tensors": tensors}
@@ -373,32 +442,48 @@ class Engine:
         return self._static_cache[key]
 
     def _vcpu(self, running: bool) -> tuple[dict, dict, float, float]:
-        """Host CPU: data-loader workers, the main training thread, and an otherwise idle host."""
+        """Host CPU as the threads use it. The training process (neuron_runtime_vcpu_usage) is the
+        main thread, launching graphs and synchronising (vCPU 0), and the runtime's own threads.
+        Data-loader workers are processes of their own (vCPUs 1..workers), and so are the compiler's
+        jobs during warm-up; the rest of the host is nearly idle."""
         p, m, k = self.preset, self.model, self.knobs
         n = p.vcpus
         user = np.full(n, 0.6)
         system = np.full(n, 0.3)
+        ph, on = self.phase_now, self.on
+        main = rt = 0.0
+        if ph == "compile" and not self.paused:
+            jobs = min(COMPILE_JOBS, n - 1)
+            user[1 : 1 + jobs] = 93.0
+            system[1 : 1 + jobs] = 4.0
+            main = 0.05
+        elif ph == "load" and not self.paused:
+            main = 0.6  # the runtime copies weights to the device
         if running:
             w = min(k.workers, n - 1)
-            user[1 : 1 + w] = 100.0 * m.worker_busy * 0.92
-            system[1 : 1 + w] = 100.0 * m.worker_busy * 0.06
-            # Main thread: launches graphs and waits; a host sync blocks it on the device.
-            user[0] = 35.0 if m.host_sync_s == 0 else 12.0
-            system[0] = 8.0
-        user = np.clip(user + self.rng.normal(0, 0.2, n), 0, 100)
+            user[1 : 1 + w] += 100.0 * m.worker_busy * 0.92 * on
+            system[1 : 1 + w] += 100.0 * m.worker_busy * 0.06 * on
+            main += min(1.0, (m.main_busy_s / m.period_s + 0.02)) * on
+            rt = RUNTIME_THREADS
+        main = min(1.0, main)
+        user[0] += 100.0 * main * 0.85
+        system[0] += 100.0 * main * 0.15
+        rt_vcpu = n - 1 if n > 1 + min(k.workers, n - 1) else 0
+        user[rt_vcpu] += 100.0 * rt * 0.5
+        system[rt_vcpu] += 100.0 * rt * 0.5
+        user = np.clip(user + self.rng.normal(0, 0.2, n), 0, 99.5)
         system = np.clip(system + self.rng.normal(0, 0.05, n), 0, 100 - user)
         per = {}
         for i in range(n):
             u, s = round(float(user[i]), 2), round(float(system[i]), 2)
-            per[str(i)] = {"user": u, "nice": 0, "system": s, "idle": round(100 - u - s, 2), "io_wait": 0,
+            per[str(i)] = {"user": u, "nice": 0, "system": s, "idle": max(0.0, round(100 - u - s, 2)), "io_wait": 0,
                            "irq": 0, "soft_irq": 0}
         au, asys = float(user.mean()), float(system.mean())
-        avg = {"user": round(au, 2), "nice": 0, "system": round(asys, 2), "idle": round(100 - au - asys, 2),
+        avg = {"user": round(au, 2), "nice": 0, "system": round(asys, 2), "idle": max(0.0, round(100 - au - asys, 2)),
                "io_wait": 0, "irq": 0, "soft_irq": 0}
-        # The training process owns the main thread and the workers: its share of the whole host.
-        own = slice(0, 1 + min(k.workers, n - 1))
-        rt_user = round(float(user[own].sum()) / n, 2)
-        rt_sys = round(float(system[own].sum()) / n, 2)
+        # The training process's share of the whole host, as neuron-monitor reports it
+        rt_user = round(100.0 * (main * 0.85 + rt * 0.5) / n, 2)
+        rt_sys = round(100.0 * (main * 0.15 + rt * 0.5) / n, 2)
         return avg, per, rt_user, rt_sys
 
     def hello(self) -> dict:

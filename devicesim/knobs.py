@@ -43,6 +43,10 @@ KNOBS: dict[str, KnobSpec] = {
     "recompute": KnobSpec(str, choices=("selective", "none", "full")),
     "nodes": KnobSpec(int, 1, 4096),
     "extra_tensor_bytes": KnobSpec(int, 0, 2**50),
+    "launch_ms": KnobSpec(float, 0, 600_000),
+    "graphs_per_micro": KnobSpec(int, 1, 1_000_000),
+    "compile_s": KnobSpec(float, 0, 86_400),
+    "leak_mb_per_s": KnobSpec(float, 0, 2**20),
 }
 assert set(KNOBS) == set(Knobs.__dataclass_fields__), "every knob has a spec"
 

@@ -50,6 +50,14 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("host_sync", "host_sync",
                  "the host synchronises every micro-batch (loss.item(), graph rebuild): device and host idle",
                  knobs={"host_sync_ms_frac": 1.0}),
+        Scenario("launch_bound", "launch_overhead",
+                 "tiny graphs launched one by one from Python: the main thread is saturated, the device mostly idle",
+                 knobs={"launch_ms": 5.0, "graph_breaks_x": 3.0}),
+        Scenario("straggler_mild", "straggler", "core 3 runs 1.3x slower (a throttled or error-correcting core)",
+                 knobs={"straggler_core": 3, "straggler_factor": 1.3}),
+        Scenario("memory_leak", "memory_leak",
+                 "tensors kept across steps: device memory grows until the job runs out of memory (about 2 min)",
+                 knobs={"leak_fill_s": 120.0}),
     )
 }
 
@@ -91,7 +99,8 @@ def resolve(preset: Preset, scenario: str, overrides: dict | None = None,
     given = overrides or {}
     # A scenario's derived knob never replaces the same knob set by hand: the user's value wins.
     for derived, knob in (("global_batch_per_core", "global_batch"), ("idle_cores_frac", "idle_cores"),
-                          ("host_sync_ms_frac", "host_sync_ms"), ("hbm_fill", "extra_tensor_bytes")):
+                          ("host_sync_ms_frac", "host_sync_ms"), ("hbm_fill", "extra_tensor_bytes"),
+                          ("graph_breaks_x", "graphs_per_micro"), ("leak_fill_s", "leak_mb_per_s")):
         if knob in given:
             raw.pop(derived, None)
     raw.update(given)
@@ -100,13 +109,22 @@ def resolve(preset: Preset, scenario: str, overrides: dict | None = None,
         raw["global_batch"] = int(raw.pop("global_batch_per_core")) * preset.n_cores // cfg.tp
     if "idle_cores_frac" in raw:
         raw["idle_cores"] = int(preset.n_cores * float(raw.pop("idle_cores_frac")))
-    if "host_sync_ms_frac" in raw:
-        # Stall the host for about as long as one micro-batch takes on the device.
+    fracs = [k for k in ("host_sync_ms_frac", "graph_breaks_x") if k in raw]
+    if fracs:
         from .timing import step_model
 
-        base = step_model(preset, cfg, Knobs(**{k: v for k, v in raw.items() if k != "host_sync_ms_frac"}))
-        per_micro = base.device_s / max(1, base.extra["accumulation"])
-        raw["host_sync_ms"] = per_micro * 1e3 * float(raw.pop("host_sync_ms_frac"))
+        base = step_model(preset, cfg, Knobs(**{k: v for k, v in raw.items() if k not in fracs}))
+        if "host_sync_ms_frac" in raw:  # stall the host about as long as a micro-batch takes on the device
+            raw["host_sync_ms"] = base.micro_device_s * 1e3 * float(raw.pop("host_sync_ms_frac"))
+        if "graph_breaks_x" in raw:  # cut each micro-batch into graphs whose launches take x times its device time
+            launch = float(raw.get("launch_ms", Knobs.launch_ms)) / 1e3
+            raw["graphs_per_micro"] = max(1, round(float(raw.pop("graph_breaks_x")) * base.micro_device_s / launch))
+    if "leak_fill_s" in raw:
+        from .memory import core_memory
+
+        mem = core_memory(preset, Knobs(**{k: v for k, v in raw.items() if k != "leak_fill_s"}).apply(cfg))
+        headroom = max(0, preset.core_hbm_bytes - mem.total)
+        raw["leak_mb_per_s"] = headroom / 2**20 / float(raw.pop("leak_fill_s"))
     if "hbm_fill" in raw:
         from .memory import core_memory
 

@@ -56,6 +56,10 @@ class Knobs:
     recompute: str | None = None
     nodes: int | None = None  # instances in the data-parallel job (gradient traffic crosses EFA)
     extra_tensor_bytes: int = 0  # device memory held beyond the model (cached outputs, a leak)
+    launch_ms: float = 1.0  # host time per graph execution on the main thread (Python dispatch, launch)
+    graphs_per_micro: int = 1  # graphs each micro-batch is cut into (graph breaks, eager ops): small graphs
+    compile_s: float = 0.0  # warm-up: graph compilation before the first step (then loading, a quarter as long)
+    leak_mb_per_s: float = 0.0  # device memory each working core gains per second of training (a leak)
 
     def apply(self, cfg: TransformerConfig) -> TransformerConfig:
         changes: dict[str, Any] = {
@@ -112,6 +116,11 @@ class StepModel:
     active: np.ndarray  # bool per core
     input_wait_s: float
     worker_busy: float  # fraction of each worker thread busy
+    micro_device_s: float = 0.0  # device latency of one micro-batch graph (an execution)
+    tail_device_s: float = 0.0  # device latency of the step's last graph (gradient all-reduce, optimizer)
+    executions_per_step: int = 1
+    launch_gap_s: float = 0.0  # per step: device idle while the host prepares the next graph
+    main_busy_s: float = 0.0  # per step: the host's main thread busy (launching graphs, synchronising)
     extra: dict = field(default_factory=dict)
 
 
@@ -138,12 +147,15 @@ def engine_peak(preset: Preset, engine: str, dtype: str) -> float:
     return lnc * GPSIMD_FLOPS
 
 
-def op_time(preset: Preset, op: Op, dtype: str) -> tuple[float, float, float]:
-    """(elapsed, engine-busy, dma-busy) seconds of one instance of an op on one core."""
+def op_time(preset: Preset, op: Op, dtype: str, ideal: str = "") -> tuple[float, float, float]:
+    """(elapsed, engine-busy, dma-busy) seconds of one instance of an op on one core. With
+    ideal="memory" a matmul never waits for HBM (the counterfactual of low arithmetic intensity)."""
     peak = engine_peak(preset, op.engine, dtype)
     eff_c = tensor_eff(op.flops) if op.engine == "tensor" else 0.9
     t_c = op.flops / (peak * max(eff_c, 1e-3))
     t_m = op.hbm_bytes / (preset.core_hbm_bw * max(mem_eff(op.hbm_bytes), 1e-3))
+    if ideal == "memory" and op.engine == "tensor":
+        t_m = min(t_m, t_c)
     return max(t_c, t_m) + OP_FIXED_S, t_c + OP_FIXED_S, t_m
 
 
@@ -185,7 +197,9 @@ def collective_time(preset: Preset, c: Collective, knobs: Knobs, cfg: Transforme
     return steps * CC_ALPHA_S + sent / bw, sent
 
 
-def step_model(preset: Preset, base_cfg: TransformerConfig, knobs: Knobs) -> StepModel:
+def step_model(preset: Preset, base_cfg: TransformerConfig, knobs: Knobs, ideal: str = "") -> StepModel:
+    """One step's figures. `ideal` is for counterfactuals only (truth.py): "memory" removes matmuls'
+    HBM stalls."""
     cfg = knobs.apply(base_cfg)
     cfg.validate()
     n = preset.n_cores
@@ -197,7 +211,7 @@ def step_model(preset: Preset, base_cfg: TransformerConfig, knobs: Knobs) -> Ste
     busy = np.zeros(4)
     dma = flops = nbytes = 0.0
     for op in ops:
-        el, eb, dm = op_time(preset, op, dtype)
+        el, eb, dm = op_time(preset, op, dtype, ideal)
         if op.phase == "fwd":
             t_fwd += el * op.count
         else:
@@ -238,10 +252,19 @@ def step_model(preset: Preset, base_cfg: TransformerConfig, knobs: Knobs) -> Ste
         stats = [replace(st, exposed_s=tail) if st.name in ("dp_reduce_scatter", "dp_allreduce") else st
                  for st in stats]
 
-    host_sync = knobs.host_sync_ms / 1e3 * accum
+    # The host's main thread prepares and launches each micro-batch's graph (launch_ms) while the
+    # previous one runs; a host synchronisation (loss.item()) waits for the result and then works
+    # on the host (host_sync_ms) before launching the next: device and host take turns.
+    sync = knobs.host_sync_ms / 1e3
+    launch = knobs.launch_ms / 1e3
     t_micro = t_fwd + t_bwd + t_micro_comm
+    graphs = max(1, knobs.graphs_per_micro)
+    host_micro = graphs * launch
+    cycle = t_micro + sync + host_micro if sync > 0 else max(t_micro, host_micro)
+    host_sync = sync * accum
+    launch_gap = (cycle - t_micro) * accum - host_sync
     bubble = (cfg.pp - 1) / max(1, accum) * t_micro
-    device = accum * t_micro + bubble + dp_exposed + t_opt + host_sync
+    device = accum * cycle + bubble + dp_exposed + t_opt
 
     # Per-core scaling: straggler runs slower, idle cores and cores outside the job do nothing.
     scale = np.ones(n)
@@ -308,5 +331,10 @@ def step_model(preset: Preset, base_cfg: TransformerConfig, knobs: Knobs) -> Ste
         active=active,
         input_wait_s=max(0.0, t_input - device_max),
         worker_busy=min(1.0, t_input / period) if period > 0 else 0.0,
+        micro_device_s=t_micro * slow / graphs,
+        tail_device_s=dp_exposed + t_opt * slow,
+        executions_per_step=accum * graphs + 1,
+        launch_gap_s=launch_gap,
+        main_busy_s=accum * (host_micro + sync),
         extra={"accumulation": accum, "cfg": cfg},
     )

@@ -515,7 +515,7 @@ def cmd_exporter(args) -> int:
                 continue
             rep = session.decoder.last_report
             if rep is not None:
-                collector.update(rep, ev, session.shown)
+                collector.update(rep, ev, session.shown, session.hints.lost)
     except KeyboardInterrupt:
         pass
     finally:

@@ -18,7 +18,10 @@ from neurontop.core.telemetry.sample import Decoder
 
 from .conftest import PRESETS, make_reports, strip_extension
 
-SUPPORTED_WITHOUT_EXTENSION = {"input_pipeline", "fp32_precision", "straggler", "idle_cores", "hbm_capacity"}
+# Plain neuron-monitor data: the causes its signals (core spread, the host's CPU, execution_stats,
+# device memory) support; HBM-bandwidth stalls inside a graph need the extension's counters.
+SUPPORTED_WITHOUT_EXTENSION = {"input_pipeline", "fp32_precision", "straggler", "idle_cores", "hbm_capacity",
+                               "host_sync", "launch_overhead", "communication", "memory_leak", "out_of_memory"}
 
 
 def window_arrays(samples) -> WindowArrays:
@@ -34,15 +37,24 @@ def truth(lines) -> str:
     return json.loads(lines[-1])["neuron_top"]["truth"]["cause"]
 
 
+def mean_util(samples) -> float:
+    return float(np.mean([s.util.mean() for s in samples[-10:]]))
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3])
 @pytest.mark.parametrize("preset", PRESETS)
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
 def test_top_hint_names_the_injected_cause(preset: str, scenario: str, seed: int) -> None:
     lines = make_reports(preset, scenario, 25, seed)
-    hints = compute(decode_all(lines))
+    samples = decode_all(lines)
+    hints = compute(samples)
     cause = truth(lines)
     if cause == "none":
         assert hints == [], [h.cause for h in hints]
+    elif mean_util(samples) >= DEFAULTS.util_below and cause not in {"fp32_precision", "hbm_capacity", "memory_leak"}:
+        # a mild cause (a 1.3x straggler on 2 cores) costs throughput, but the window is above the
+        # threshold: no bottleneck is named there, by design
+        assert not [h for h in hints if h.kind == "bottleneck"], [h.cause for h in hints]
     else:
         assert hints and hints[0].cause == cause, [h.cause for h in hints]
         top = hints[0]
@@ -54,15 +66,16 @@ def test_top_hint_names_the_injected_cause(preset: str, scenario: str, seed: int
 def test_plain_neuron_monitor_data_never_names_an_unsupported_cause(preset: str, scenario: str) -> None:
     lines = make_reports(preset, scenario, 25, 1)
     plain = strip_extension(lines)
-    hints = compute(decode_all(plain))
+    samples = decode_all(plain)
+    hints = compute(samples)
     cause = truth(lines)
     named = {h.cause for h in hints} - {"unexplained"}
     assert named <= SUPPORTED_WITHOUT_EXTENSION, named
-    if cause in SUPPORTED_WITHOUT_EXTENSION:
+    if cause == "none" or (mean_util(samples) >= DEFAULTS.util_below and cause == "straggler"):
+        assert not [h for h in hints if h.kind == "bottleneck"], [h.cause for h in hints]
+    elif cause in SUPPORTED_WITHOUT_EXTENSION:
         assert hints[0].cause == cause
-    elif cause == "none":
-        assert hints == []
-    else:  # the data cannot separate host sync, communication and HBM stalls: say so, name nothing
+    else:  # HBM stalls inside a graph look like any other stall without the extension: say so
         assert [h.cause for h in hints] == ["unexplained"]
 
 

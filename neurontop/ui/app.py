@@ -308,7 +308,7 @@ class NeuronTopApp(App):
         avg = float(np.mean(util))
         self.grid.set_data(s, util, avg if slow or self._titled_tab != self.tab else None)
         self._titled_tab = self.tab
-        self.hints_pane.set_hints(self.hints, avg, self.threshold)
+        self.hints_pane.set_hints(self.hints, avg, self.threshold, self.session.hints.lost)
         self.history_pane.set_history(self.history, s, self.device)
         if slow:
             self._slow_at = now

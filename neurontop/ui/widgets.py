@@ -373,17 +373,19 @@ class HintsPane(Pane):
         self._key: tuple = ()
         self.util = 0.0
         self.threshold = 70.0
+        self.lost: dict[str, float] = {}
         self.border_title = "Why below 70 %? (hints)"
 
-    def set_hints(self, hints: list[Hint], util: float, threshold: float) -> None:
+    def set_hints(self, hints: list[Hint], util: float, threshold: float, lost: dict[str, float] | None = None) -> None:
         # What the pane shows depends on these only: most frames change none of them (hints are
         # evaluated once a second), and then the pane is not rebuilt at all.
         below = not hints and util < threshold
-        key = (tuple(hints), threshold, util >= threshold, round(util, 1) if below else None,
+        lost_key = tuple((c, round(v)) for c, v in (lost or {}).items()) if hints else ()
+        key = (tuple(hints), threshold, util >= threshold, round(util, 1) if below else None, lost_key,
                self.content_region.width)
         if key == self._key and self._lines:
             return
-        self.hints, self.util, self.threshold = hints, util, threshold
+        self.hints, self.util, self.threshold, self.lost = hints, util, threshold, dict(lost or {})
         title = f"Hints (threshold {threshold:.0f} %)"
         if self.border_title != title:  # setting it repaints the whole pane, even to the same text
             self.border_title = title
@@ -400,6 +402,10 @@ class HintsPane(Pane):
             return Text(f"… utilisation {self.util:.1f} % < {self.threshold:.0f} % (confirming for a few seconds)",
                         style="yellow")
         out = Text()
+        if self.lost and any(h.kind == "bottleneck" for h in self.hints):
+            total = sum(self.lost.values())
+            parts = " · ".join(f"{c.replace('_', ' ')} {v:.0f}" for c, v in self.lost.items())
+            out.append(f"of the {total:.0f} % lost: {parts}\n", style="dim")
         for k, h in enumerate(self.hints[:3]):
             if k:
                 out.append("\n")

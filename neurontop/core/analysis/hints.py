@@ -15,7 +15,7 @@ import numpy as np
 
 from ..telemetry.batch import Batch, Layout, from_samples
 from ..telemetry.sample import Sample
-from .rules import SEVERITY_RANK, Evidence, Hint, causes, rank  # noqa: F401  (the public names)
+from .rules import SEVERITY_RANK, Evidence, Hint, breakdown, causes, rank  # noqa: F401  (the public names)
 from .thresholds import DEFAULTS, Thresholds
 from .window import Dims, WindowStats, rows_since, stats_of, stats_of_windows, window_of_batches, window_rows
 
@@ -68,18 +68,21 @@ def _stream_of(lay: Layout) -> tuple:
 class HintMonitor:
     """Hints over a stream of batches (or samples, as one-row batches).
 
-    `on_eval(time_s, shown, found)` is called after every evaluation with the hints shown from then
-    on and those the window supports (before the hysteresis); `on_restart(row)` when the stream
+    `on_eval(time_s, shown, found, lost)` is called after every evaluation with the hints shown from
+    then on, those the window supports (before the hysteresis) and the window's time-loss breakdown
+    (rules.breakdown: lost utilisation points by cause); `on_restart(row)` when the stream
     restarts at that row of the batch being fed (the window, the hysteresis and the evaluation clock
     start afresh). `diagnose` uses both to report each segment's findings."""
 
     def __init__(self, th: Thresholds = DEFAULTS,
-                 on_eval: Callable[[float, list[Hint], list[Hint]], None] | None = None,
+                 on_eval: Callable[[float, list[Hint], list[Hint], dict[str, float]], None] | None = None,
                  on_restart: Callable[[int], None] | None = None) -> None:
         self.th = th
         self.on_eval, self.on_restart = on_eval, on_restart
         self.tracker = HintTracker(th.on_s, th.off_s)
         self.shown: list[Hint] = []
+        self.lost: dict[str, float] = {}  # the last evaluation's time-loss breakdown (points by cause)
+        self.util: float | None = None  # the last evaluated window's average utilisation
         self._at = -1e18
         self._tail: list = []  # earlier batches' rows that the next window may still reach: (batch, a, e)
         self._stream: tuple | None = None
@@ -87,6 +90,8 @@ class HintMonitor:
     def reset(self) -> None:
         self.tracker.reset()
         self.shown = []
+        self.lost = {}
+        self.util = None
         self._at = -1e18
         self._tail = []
 
@@ -133,7 +138,7 @@ class HintMonitor:
         tl = b.time_s.tolist()
         evals = []
         for r in range(a, e):
-            if tl[r] - self._at >= self.th.every_s - 1e-9:
+            if tl[r] - self._at >= self.th.every_s * 0.99:  # (real periods run a little short of 1 s)
                 self._at = tl[r]
                 evals.append(r)
 
@@ -146,8 +151,10 @@ class HintMonitor:
         for q, (r, st) in enumerate(zip(evals, self._stats(b, a, tail, evals), strict=True)):
             found = rank(st, self.th)
             self.shown = self.tracker.update(found, tl[r])
+            self.util = st.util
+            self.lost = breakdown(st, found) if any(h.kind == "bottleneck" for h in found) else {}
             if self.on_eval is not None:
-                self.on_eval(tl[r], self.shown, found)
+                self.on_eval(tl[r], self.shown, found, self.lost)
             out[r:evals[q + 1] if q + 1 < len(evals) else e] = mask()
 
     def _stats(self, b: Batch, a: int, tail: list, evals: list[int]) -> list[WindowStats]:

@@ -51,23 +51,31 @@ class Hint:
     evidence: tuple[Evidence, ...]
     action: str
     pane: str  # the pane the UI highlights: cores, memory, interconnect, vcpu
-    score: float = 0.0  # share of the window this cause explains, for ranking
+    score: float = 0.0  # share of the window this cause explains, for ranking and the time-loss breakdown
+    lacked: tuple[str, ...] = ()  # signals that would have told more, absent from this telemetry
 
     def to_dict(self) -> dict:
-        return {
+        d = {
             "cause": self.cause, "kind": self.kind, "severity": self.severity,
             "confidence": round(self.confidence, 2), "title": self.title,
             "evidence": [{"name": e.name, "value": round(e.value, 4), "unit": e.unit} for e in self.evidence],
             "action": self.action,
         }
+        if self.lacked:
+            d["lacked"] = list(self.lacked)
+        return d
 
 
 class Phase(enum.IntEnum):
     ADVISORY = 0  # at any utilisation
     PRIMARY = 1  # below the threshold: causes that stand on their own signals
     REMAINDER = 2  # what the primary causes left unexplained
-    RESIDUAL = 3  # only when no primary or remainder cause fired
-    UNEXPLAINED = 4  # only when no bottleneck fired
+    UNEXPLAINED = 3  # only when no bottleneck fired
+
+
+# Findings that end the diagnosis of a window: a crashed job has no bottleneck, and a warm-up is a
+# phase of the run, not a steady state to tune. The first of these is always the top finding.
+STOPS = ("out_of_memory", "warm_up")
 
 
 Evaluate = Callable[[WindowStats, Thresholds, Sequence[Hint]], "Hint | None"]
@@ -126,18 +134,37 @@ def rank(st: WindowStats, th: Thresholds = DEFAULTS) -> list[Hint]:
     """The hints a window's statistics support, most important first."""
     found: list[Hint] = []
     for phase in Phase:
-        if phase > Phase.ADVISORY and st.util >= th.util_below:
-            break
-        if phase >= Phase.RESIDUAL and any(h.kind == "bottleneck" for h in found):
+        if phase > Phase.ADVISORY and (st.util >= th.util_below or any(h.cause in STOPS for h in found)
+                                       or not st.allocated.any()):
+            break  # healthy, crashed, warming up, or no job on the device: no bottleneck to name
+        if phase >= Phase.UNEXPLAINED and any(h.kind == "bottleneck" for h in found):
             break
         for r in RULES:
             if r.phase == phase and r.applies(st):
                 h = r.evaluate(st, th, found)
                 if h is not None:
                     found.append(h)
-    found.sort(key=lambda h: (h.kind != "bottleneck" or h.cause == "unexplained", -h.score,
+    found.sort(key=lambda h: (h.cause not in STOPS, h.kind != "bottleneck" or h.cause == "unexplained", -h.score,
                               SEVERITY_RANK[h.severity]))
     return found
+
+
+def breakdown(st: WindowStats, hints: Sequence[Hint]) -> dict[str, float]:
+    """The utilisation lost below 100 %, in points, split among the bottlenecks in rank order (each
+    takes at most its own share, no more than is left); what none explains is `unexplained`."""
+    lost = max(0.0, 100.0 - st.util)
+    out: dict[str, float] = {}
+    left = lost
+    for h in hints:
+        if h.kind != "bottleneck" or h.cause == "unexplained":
+            continue
+        take = min(left, max(0.0, h.score) * 100)
+        if take > 0:
+            out[h.cause] = take
+            left -= take
+    if left > 0.05 and lost > 0:
+        out["unexplained"] = left
+    return out
 
 
 def severity(share: float, th: Thresholds) -> str:
@@ -148,12 +175,50 @@ def _lost(st: WindowStats) -> float:
     return 1 - st.util / 100
 
 
-def hot_vcpus(st: WindowStats, th: Thresholds) -> tuple[int, float]:
-    """(vCPUs saturated, the mean busy share of the others)."""
-    v = st.vcpu_busy
-    hot = v >= th.hot_vcpu_pct if len(v) else np.zeros(0, dtype=bool)
-    rest = float(v[~hot].mean()) if len(v) and (~hot).any() else 0.0
-    return int(hot.sum()), rest
+@dataclass(frozen=True)
+class Host:
+    """Who works when, from what plain neuron-monitor carries, each derived once here.
+
+    device: the working cores' busy share; main: the training process's busiest thread (its CPU in
+    cores, at most one; else the busiest vCPU); loaders: host cores busy outside the training process
+    (data-loader workers are processes of their own); cover: the share of the window a graph runs on
+    the device (executions/s x device latency). None where the telemetry lacks it."""
+
+    device: float
+    main: float | None
+    main_from: str  # what `main` was read from
+    loaders: float | None
+    cover: float | None
+    host_work: float | None = None  # host cores busy beyond what idle vCPUs show
+
+    def lacked(self) -> tuple[str, ...]:
+        out = []
+        if self.cover is None:
+            out.append("execution_stats (executions and their latencies)")
+        if self.main_from != "process":
+            out.append("neuron_runtime_vcpu_usage (the training process's CPU)")
+        return tuple(out)
+
+
+def host(st: WindowStats, th: Thresholds) -> Host:
+    working = st.allocated & (st.core_util >= th.idle_core_pct)
+    device = float(st.core_util[working].mean()) / 100 if working.any() else st.util / 100
+    if st.proc_cores is not None:
+        main, src = min(1.0, st.proc_cores), "process"
+    elif len(st.vcpu_busy):
+        main, src = float(st.vcpu_busy.max()) / 100, "busiest vCPU"
+    else:
+        main, src = None, "none"
+    loaders = working = None
+    if st.host_cores is not None:
+        # What an idle vCPU shows anyway (daemons, interrupts) is not work: the quietest vCPUs'
+        # level, at most `idle_vcpu_pct`, on every vCPU.
+        v = st.vcpu_busy
+        floor = min(float(np.percentile(v, 20)), th.idle_vcpu_pct) / 100 * len(v) if len(v) else 0.0
+        working = max(0.0, st.host_cores - floor)
+        if st.proc_cores is not None:
+            loaders = max(0.0, working - st.proc_cores)
+    return Host(device, main, src, loaders, st.dev_cover, working)
 
 
 def _pct(x: float) -> str:
@@ -163,49 +228,77 @@ def _pct(x: float) -> str:
 # -- the rules, in the order of the export's columns ----------------------------------------------
 @rule("input_pipeline", "bottleneck", Phase.PRIMARY, "vcpu", telemetry="either (lower confidence without)",
       when=lambda th: f"extension: device waiting for input >= {_pct(th.input_wait)} of the window; plain data: "
-                      f"1 to max(2, {th.hot_vcpu_max_share:g} x vCPUs) vCPUs >= {th.hot_vcpu_pct:g} % busy while "
-                      f"the rest average < {th.rest_vcpu_pct:g} %",
-      why="saturated data-loader threads on an otherwise idle host starve the device")
+                      f"no graph runs on the device (or, without execution_stats, the device idles) >= "
+                      f"{_pct(th.input_gap)} of the window while >= {th.loader_cores:g} host cores outside the process are busy "
+                      "(data-loader workers) and the main thread is not saturated",
+      why="the training loop waits for batches that its data-loader workers, working flat out, cannot make faster")
 def _input_pipeline(st: WindowStats, th: Thresholds, found: Sequence[Hint]) -> Hint | None:
-    n_hot, rest = hot_vcpus(st, th)
-    few_hot = 0 < n_hot <= max(2, int(len(st.vcpu_busy) * th.hot_vcpu_max_share)) and rest < th.rest_vcpu_pct
-    ext_input = st.input_wait is not None and st.input_wait >= th.input_wait
-    if not (ext_input or (not st.has_ext and few_hot)):
-        return None
-    share = st.input_wait if st.input_wait is not None else _lost(st)
+    hs = host(st, th)
     ev = []
     if st.input_wait is not None:
+        if st.input_wait < th.input_wait:
+            return None
+        share, conf = st.input_wait, 0.9
         ev.append(Evidence("device waiting for input", st.input_wait * 100, "%"))
-    if n_hot:
-        ev.append(Evidence(f"saturated vCPUs (>= {th.hot_vcpu_pct:g} %)", n_hot, "vCPUs"))
-        ev.append(Evidence("other vCPUs busy", rest, "%"))
+    else:
+        if hs.main is None or hs.loaders is None or hs.main >= th.saturated or hs.loaders < th.loader_cores:
+            return None
+        gap = 1 - hs.cover if hs.cover is not None else 1 - hs.device
+        if gap < th.input_gap:
+            return None
+        share, conf = min(gap, _lost(st)), 0.75 if hs.cover is not None else 0.6
+        ev.append(Evidence("device idle between graphs" if hs.cover is not None else "device idle", gap * 100, "%"))
+    if hs.loaders is not None:
+        ev.append(Evidence("host cores busy outside the training process", hs.loaders, "cores"))
+    if hs.main is not None:
+        ev.append(Evidence("training process's main thread busy", hs.main * 100, "%"))
     ev.append(Evidence("average utilisation", st.util, "%"))
-    act = (f"raise the data-loader workers from {n_hot} to {max(8, 4 * n_hot)} (DataLoader num_workers)"
-           if n_hot else "raise the data-loader workers (DataLoader num_workers)")
     return Hint(
-        "input_pipeline", "bottleneck", severity(share, th), 0.9 if st.has_ext else 0.6,
-        "input pipeline bound: the device waits for batches" + (
-            f" while {plural(n_hot, 'host thread')} {'is' if n_hot == 1 else 'are'} saturated" if n_hot else ""),
-        tuple(ev), act + ", or pre-tokenise and pack the data set offline", "vcpu", share)
+        "input_pipeline", "bottleneck", severity(share, th), conf,
+        "input pipeline bound: the device waits for batches", tuple(ev),
+        "raise the data-loader workers (DataLoader num_workers) and prefetching, or pre-tokenise and pack the "
+        "data set offline", "vcpu", share, hs.lacked())
 
 
-@rule("communication", "bottleneck", Phase.PRIMARY, "interconnect", needs=("exposed_comm",), telemetry="yes",
-      when=lambda th: f"collectives on the critical path (`exposed_s`) >= {_pct(th.exposed_comm)} of the window; "
-                      "bus bandwidth vs link bandwidth as evidence",
-      why="plain neuron-monitor data has no collective or link counters")
+@rule("communication", "bottleneck", Phase.PRIMARY, "interconnect", telemetry="either (lower confidence without)",
+      when=lambda th: f"extension: collectives on the critical path (`exposed_s`) >= {_pct(th.exposed_comm)} of the "
+                      f"window; plain data: a graph runs on the device >= {_pct(th.stall_cover)} of the window (executions/s "
+                      f"x device latency) while the engines idle >= {_pct(th.stall_idle)} of it, more than the device idles "
+                      f"between graphs, on a job of several cores whose engines run at >= {_pct(th.comm_productive)} of the "
+                      "bf16 peak while busy (large matmuls: not an HBM-bound kernel)",
+      why="the device is inside its graphs but its engines wait: with efficient matmuls, for the collectives")
 def _communication(st: WindowStats, th: Thresholds, found: Sequence[Hint]) -> Hint | None:
     comm = st.exposed_comm
-    if comm is None or comm < th.exposed_comm:
-        return None
-    ev = [Evidence("time in exposed collectives", comm * 100, "%")]
-    if st.busbw_frac is not None:
-        ev.append(Evidence("bus bandwidth / link bandwidth", st.busbw_frac * 100, "%"))
+    if comm is not None:
+        if comm < th.exposed_comm:
+            return None
+        ev = [Evidence("time in exposed collectives", comm * 100, "%")]
+        if st.busbw_frac is not None:
+            ev.append(Evidence("bus bandwidth / link bandwidth", st.busbw_frac * 100, "%"))
+        share, conf = comm, 0.85
+    else:
+        hs = host(st, th)
+        working = int((st.allocated & (st.core_util >= th.idle_core_pct)).sum())
+        if hs.cover is None or not (st.has_flops and st.peak and st.util) or working < 2:
+            return None
+        if _straggler(st, th, found) is not None:
+            return None  # the peers wait at the collectives for the straggler: its finding says so
+        inside = min(hs.cover, 1.0) - hs.device
+        productive = st.flops / (st.util / 100 * st.peak)
+        if hs.cover < th.stall_cover or inside < th.stall_idle or inside < 1 - min(hs.cover, 1.0) \
+                or productive < th.comm_productive:
+            return None
+        ev = [Evidence("device executing a graph", hs.cover * 100, "%"),
+              Evidence("engines idle inside graphs", inside * 100, "%"),
+              Evidence("FLOP/s of bf16 peak while busy", productive * 100, "%")]
+        share, conf = min(inside, _lost(st)), 0.6
     ev.append(Evidence("average utilisation", st.util, "%"))
     return Hint(
-        "communication", "bottleneck", severity(comm, th), 0.85,
+        "communication", "bottleneck", severity(share, th), conf,
         "communication bound: cores wait for collectives", tuple(ev),
         "overlap the gradient all-reduce with the backward pass (bucketed all-reduce), raise the "
-        "gradient accumulation, and check the links and EFA for degraded bandwidth", "interconnect", comm)
+        "gradient accumulation, and check the links and EFA for degraded bandwidth", "interconnect", share,
+        () if comm is not None else ("collective counters (neuron-profile) to confirm",))
 
 
 @rule("hbm_bandwidth", "bottleneck", Phase.PRIMARY, "memory", needs=("hbm_frac",), telemetry="yes",
@@ -224,7 +317,7 @@ def _hbm_bandwidth(st: WindowStats, th: Thresholds, found: Sequence[Hint]) -> Hi
         ev.append(Evidence("tokens per micro-batch", tok, "tokens"))
     act = ("double the micro-batch" + (f" (from {t.micro_batch} x {t.seq} tokens)" if t is not None and tok else "")
            + " or fuse element-wise ops to raise arithmetic intensity")
-    share = max(0.0, _lost(st))
+    share = max(0.0, _lost(st) - (st.exposed_comm or 0.0) - (st.input_wait or 0.0))
     return Hint("hbm_bandwidth", "bottleneck", severity(share, th), 0.8,
                 "HBM-bandwidth bound: low arithmetic intensity", tuple(ev), act, "memory", share)
 
@@ -248,8 +341,9 @@ def _small_batch(st: WindowStats, th: Thresholds, found: Sequence[Hint]) -> Hint
 
 
 @rule("straggler", "bottleneck", Phase.PRIMARY, "cores", telemetry="no",
-      when=lambda th: f"a working core >= {th.straggler_pct:g} % and >= {th.straggler_gap_pct:g} points above the "
-                      f"median of the other working cores; at most {th.straggler_max_share:g} of the cores",
+      when=lambda th: f"a working core >= {th.straggler_pct:g} %, >= {th.straggler_gap_pct:g} points and "
+                      f">= {th.straggler_ratio:g}x the median of the other working cores; at most "
+                      f"{th.straggler_max_share:g} of the cores",
       why="in synchronous data parallel training, the slow core is the busy one: its peers wait for it at every "
           "collective")
 def _straggler(st: WindowStats, th: Thresholds, found: Sequence[Hint]) -> Hint | None:
@@ -260,13 +354,13 @@ def _straggler(st: WindowStats, th: Thresholds, found: Sequence[Hint]) -> Hint |
     idx = np.where(working)[0]
     # A straggler sits far above the median of the *other* working cores (works for 2 cores too).
     others_med = {int(i): float(np.median(cu[idx[idx != i]])) for i in idx}
-    hi = np.array([i for i in idx if cu[i] >= th.straggler_pct and cu[i] >= others_med[int(i)] + th.straggler_gap_pct],
-                  dtype=int)
+    hi = np.array([i for i in idx if cu[i] >= th.straggler_pct and cu[i] >= others_med[int(i)] + th.straggler_gap_pct
+                   and cu[i] >= th.straggler_ratio * others_med[int(i)]], dtype=int)
     if not 0 < len(hi) <= max(1, int(th.straggler_max_share * working.sum())):
         return None
     peers = float(np.delete(cu, hi)[np.delete(working, hi)].mean())
     core = int(hi[0])
-    share = (100 - peers) / 100
+    share = (float(cu[core]) - peers) / 100  # the time its peers wait for it
     return Hint(
         "straggler", "bottleneck", severity(share, th), 0.85,
         f"core {core} is a straggler: busy {cu[core]:.1f} % while its peers wait",
@@ -290,7 +384,7 @@ def _idle_cores(st: WindowStats, th: Thresholds, found: Sequence[Hint]) -> Hint 
     if not (busy.any() and idle.sum() >= max(1, th.idle_cores_share * alloc.sum())):
         return None
     k, m = int(idle.sum()), int(alloc.sum())
-    share = k / max(1, st.n)
+    share = k / max(1, st.n) * float(cu[busy].mean()) / 100  # what they would add, working as the others do
     return Hint(
         "idle_cores", "bottleneck", severity(share, th), 0.9, f"{k} of {m} allocated NeuronCores are idle",
         (Evidence("idle allocated cores", k, "cores"), Evidence("allocated cores", m, "cores"),
@@ -300,55 +394,73 @@ def _idle_cores(st: WindowStats, th: Thresholds, found: Sequence[Hint]) -> Hint 
         f"or release them (NEURON_RT_VISIBLE_CORES) for another job", "cores", share)
 
 
-@rule("host_sync", "bottleneck", Phase.RESIDUAL, "cores", telemetry="yes",
-      when=lambda th: f"nothing above fires, host CPU < {th.host_sync_host_pct:g} % busy and no saturated vCPU, "
-                      f"input wait < {_pct(th.host_sync_input_wait)}, exposed collectives < "
-                      f"{_pct(th.host_sync_comm)}, HBM < {_pct(th.hbm_bandwidth)}",
-      why="device and host both idle: the step waits on a host-side synchronisation")
+@rule("host_sync", "bottleneck", Phase.PRIMARY, "cores", telemetry="either (lower confidence without)",
+      when=lambda th: f"the device's busy share plus the training process's main thread's >= {_pct(th.turns)} "
+                      f"of the window, the main thread >= {_pct(th.host_turn)} and not saturated "
+                      f"(< {_pct(th.saturated)}), loader workers < {th.loader_cores:g} cores, and (with "
+                      "execution_stats) the device idle between graphs rather than inside them",
+      why="device and host take turns: each step waits for a result on the host (loss.item(), a print, a "
+          "graph rebuild) before the next graph starts")
 def _host_sync(st: WindowStats, th: Thresholds, found: Sequence[Hint]) -> Hint | None:
-    n_hot, _ = hot_vcpus(st, th)
-    if not (st.has_ext and st.host_busy < th.host_sync_host_pct and n_hot == 0
-            and (st.input_wait or 0) < th.host_sync_input_wait and (st.exposed_comm or 0) < th.host_sync_comm
-            and (st.hbm_frac or 0) < th.hbm_bandwidth):
+    hs = host(st, th)
+    if hs.main is None or not (th.host_turn <= hs.main < th.saturated) or hs.device + hs.main < th.turns:
         return None
-    lost = _lost(st)
+    if hs.loaders is not None and hs.loaders >= th.loader_cores:
+        return None
+    if hs.cover is not None and min(hs.cover, 1.0) - hs.device >= th.stall_idle:
+        return None  # the device idles inside its graphs, not between them
+    if (st.input_wait or 0) >= th.input_wait or (st.exposed_comm or 0) >= th.exposed_comm:
+        return None
+    share = min(_lost(st), hs.main)
+    conf = 0.8 if hs.cover is not None and hs.main_from == "process" else 0.6
     return Hint(
-        "host_sync", "bottleneck", severity(lost, th), 0.7,
-        "host synchronisation: device and host both mostly idle",
-        (Evidence("average utilisation", st.util, "%"), Evidence("host CPU busy", st.host_busy, "%"),
-         Evidence("device waiting for input", (st.input_wait or 0) * 100, "%"),
-         Evidence("time in exposed collectives", (st.exposed_comm or 0) * 100, "%")),
+        "host_sync", "bottleneck", severity(share, th), conf,
+        "host synchronisation: device and host take turns",
+        (Evidence("average utilisation", st.util, "%"), Evidence("main thread busy", hs.main * 100, "%"),
+         Evidence("device + main thread", (hs.device + hs.main) * 100, "%")),
         "remove per-step host synchronisation (loss.item(), print, tensor.cpu() in the loop); "
-        "log every N steps asynchronously and keep graph building out of the step", "cores", lost)
+        "log every N steps asynchronously and keep graph building out of the step", "cores", share, hs.lacked())
 
 
 @rule("unexplained", "bottleneck", Phase.UNEXPLAINED, "cores", telemetry="-",
       when=lambda th: "below the threshold and none of the above is supported",
-      why="plain data cannot separate host synchronisation, communication and HBM stalls, so neuron-top says so "
-          "instead of guessing")
+      why="plain data cannot separate communication from HBM stalls inside a graph, nor every host-side wait, so "
+          "neuron-top says what it saw and what would tell instead of guessing")
 def _unexplained(st: WindowStats, th: Thresholds, found: Sequence[Hint]) -> Hint | None:
+    hs = host(st, th)
     ev = [Evidence("average utilisation", st.util, "%"), Evidence("threshold", th.util_below, "%")]
-    if len(st.vcpu_busy):
-        ev.append(Evidence("host CPU busy", st.host_busy, "%"))
-    return Hint(
-        "unexplained", "bottleneck", "info", 0.3,
-        f"utilisation {st.util:.1f} % is below {th.util_below:.0f} %; this telemetry cannot tell why",
-        tuple(ev),
-        "capture per-engine activity (neuron-profile) or run under the simulator's extension to "
-        "separate host synchronisation, communication and memory stalls", "cores", 0.0)
+    lacked = list(hs.lacked())
+    if hs.cover is not None and hs.cover >= th.stall_cover and min(hs.cover, 1.0) - hs.device >= th.stall_idle:
+        title = (f"utilisation {st.util:.1f} %: graphs run on the device {hs.cover * 100:.0f} % of the time but its "
+                 "engines idle inside them (collectives or HBM stalls)")
+        ev.append(Evidence("device executing a graph", hs.cover * 100, "%"))
+        act = ("profile one step with neuron-profile: exposed collective time (then overlap the gradient all-reduce, "
+               "check EFA and links) or DMA-bound kernels (then raise the micro-batch)")
+        lacked.append("collective and per-engine counters (neuron-profile)")
+    else:
+        title = f"utilisation {st.util:.1f} % is below {th.util_below:.0f} %; this telemetry cannot tell why"
+        act = ("profile one step with neuron-profile, and log neuron-monitor with execution_stats and "
+               "neuron_runtime_vcpu_usage enabled to separate host waits from device stalls")
+    if hs.main is not None:
+        ev.append(Evidence("main thread busy", hs.main * 100, "%"))
+    if hs.loaders is not None:
+        ev.append(Evidence("host cores busy outside the training process", hs.loaders, "cores"))
+    return Hint("unexplained", "bottleneck", "info", 0.3, title, tuple(ev), act, "cores", 0.0, tuple(lacked))
 
 
 @rule("fp32_precision", "advisory", Phase.ADVISORY, "cores", telemetry="either",
       when=lambda th: f"utilisation >= {th.fp32_util_pct:g} % and FLOP/s below {_pct(th.fp32_productive_ext)} of the "
-                      f"bf16 peak per unit of tensor-engine activity (extension) or, with plain data, below "
-                      f"{_pct(th.fp32_productive_plain)} of the bf16 peak per unit of utilisation while utilisation "
-                      f">= {th.fp32_plain_util_pct:g} % (a memory-bound kernel looks the same at lower utilisation); "
-                      f"HBM < {_pct(th.hbm_bandwidth)}",
+                      f"bf16 peak per unit of tensor-engine activity (extension, where it does not say the run is "
+                      f"bf16) or, with plain data, below {_pct(th.fp32_productive_plain)} of the bf16 peak per unit "
+                      f"of utilisation while utilisation >= {th.fp32_plain_util_pct:g} % (a memory-bound kernel looks "
+                      f"the same at lower utilisation); HBM < {_pct(th.hbm_bandwidth)}",
       why="busy is not productive: the tensor engine runs fp32 at a quarter of its bf16 rate")
 def _fp32_precision(st: WindowStats, th: Thresholds, found: Sequence[Hint]) -> Hint | None:
     if not (st.util >= th.fp32_util_pct and st.has_flops and st.peak):
         return None
     if st.has_ext and st.tensor_active:
+        if st.dtype == "bf16":
+            return None  # small bf16 matmuls are unproductive too, but not for this reason
         productive = st.flops / (st.tensor_active * st.peak)
         cond = productive < th.fp32_productive_ext and (st.hbm_frac or 0) < th.hbm_bandwidth
     else:
@@ -375,28 +487,109 @@ def _fp32_precision(st: WindowStats, th: Thresholds, found: Sequence[Hint]) -> H
 def _hbm_capacity(st: WindowStats, th: Thresholds, found: Sequence[Hint]) -> Hint | None:
     if not (st.capacity and st.mem_frac_max >= th.hbm_capacity_warn):
         return None
+    ev = [Evidence("device memory used", st.mem_frac_max * 100, "%"),
+          Evidence("used on fullest device", st.mem_dev_max / 2**30, "GiB"),
+          Evidence("capacity per device", st.capacity / 2**30, "GiB")]
+    if st.mem_growth > 0.001:
+        ev.append(Evidence("growth over the window", st.mem_growth * 100, "%"))
     return Hint(
         "hbm_capacity", "advisory", "warning" if st.mem_frac_max < th.hbm_capacity_critical else "critical", 0.95,
-        f"device memory {st.mem_frac_max * 100:.1f} % full",
-        (Evidence("device memory used", st.mem_frac_max * 100, "%"),
-         Evidence("used on fullest device", st.mem_dev_max / 2**30, "GiB"),
-         Evidence("capacity per device", st.capacity / 2**30, "GiB")),
+        f"device memory {st.mem_frac_max * 100:.1f} % full", tuple(ev),
         "free tensors kept across steps, shard optimizer state (ZeRO-1) or enable activation "
         "checkpointing before a larger batch runs out of memory", "memory", st.mem_frac_max)
 
 
 @rule("out_of_memory", "advisory", Phase.ADVISORY, "memory", telemetry="yes",
-      when=lambda th: "an `oom` event in the window", why="the job stopped")
+      when=lambda th: "an `oom` event in the window (always the top finding: the job stopped)", why="the job stopped")
 def _out_of_memory(st: WindowStats, th: Thresholds, found: Sequence[Hint]) -> Hint | None:
     e = next((e for e in st.events if e.get("type") == "oom"), None)
     if e is None:
         return None
     return Hint(
-        "out_of_memory", "advisory", "critical", 1.0, "out of device memory",
+        "out_of_memory", "advisory", "critical", 1.0, "out of device memory: the job stopped",
         (Evidence("requested per core", e.get("requested_bytes", 0) / 2**30, "GiB"),
          Evidence("capacity per core", e.get("capacity_bytes", 0) / 2**30, "GiB")),
-        "shard the optimizer state (ZeRO-1), enable activation checkpointing or halve the micro-batch",
+        "shard the optimizer state (ZeRO-1), enable activation checkpointing or halve the micro-batch; "
+        "if memory grew step after step, free tensors kept across steps",
         "memory", 1.0)
+
+
+@rule("launch_overhead", "bottleneck", Phase.PRIMARY, "vcpu", telemetry="no",
+      when=lambda th: f"the training process's main thread saturated (>= {_pct(th.saturated)} of a core) while the "
+                      f"device is below the threshold, the loader workers < {th.loader_cores:g} cores and (with "
+                      f"execution_stats) >= {th.launch_rate:g} executions/s that keep the device busy "
+                      f"< {_pct(th.turns)} of the window",
+      why="small graphs: the host spends longer preparing and launching each graph than the device spends "
+          "running it")
+def _launch_overhead(st: WindowStats, th: Thresholds, found: Sequence[Hint]) -> Hint | None:
+    hs = host(st, th)
+    if hs.main is None or hs.main < th.saturated:
+        return None
+    if hs.loaders is not None and hs.loaders >= th.loader_cores:
+        return None  # loaders at work too: the input rule's case, or nothing this can separate
+    if hs.cover is not None and (st.exec_rate is None or st.exec_rate < th.launch_rate or hs.cover >= th.turns):
+        return None
+    share = 1 - hs.cover if hs.cover is not None else _lost(st)
+    share = min(share, _lost(st))
+    ev = [Evidence("main thread busy", hs.main * 100, "%"), Evidence("average utilisation", st.util, "%")]
+    if st.exec_rate is not None and st.dev_latency is not None:
+        ev += [Evidence("executions", st.exec_rate, "/s"), Evidence("device latency per execution",
+                                                                    st.dev_latency * 1e3, "ms")]
+    conf = 0.8 if hs.cover is not None and hs.main_from == "process" else 0.55
+    return Hint(
+        "launch_overhead", "bottleneck", severity(share, th), conf,
+        "launch overhead: the host cannot launch graphs as fast as the device runs them", tuple(ev),
+        "make the graphs larger: remove graph breaks (prints, .item(), data-dependent control flow), raise the "
+        "micro-batch, or mark the step for one compiled graph (torch_xla mark_step once per step)",
+        "vcpu", share, hs.lacked())
+
+
+@rule("warm_up", "advisory", Phase.ADVISORY, "memory", telemetry="no",
+      when=lambda th: f"below the threshold, while device memory grows >= {_pct(th.warmup_growth)} within the window "
+                      f"(graphs and weights loading), or >= {_pct(th.warmup_idle_rows)} of the reports have every core "
+                      f"idle and no execution while >= {th.warmup_host_cores:g} host cores work (compiling)",
+      why="a run starts by compiling and loading its graphs; that phase is not a bottleneck to tune")
+def _warm_up(st: WindowStats, th: Thresholds, found: Sequence[Hint]) -> Hint | None:
+    if st.util >= th.util_below:
+        return None
+    loading = st.mem_growth >= th.warmup_growth
+    work = host(st, th).host_work
+    compiling = (st.idle_rows >= th.warmup_idle_rows and (st.exec_rate or 0.0) == 0.0
+                 and work is not None and work >= th.warmup_host_cores)
+    if not (loading or compiling):
+        return None
+    ev = [Evidence("average utilisation", st.util, "%"),
+          Evidence("device memory gained in the window", st.mem_growth * 100, "%")]
+    if work is not None:
+        ev.append(Evidence("host cores at work", work, "cores"))
+    return Hint(
+        "warm_up", "advisory", "info", 0.7, "warm-up: " + ("loading graphs and weights" if loading else
+                                                            "compiling graphs (no executions yet)"),
+        tuple(ev), "nothing to tune yet: the diagnosis starts when training reaches steady state "
+                   "(a cached compilation, neuron_parallel_compile, shortens this)", "memory", 0.0)
+
+
+@rule("memory_leak", "advisory", Phase.ADVISORY, "memory", telemetry="no",
+      when=lambda th: f"while the cores work (>= {th.busy_core_pct:g} %), device memory grows >= "
+                      f"{_pct(th.leak_growth)} within the window and at that rate fills the fullest device within "
+                      f"{th.leak_horizon_s / 60:g} min",
+      why="a training step's memory is allocated once; memory that keeps growing is tensors kept across steps, "
+          "and the job will run out of memory")
+def _memory_leak(st: WindowStats, th: Thresholds, found: Sequence[Hint]) -> Hint | None:
+    if st.util < th.busy_core_pct or st.mem_growth < th.leak_growth or not st.capacity or st.mem_frac_max <= 0:
+        return None
+    rate = st.mem_growth * st.mem_frac_max / th.window_s  # capacity shares per second, on the fullest device
+    to_full = max(0.0, 1 - st.mem_frac_max) / rate
+    if to_full > th.leak_horizon_s:
+        return None
+    return Hint(
+        "memory_leak", "advisory", "critical" if to_full < 300 else "warning", 0.75,
+        f"device memory grows while training: full in about {to_full / 60:.0f} min",
+        (Evidence("growth over the window", st.mem_growth * 100, "%"),
+         Evidence("device memory used", st.mem_frac_max * 100, "%"),
+         Evidence("time until full", to_full / 60, "min")),
+        "free tensors kept across steps (losses or outputs appended to a list, a growing cache); "
+        "detach and move logged values to the host", "memory", 1 / (1 + to_full / 600))
 
 
 def causes_table(th: Thresholds = DEFAULTS) -> str:

@@ -40,6 +40,17 @@ class WindowStats:
     training: Dims | None = None
     busbw_frac: float | None = None
     link_frac: float | None = None
+    # what a plain neuron-monitor report carries about the host and the executions (None: absent)
+    exec_rate: float | None = None  # executions completed per second on each working core
+    dev_cover: float | None = None  # executions/s x device latency: the share of time a graph runs on the device
+    dev_latency: float | None = None  # s, the executions' median device latency (weighted by executions)
+    host_per_exec: float | None = None  # s, total - device latency: the runtime's host time per execution
+    exec_errors: float = 0.0  # executions completed with an error
+    proc_cores: float | None = None  # the training process's CPU, in cores (neuron_runtime_vcpu_usage x vCPUs)
+    host_cores: float | None = None  # the whole host's busy CPU, in cores
+    idle_rows: float = 0.0  # share of the window's reports with every core idle and no execution
+    dtype: str = ""  # the training's number format (extension), "" when unknown
+    mem_growth: float = 0.0  # device memory gained over the window, as a share of its value at the end
 
 
 def _busy_rows(values: np.ndarray, busy: np.ndarray) -> np.ndarray:
@@ -75,6 +86,14 @@ class WindowArrays:
     peak: float
     training: Dims | None  # the last sample's training figures (micro_batch, seq)
     events: list[dict]
+    executions: np.ndarray | None = None  # [k] completed executions, NaN where a report has none
+    exec_errors: np.ndarray | None = None  # [k]
+    latency: np.ndarray | None = None  # [k] total latency p50, s
+    device_latency: np.ndarray | None = None  # [k] device latency p50, s
+    proc_cores: np.ndarray | None = None  # [k] the training process's CPU in cores (NaN: no vCPU figures)
+    host_cores: np.ndarray | None = None  # [k] the host's busy CPU in cores
+    dtype: str = ""
+    exec_cores: int = 0  # cores the first runtime drives (0: unknown)
 
 
 class _Rows:
@@ -136,6 +155,24 @@ def stats_of_windows(w: WindowArrays, bounds: Sequence[tuple[int, int]] | np.nda
     hbm, tensor, comm, wait, busbw, linkf = (nan.copy() for _ in range(6))
     dev = np.zeros(nw, dtype=np.int64)
     has_busbw = np.zeros(nw, dtype=bool)
+    # executions and the host (plain neuron-monitor): per row, then per window
+    nanr = np.full(R, np.nan)
+    ex = w.executions if w.executions is not None else nanr
+    ex_ok = ~np.isnan(ex)
+    ex0 = np.nan_to_num(ex)
+    per = np.where(w.period > 0, w.period, 1.0)
+    rate_row = ex0 / per
+    lat_d = np.nan_to_num(w.device_latency if w.device_latency is not None else nanr)
+    lat_t = np.nan_to_num(w.latency if w.latency is not None else nanr)
+    cover_row = rate_row * lat_d
+    idle_row = ((w.util.max(axis=1) if n else np.zeros(R)) < 1.0) & (ex0 == 0)
+    proc_row = w.proc_cores if w.proc_cores is not None else nanr
+    hostc_row = w.host_cores if w.host_cores is not None else nanr
+    mem_row = w.mem_core.sum(axis=1).astype(np.float64) if n else np.zeros(R)
+    err_row = np.nan_to_num(w.exec_errors) if w.exec_errors is not None else np.zeros(R)
+    exec_ok = np.zeros(nw, dtype=bool)
+    rate, cover, dlat, hpe, errs, proc, hostc, idle, growth = (np.zeros(nw) for _ in range(9))
+    proc_ok = np.zeros(nw, dtype=bool)
     lengths = b[:, 1] - b[:, 0]
     for k in sorted(set(lengths.tolist())):  # (not np.unique: it imports numpy.ma, 10 ms per process)
         sel = np.flatnonzero(lengths == k)
@@ -174,7 +211,26 @@ def stats_of_windows(w: WindowArrays, bounds: Sequence[tuple[int, int]] | np.nda
                     linkf[sel] = mean(w.link_mean) / w.link_bw
         if dev_row is not None:
             dev[sel] = rows(dev_row).max(axis=1)
+        exec_ok[sel] = rows(ex_ok).all(axis=1)
+        rate[sel] = mean(rate_row)
+        cover[sel] = mean(cover_row)
+        n_ex = rows(ex0).sum(axis=1)
+        dlat[sel] = rows(ex0 * lat_d).sum(axis=1) / np.maximum(n_ex, 1e-12)
+        hpe[sel] = rows(ex0 * np.maximum(lat_t - lat_d, 0.0)).sum(axis=1) / np.maximum(n_ex, 1e-12)
+        errs[sel] = rows(err_row).sum(axis=1)
+        pr = rows(proc_row)
+        proc_ok[sel] = ~np.isnan(pr).any(axis=1)
+        proc[sel] = np.nan_to_num(pr).mean(axis=1)
+        hostc[sel] = np.nan_to_num(rows(hostc_row)).mean(axis=1)
+        idle[sel] = mean(idle_row.astype(np.float64))
+        mr = rows(mem_row)
+        growth[sel] = (mr[:, -1] - mr[:, 0]) / np.maximum(mr[:, -1], 1.0)
     allocated = (mem >= th.allocated_bytes) | (core_util >= 1.0)
+    # A runtime that drives several cores runs one execution per core at a time: per core, the
+    # executions are those of the cores that work (at most the runtime's own).
+    working = (allocated & (core_util >= th.idle_core_pct)).sum(axis=1)
+    per_core = np.maximum(1, np.minimum(w.exec_cores or n, working))
+    rate, cover = rate / per_core, cover / per_core
     no_vcpu = np.zeros(0)
     has_vcpu = util < vcpu_below if vcpu_below is not None else np.ones(nw, dtype=bool)
     cap = w.hbm_capacity
@@ -183,11 +239,17 @@ def stats_of_windows(w: WindowArrays, bounds: Sequence[tuple[int, int]] | np.nda
                _present(tensor, tensor_row is not None), _present(comm, ext),
                _present(wait, ext and len(w.input_wait) > 0), _present(busbw, has_busbw),
                _present(linkf, ext and bool(w.link_bw) and len(w.link_mean) > 0), dev.tolist(), strict=True)
+    has_ex = exec_ok & (rate > 0)
     return [WindowStats(
         n=n, util=u, core_util=core_util[i], allocated=allocated[i], has_ext=w.has_ext, has_flops=w.flops is not None,
         flops=fl, peak=w.peak, vcpu_busy=vcpu[i] if has_vcpu[i] else no_vcpu, host_busy=hb, hbm_frac=hf, tensor_active=ta,
         exposed_comm=cm, input_wait=wt, mem_frac_max=dv / cap if cap else 0.0, mem_dev_max=dv, capacity=cap,
         events=w.events, training=w.training, busbw_frac=bb, link_frac=lf,
+        exec_rate=float(rate[i]) if exec_ok[i] else None, dev_cover=float(cover[i]) if has_ex[i] else None,
+        dev_latency=float(dlat[i]) if has_ex[i] else None, host_per_exec=float(hpe[i]) if has_ex[i] else None,
+        exec_errors=float(errs[i]), proc_cores=float(proc[i]) if proc_ok[i] else None,
+        host_cores=float(hostc[i]) if proc_ok[i] else None, idle_rows=float(idle[i]), mem_growth=float(growth[i]),
+        dtype=w.dtype,
     ) for i, (u, fl, hb, hf, ta, cm, wt, bb, lf, dv) in enumerate(cols)]
 
 
@@ -229,7 +291,17 @@ def window_of_batches(segs: list, stream: bool = False) -> WindowArrays:
     t = Dims(int(last.micro_batch[e_last - 1]), int(last.seq_len[e_last - 1])) if lay.has_training else None
     events = [ev for b, a, e in segs for i in range(a, e) for ev in b.events.get(i, ())] \
         if any(b.events for b, _, _ in segs) else []
+    def ex(name: str) -> np.ndarray:
+        return cat(lambda b: b.extra.get(name, np.full(len(b), np.nan)))
+
+    def cores(b, pct: np.ndarray) -> np.ndarray:
+        return pct / 100.0 * b.layout.n_vcpu if b.layout.n_vcpu else np.full(len(b), np.nan)
+
     return WindowArrays(
+        dtype=lay.dtype, exec_cores=lay.exec_cores, executions=ex("executions"), exec_errors=ex("exec_errors"), latency=ex("latency_p50"),
+        device_latency=ex("device_latency_p50"),
+        proc_cores=cat(lambda b: cores(b, b.runtime_user + b.runtime_system)),
+        host_cores=cat(lambda b: cores(b, 100.0 - b.sys_idle)),
         util=cat(lambda b: b.util), mem_core=cat(lambda b: b.mem_core),
         flops=cat(lambda b: b.flops) if has_flops or stream else None, vcpu_busy=vcpu, sys_idle=cat(lambda b: b.sys_idle),
         has_ext=has_ext, hbm_rate=cat(lambda b: b.hbm_rate) if has_ext else None,

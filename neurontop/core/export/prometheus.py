@@ -35,11 +35,15 @@ class NeuronCollector(Collector):
         self.report: Report | None = None
         self.sample: Sample | None = None
         self.hints: list[Hint] = []
+        self.lost: dict[str, float] = {}
         self.totals: dict[tuple, float] = {}  # (metric, labels...) -> running total of a counter
         self.created: dict[tuple, float] = {}
 
-    def update(self, rep: Report, sample: Sample | None = None, hints: list[Hint] | None = None) -> None:
+    def update(self, rep: Report, sample: Sample | None = None, hints: list[Hint] | None = None,
+               lost: dict[str, float] | None = None) -> None:
+        """`lost`: the hint monitor's time-loss breakdown (utilisation points by cause)."""
         self.report, self.sample, self.hints = rep, sample, list(hints or [])
+        self.lost = dict(lost or {})
         now = time.time()
         for rt in rep.neuron_runtime_data:
             es = rt.report.execution_stats
@@ -159,11 +163,12 @@ class NeuronCollector(Collector):
         """neuron-top's series: what neuron-monitor lacks (the extension) and the diagnosis."""
         s = self.sample
         found = gauge("neurontop_finding", "1 for each finding neuron-top shows", ("cause", "kind", "severity"))
-        lost = gauge("neurontop_lost_utilization_ratio", "share of the window a bottleneck explains", ("cause",))
+        lost = gauge("neurontop_lost_utilization_ratio",
+                     "utilisation lost below 100 %, by cause (the time-loss breakdown), as a ratio", ("cause",))
         for h in self.hints:
             found.add_metric([*inst, h.cause, h.kind, h.severity], 1.0)
-            if h.kind == "bottleneck":
-                lost.add_metric([*inst, h.cause], float(h.score))
+        for cause, points in self.lost.items():
+            lost.add_metric([*inst, cause], points / 100)
         yield found
         yield lost
         if s is None:

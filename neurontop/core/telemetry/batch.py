@@ -36,6 +36,8 @@ class Layout:
     has_input: bool
     instance_id: str = ""
     instance_type: str = ""
+    dtype: str = ""  # the training's number format, when the extension says it
+    exec_cores: int = 0  # cores the first runtime drives: its executions run concurrently, one per core
 
 
 @dataclass
@@ -101,7 +103,7 @@ def layout_of(s: Sample) -> Layout:
         s.n_cores, s.cores_per_device, s.n_devices, s.hbm_capacity, s.hbm_bw, s.core_peak_flops, s.link_pairs,
         s.link_bw, len(s.vcpu_busy), -1 if s.link_rate is None else len(s.link_rate), s.engines is not None,
         s.hbm_rate is not None, s.training is not None, s.input is not None, s.instance_id,
-        s.instance_type)
+        s.instance_type, s.training.dtype if s.training is not None else "", s.exec_cores)
 
 
 def from_samples(samples: list[Sample]) -> list[Batch]:

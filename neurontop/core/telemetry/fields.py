@@ -94,6 +94,8 @@ def _links(lay: Layout, has_flops: bool) -> bool:
 
 
 _NM = "neuron_runtime_data[].report"
+_RT0 = ("neuron_runtime_data", 0, "report")
+_EXEC = "neuron_runtime_data[0].report.execution_stats"
 _EXT = "neuron_top"
 
 FIELDS: list[Field] = [
@@ -175,6 +177,19 @@ FIELDS: list[Field] = [
           path=("system_data", "memory_info", "memory_total_bytes")),
     Field("vcpu_busy", "vcpu", "%", "gauge", "100 - system_data.vcpu_usage.usage_data.*.idle",
           "each vCPU's busy share", sample=lambda s: s.vcpu_busy),
+    # -- executions (the first runtime's execution_stats: one training process drives its cores) -----
+    Field("executions", "row", "", "gauge", f"{_EXEC}.execution_summary.completed",
+          "graphs completed in the window (absent: no execution_stats)", path=(*_RT0, "execution_stats",
+                                                                              "execution_summary", "completed")),
+    Field("exec_errors", "row", "", "gauge", f"{_EXEC}.execution_summary.completed_with_err",
+          "executions completed with an error", path=(*_RT0, "execution_stats", "execution_summary",
+                                                     "completed_with_err")),
+    Field("latency_p50", "row", "s", "gauge", f"{_EXEC}.latency_stats.total_latency.p50",
+          "median total latency of an execution (host and device)",
+          path=(*_RT0, "execution_stats", "latency_stats", "total_latency", "p50")),
+    Field("device_latency_p50", "row", "s", "gauge", f"{_EXEC}.latency_stats.device_latency.p50",
+          "median time of an execution on the device",
+          path=(*_RT0, "execution_stats", "latency_stats", "device_latency", "p50")),
     # -- training (extension) -----------------------------------------------------------------------
     Field("loss", "row", "", "gauge", f"{_EXT}.training.loss", "training loss", group="training", csv="loss",
           decimals=5, present=lambda lay, has_flops: lay.has_training,

@@ -54,6 +54,7 @@ class Sample:
     host_mem_used: int
     runtimes: tuple[tuple[int, str], ...]  # (pid, tag)
     runtime_util: tuple[np.ndarray, ...]  # per runtime [cores]
+    exec_cores: int  # cores the first runtime drives (neuroncores_in_use keys)
     executions: int
     latency_p50: float | None
     device_latency_p50: float | None
@@ -187,6 +188,7 @@ class Decoder:
         runtimes, rt_utils = [], []
         period = 0.0
         executions = 0
+        exec_cores = 0  # the cores the first runtime drives: its executions run one per core at a time
         lat = dlat = None
         for rt in rep.neuron_runtime_data:
             r = rt.report
@@ -195,6 +197,8 @@ class Decoder:
                 period = period or float(r.neuroncore_counters.period)
                 items = r.neuroncore_counters.neuroncores_in_use.items()
                 idx = [int(k) for k, _ in items]  # keys were checked while sizing n
+                if rt is rep.neuron_runtime_data[0]:
+                    exec_cores = len(idx)
                 missing = next((k for k, c in items if c.neuroncore_utilization is None), None)
                 if missing is not None:
                     raise DecodeError(f"invalid report: core {missing} in neuroncores_in_use has no "
@@ -272,7 +276,7 @@ class Decoder:
             util=np.clip(util, 0.0, 100.0), flops=flops, mem=mem, host_mem=tuple(host),  # type: ignore[arg-type]
             runtime_user=rt_user, runtime_system=rt_sys, sys_user=su, sys_system=ss, sys_idle=si,
             sys_iowait=sw, vcpu_busy=busy, host_mem_total=mt, host_mem_used=mu, runtimes=tuple(runtimes),
-            runtime_util=tuple(rt_utils), executions=executions, latency_p50=lat, device_latency_p50=dlat,
+            runtime_util=tuple(rt_utils), exec_cores=exec_cores, executions=executions, latency_p50=lat, device_latency_p50=dlat,
             instance_id=rep.instance_info.instance_id if rep.instance_info else "", extras=_extras(rep), **kw,
         )
 
