@@ -12,7 +12,7 @@ import json
 import sys
 import time
 
-from . import monitors, profiles_bench, simulator, telemetry
+from . import diagnosis, monitors, profiles_bench, simulator, telemetry
 from .common import Results, machine
 
 SECTIONS = {
@@ -24,6 +24,7 @@ SECTIONS = {
     "profiles": profiles_bench.run,
     "export": profiles_bench.export_only,  # part of "profiles"; alone for a quick re-run
     "recording": profiles_bench.recording_only,  # part of "profiles"; alone for a quick re-run
+    "diagnosis": diagnosis.run,
 }
 
 

@@ -154,7 +154,7 @@ def op_time(preset: Preset, op: Op, dtype: str, ideal: str = "") -> tuple[float,
     eff_c = tensor_eff(op.flops) if op.engine == "tensor" else 0.9
     t_c = op.flops / (peak * max(eff_c, 1e-3))
     t_m = op.hbm_bytes / (preset.core_hbm_bw * max(mem_eff(op.hbm_bytes), 1e-3))
-    if ideal == "memory" and op.engine == "tensor":
+    if "memory" in ideal and op.engine == "tensor":
         t_m = min(t_m, t_c)
     return max(t_c, t_m) + OP_FIXED_S, t_c + OP_FIXED_S, t_m
 
@@ -199,7 +199,7 @@ def collective_time(preset: Preset, c: Collective, knobs: Knobs, cfg: Transforme
 
 def step_model(preset: Preset, base_cfg: TransformerConfig, knobs: Knobs, ideal: str = "") -> StepModel:
     """One step's figures. `ideal` is for counterfactuals only (truth.py): "memory" removes matmuls'
-    HBM stalls."""
+    HBM stalls, "comm" the collectives' time."""
     cfg = knobs.apply(base_cfg)
     cfg.validate()
     n = preset.n_cores
@@ -231,6 +231,8 @@ def step_model(preset: Preset, base_cfg: TransformerConfig, knobs: Knobs, ideal:
     accum = cfg.accumulation
     for c in colls:
         t, sent = collective_time(preset, c, knobs, cfg)
+        if "comm" in ideal:
+            t = 0.0  # the counterfactual of communication: collectives that cost nothing
         calls = c.count * (accum if c.per == "microbatch" else 1)
         if c.per == "microbatch":
             exposed_each = t * (1 - TP_OVERLAP) if c.kind == "all_reduce" else t

@@ -19,7 +19,7 @@ from ..telemetry.batch import Batch, from_samples
 from ..telemetry.sample import Sample
 from ..telemetry.units import clock, format_evidence, plural
 from .hints import HintMonitor
-from .rules import SEVERITY_RANK, Hint
+from .rules import SEVERITY_RANK, WAIT, Hint, precedence
 from .thresholds import DEFAULTS, Thresholds
 
 
@@ -99,6 +99,8 @@ class Segment:
                           "avg_util_pct": round(float(u[k:j + 1].mean()), 2)})
             k = j + 1
         findings = []
+        causes_found = {c for c, rs in self.runs.items() if c == "input_pipeline"
+                        and any(h.evidence and h.evidence[0].name == WAIT for r in rs for h in r.hints)}
         for cause, rs in self.runs.items():
             for r in rs:
                 whole = r.start_s <= 1e-9 and r.end_s >= last - 1e-9
@@ -108,7 +110,8 @@ class Segment:
                 d = best.to_dict()
                 d.update(start_s=round(r.start_s, 3), end_s=round(r.end_s + self.period, 3),
                          share_of_run=round((r.duration + self.period) / total, 4))
-                d["_rank"] = (cause != "out_of_memory", best.kind != "bottleneck" or cause == "unexplained",
+                first = precedence(best, causes_found)
+                d["_rank"] = (cause != "out_of_memory", first[1], first[2] and below_input(self.runs, r),
                               -(r.duration + self.period) * max(best.score, 0.05), SEVERITY_RANK[best.severity])
                 findings.append(d)
         findings.sort(key=lambda d: d["_rank"])
@@ -127,6 +130,13 @@ class Segment:
             return {}
         by = {c: round(v / self.low_evals, 2) for c, v in sorted(self.lost_sum.items(), key=lambda kv: -kv[1])}
         return {"windows": self.low_evals, "lost_pct": round(sum(by.values()), 2), "by_cause": by}
+
+
+def below_input(runs: dict[str, list[Run]], r: Run) -> bool:
+    """A device-side finding overlaps an input-pipeline finding for most of its time: it ranks below it."""
+    over = sum(max(0.0, min(r.end_s, x.end_s) - max(r.start_s, x.start_s)) for x in runs.get("input_pipeline", []))
+    return over >= 0.5 * r.duration if r.duration > 0 else any(
+        x.start_s <= r.start_s <= x.end_s for x in runs.get("input_pipeline", []))
 
 
 @dataclass

@@ -144,9 +144,23 @@ def rank(st: WindowStats, th: Thresholds = DEFAULTS) -> list[Hint]:
                 h = r.evaluate(st, th, found)
                 if h is not None:
                     found.append(h)
-    found.sort(key=lambda h: (h.cause not in STOPS, h.kind != "bottleneck" or h.cause == "unexplained", -h.score,
-                              SEVERITY_RANK[h.severity]))
+    binding = {h.cause for h in found if h.cause == "input_pipeline" and h.evidence[0].name == WAIT}
+    found.sort(key=lambda h: (*precedence(h, binding), -h.score, SEVERITY_RANK[h.severity]))
     return found
+
+
+WAIT = "device waiting for input"  # the input pipeline's measured wait (extension)
+
+
+def precedence(h: Hint, causes_found: set[str]) -> tuple[bool, bool, bool]:
+    """The first part of a finding's sort key (rank, diagnose): the findings that stop a diagnosis,
+    then bottlenecks (`unexplained` last), and a measured input wait before device-side causes: a
+    device that waits for input has time to spare, so removing a device-side cause alone would not
+    raise throughput (idle cores aside, which add throughput of their own). Without the measured
+    wait, the causes rank by their shares."""
+    binding = "input_pipeline" in causes_found
+    return (h.cause not in STOPS, h.kind != "bottleneck" or h.cause == "unexplained",
+            binding and h.cause not in ("input_pipeline", "idle_cores"))
 
 
 def breakdown(st: WindowStats, hints: Sequence[Hint]) -> dict[str, float]:
@@ -190,6 +204,7 @@ class Host:
     loaders: float | None
     cover: float | None
     host_work: float | None = None  # host cores busy beyond what idle vCPUs show
+    work_frac: float = 1.0  # the working cores' share of all cores: a per-core loss times this is the job's
 
     def lacked(self) -> tuple[str, ...]:
         out = []
@@ -201,8 +216,8 @@ class Host:
 
 
 def host(st: WindowStats, th: Thresholds) -> Host:
-    working = st.allocated & (st.core_util >= th.idle_core_pct)
-    device = float(st.core_util[working].mean()) / 100 if working.any() else st.util / 100
+    working_cores = st.allocated & (st.core_util >= th.idle_core_pct)
+    device = float(st.core_util[working_cores].mean()) / 100 if working_cores.any() else st.util / 100
     if st.proc_cores is not None:
         main, src = min(1.0, st.proc_cores), "process"
     elif len(st.vcpu_busy):
@@ -218,7 +233,13 @@ def host(st: WindowStats, th: Thresholds) -> Host:
         working = max(0.0, st.host_cores - floor)
         if st.proc_cores is not None:
             loaders = max(0.0, working - st.proc_cores)
-    return Host(device, main, src, loaders, st.dev_cover, working)
+    frac = float(working_cores.sum()) / max(1, st.n) if working_cores.any() else 1.0
+    return Host(device, main, src, loaders, st.dev_cover, working, frac)
+
+
+def _job(st: WindowStats, hs: Host, per_core: float) -> float:
+    """A loss on each working core as a share of the whole job's utilisation (idle cores aside)."""
+    return max(0.0, min(_lost(st), per_core * hs.work_frac))
 
 
 def _pct(x: float) -> str:
@@ -238,15 +259,15 @@ def _input_pipeline(st: WindowStats, th: Thresholds, found: Sequence[Hint]) -> H
     if st.input_wait is not None:
         if st.input_wait < th.input_wait:
             return None
-        share, conf = st.input_wait, 0.9
-        ev.append(Evidence("device waiting for input", st.input_wait * 100, "%"))
+        share, conf = _job(st, hs, st.input_wait), 0.9
+        ev.append(Evidence(WAIT, st.input_wait * 100, "%"))
     else:
         if hs.main is None or hs.loaders is None or hs.main >= th.saturated or hs.loaders < th.loader_cores:
             return None
         gap = 1 - hs.cover if hs.cover is not None else 1 - hs.device
         if gap < th.input_gap:
             return None
-        share, conf = min(gap, _lost(st)), 0.75 if hs.cover is not None else 0.6
+        share, conf = _job(st, hs, gap), 0.75 if hs.cover is not None else 0.6
         ev.append(Evidence("device idle between graphs" if hs.cover is not None else "device idle", gap * 100, "%"))
     if hs.loaders is not None:
         ev.append(Evidence("host cores busy outside the training process", hs.loaders, "cores"))
@@ -275,7 +296,7 @@ def _communication(st: WindowStats, th: Thresholds, found: Sequence[Hint]) -> Hi
         ev = [Evidence("time in exposed collectives", comm * 100, "%")]
         if st.busbw_frac is not None:
             ev.append(Evidence("bus bandwidth / link bandwidth", st.busbw_frac * 100, "%"))
-        share, conf = comm, 0.85
+        share, conf = _job(st, host(st, th), comm), 0.85
     else:
         hs = host(st, th)
         working = int((st.allocated & (st.core_util >= th.idle_core_pct)).sum())
@@ -291,7 +312,7 @@ def _communication(st: WindowStats, th: Thresholds, found: Sequence[Hint]) -> Hi
         ev = [Evidence("device executing a graph", hs.cover * 100, "%"),
               Evidence("engines idle inside graphs", inside * 100, "%"),
               Evidence("FLOP/s of bf16 peak while busy", productive * 100, "%")]
-        share, conf = min(inside, _lost(st)), 0.6
+        share, conf = _job(st, hs, inside), 0.6
     ev.append(Evidence("average utilisation", st.util, "%"))
     return Hint(
         "communication", "bottleneck", severity(share, th), conf,
@@ -317,7 +338,8 @@ def _hbm_bandwidth(st: WindowStats, th: Thresholds, found: Sequence[Hint]) -> Hi
         ev.append(Evidence("tokens per micro-batch", tok, "tokens"))
     act = ("double the micro-batch" + (f" (from {t.micro_batch} x {t.seq} tokens)" if t is not None and tok else "")
            + " or fuse element-wise ops to raise arithmetic intensity")
-    share = max(0.0, _lost(st) - (st.exposed_comm or 0.0) - (st.input_wait or 0.0))
+    hs = host(st, th)
+    share = _job(st, hs, 1 - hs.device - (st.exposed_comm or 0.0) - (st.input_wait or 0.0))
     return Hint("hbm_bandwidth", "bottleneck", severity(share, th), 0.8,
                 "HBM-bandwidth bound: low arithmetic intensity", tuple(ev), act, "memory", share)
 
@@ -397,21 +419,23 @@ def _idle_cores(st: WindowStats, th: Thresholds, found: Sequence[Hint]) -> Hint 
 @rule("host_sync", "bottleneck", Phase.PRIMARY, "cores", telemetry="either (lower confidence without)",
       when=lambda th: f"the device's busy share plus the training process's main thread's >= {_pct(th.turns)} "
                       f"of the window, the main thread >= {_pct(th.host_turn)} and not saturated "
-                      f"(< {_pct(th.saturated)}), loader workers < {th.loader_cores:g} cores, and (with "
-                      "execution_stats) the device idle between graphs rather than inside them",
+                      f"(< {_pct(th.saturated)}; saturated only between few graphs, < {th.launch_rate:g}/s per "
+                      "core), and (with execution_stats) the device idle between graphs rather than inside them",
       why="device and host take turns: each step waits for a result on the host (loss.item(), a print, a "
           "graph rebuild) before the next graph starts")
 def _host_sync(st: WindowStats, th: Thresholds, found: Sequence[Hint]) -> Hint | None:
     hs = host(st, th)
-    if hs.main is None or not (th.host_turn <= hs.main < th.saturated) or hs.device + hs.main < th.turns:
+    if hs.main is None or hs.main < th.host_turn or hs.device + hs.main < th.turns:
         return None
-    if hs.loaders is not None and hs.loaders >= th.loader_cores:
+    # a saturated main thread between few, long graphs is host work per step too (many short graphs
+    # at a high rate are the launch-overhead rule's); without execution_stats it cannot be told
+    if hs.main >= th.saturated and (st.exec_rate is None or st.exec_rate >= th.launch_rate):
         return None
     if hs.cover is not None and min(hs.cover, 1.0) - hs.device >= th.stall_idle:
         return None  # the device idles inside its graphs, not between them
     if (st.input_wait or 0) >= th.input_wait or (st.exposed_comm or 0) >= th.exposed_comm:
         return None
-    share = min(_lost(st), hs.main)
+    share = _job(st, hs, min(1 - hs.device, hs.main))
     conf = 0.8 if hs.cover is not None and hs.main_from == "process" else 0.6
     return Hint(
         "host_sync", "bottleneck", severity(share, th), conf,
@@ -515,22 +539,24 @@ def _out_of_memory(st: WindowStats, th: Thresholds, found: Sequence[Hint]) -> Hi
 
 
 @rule("launch_overhead", "bottleneck", Phase.PRIMARY, "vcpu", telemetry="no",
-      when=lambda th: f"the training process's main thread saturated (>= {_pct(th.saturated)} of a core) while the "
-                      f"device is below the threshold, the loader workers < {th.loader_cores:g} cores and (with "
-                      f"execution_stats) >= {th.launch_rate:g} executions/s that keep the device busy "
-                      f"< {_pct(th.turns)} of the window",
+      when=lambda th: f"the training process's main thread saturated (>= {_pct(th.saturated)} of a core; with "
+                      f"execution_stats, busy >= {_pct(th.launch_main)}: the step's other phases dilute it) while the "
+                      f"device is below the threshold and (with execution_stats) >= {th.launch_rate:g} executions/s "
+                      f"per core that keep the device busy < {_pct(th.turns)} of the window (without them: the "
+                      f"loader workers < {th.loader_cores:g} cores)",
       why="small graphs: the host spends longer preparing and launching each graph than the device spends "
           "running it")
 def _launch_overhead(st: WindowStats, th: Thresholds, found: Sequence[Hint]) -> Hint | None:
     hs = host(st, th)
-    if hs.main is None or hs.main < th.saturated:
+    if hs.main is None or hs.main < (th.launch_main if hs.cover is not None else th.saturated):
         return None
-    if hs.loaders is not None and hs.loaders >= th.loader_cores:
-        return None  # loaders at work too: the input rule's case, or nothing this can separate
+    if hs.cover is None and hs.loaders is not None and hs.loaders >= th.loader_cores:
+        return None  # loaders at work too and no execution rate to tell launching from loading
+    if (st.input_wait or 0) >= th.input_wait:
+        return None  # the extension says the device waits for input
     if hs.cover is not None and (st.exec_rate is None or st.exec_rate < th.launch_rate or hs.cover >= th.turns):
         return None
-    share = 1 - hs.cover if hs.cover is not None else _lost(st)
-    share = min(share, _lost(st))
+    share = _job(st, hs, 1 - hs.cover if hs.cover is not None else 1 - hs.device)
     ev = [Evidence("main thread busy", hs.main * 100, "%"), Evidence("average utilisation", st.util, "%")]
     if st.exec_rate is not None and st.dev_latency is not None:
         ev += [Evidence("executions", st.exec_rate, "/s"), Evidence("device latency per execution",
@@ -547,7 +573,8 @@ def _launch_overhead(st: WindowStats, th: Thresholds, found: Sequence[Hint]) -> 
 @rule("warm_up", "advisory", Phase.ADVISORY, "memory", telemetry="no",
       when=lambda th: f"below the threshold, while device memory grows >= {_pct(th.warmup_growth)} within the window "
                       f"(graphs and weights loading), or >= {_pct(th.warmup_idle_rows)} of the reports have every core "
-                      f"idle and no execution while >= {th.warmup_host_cores:g} host cores work (compiling)",
+                      f"idle and no execution while >= {th.warmup_host_cores:g} host cores work (compiling), or the "
+                      f"window's first {_pct(th.warmup_lead)} of reports are idle before the work starts",
       why="a run starts by compiling and loading its graphs; that phase is not a bottleneck to tune")
 def _warm_up(st: WindowStats, th: Thresholds, found: Sequence[Hint]) -> Hint | None:
     if st.util >= th.util_below:
@@ -556,7 +583,8 @@ def _warm_up(st: WindowStats, th: Thresholds, found: Sequence[Hint]) -> Hint | N
     work = host(st, th).host_work
     compiling = (st.idle_rows >= th.warmup_idle_rows and (st.exec_rate or 0.0) == 0.0
                  and work is not None and work >= th.warmup_host_cores)
-    if not (loading or compiling):
+    started = st.lead_idle >= th.warmup_lead  # the window began idle and the work started inside it
+    if not (loading or compiling or started):
         return None
     ev = [Evidence("average utilisation", st.util, "%"),
           Evidence("device memory gained in the window", st.mem_growth * 100, "%")]
@@ -564,7 +592,8 @@ def _warm_up(st: WindowStats, th: Thresholds, found: Sequence[Hint]) -> Hint | N
         ev.append(Evidence("host cores at work", work, "cores"))
     return Hint(
         "warm_up", "advisory", "info", 0.7, "warm-up: " + ("loading graphs and weights" if loading else
-                                                            "compiling graphs (no executions yet)"),
+                                                            "compiling graphs (no executions yet)" if compiling
+                                                            else "the work started within the window"),
         tuple(ev), "nothing to tune yet: the diagnosis starts when training reaches steady state "
                    "(a cached compilation, neuron_parallel_compile, shortens this)", "memory", 0.0)
 

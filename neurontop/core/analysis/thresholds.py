@@ -38,12 +38,14 @@ class Thresholds:
     turns: float = 0.8  # device share + main-thread share at least this: they take turns
     host_turn: float = 0.15  # the main thread's share in a host synchronisation, at least
     launch_rate: float = 20.0  # executions per second of small graphs
+    launch_main: float = 0.6  # the main thread's share that, at that rate, says the host launches flat out
     stall_cover: float = 0.7  # a graph runs on the device this share of the window...
     stall_idle: float = 0.2  # ...while the engines idle at least this share: stalls inside the graphs
     # warm-up (a phase, not a bottleneck)
     warmup_growth: float = 0.1  # device memory gained within the window, as a share of its end value
     warmup_idle_rows: float = 0.5  # reports with every core idle and no execution...
     warmup_host_cores: float = 1.0  # ...while the host compiles on this many cores
+    warmup_lead: float = 0.2  # the window's first reports idle, then work: the job started within it
     # input pipeline (extension)
     input_wait: float = 0.1  # share of the window the device waits for input
     # communication, memory

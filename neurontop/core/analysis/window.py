@@ -42,13 +42,14 @@ class WindowStats:
     link_frac: float | None = None
     # what a plain neuron-monitor report carries about the host and the executions (None: absent)
     exec_rate: float | None = None  # executions completed per second on each working core
-    dev_cover: float | None = None  # executions/s x device latency: the share of time a graph runs on the device
+    dev_cover: float | None = None  # executions/s x mean device latency: the share of time a graph runs on the device
     dev_latency: float | None = None  # s, the executions' median device latency (weighted by executions)
     host_per_exec: float | None = None  # s, total - device latency: the runtime's host time per execution
     exec_errors: float = 0.0  # executions completed with an error
     proc_cores: float | None = None  # the training process's CPU, in cores (neuron_runtime_vcpu_usage x vCPUs)
     host_cores: float | None = None  # the whole host's busy CPU, in cores
     idle_rows: float = 0.0  # share of the window's reports with every core idle and no execution
+    lead_idle: float = 0.0  # share of the window's reports, from its start, idle before the first active one
     dtype: str = ""  # the training's number format (extension), "" when unknown
     mem_growth: float = 0.0  # device memory gained over the window, as a share of its value at the end
 
@@ -90,6 +91,7 @@ class WindowArrays:
     exec_errors: np.ndarray | None = None  # [k]
     latency: np.ndarray | None = None  # [k] total latency p50, s
     device_latency: np.ndarray | None = None  # [k] device latency p50, s
+    device_quantiles: np.ndarray | None = None  # [k, 6] device latency p0, p25, p50, p75, p99, p100
     proc_cores: np.ndarray | None = None  # [k] the training process's CPU in cores (NaN: no vCPU figures)
     host_cores: np.ndarray | None = None  # [k] the host's busy CPU in cores
     dtype: str = ""
@@ -163,15 +165,26 @@ def stats_of_windows(w: WindowArrays, bounds: Sequence[tuple[int, int]] | np.nda
     per = np.where(w.period > 0, w.period, 1.0)
     rate_row = ex0 / per
     lat_d = np.nan_to_num(w.device_latency if w.device_latency is not None else nanr)
+    # the executions' mean device time, from the percentiles (a trapezoid over the quantiles; a few
+    # long graphs, like a step's last one, weigh in as they should), else the median
+    lat_mean = lat_d
+    if w.device_quantiles is not None:
+        qs = np.array([0.0, 0.25, 0.5, 0.75, 0.99, 1.0])
+        Q = w.device_quantiles
+        ok_q = ~np.isnan(Q).any(axis=1)
+        tr = ((Q[:, 1:] + Q[:, :-1]) / 2 * np.diff(qs)).sum(axis=1)
+        lat_mean = np.where(ok_q, np.nan_to_num(tr), lat_d)
     lat_t = np.nan_to_num(w.latency if w.latency is not None else nanr)
-    cover_row = rate_row * lat_d
+    cover_row = rate_row * lat_mean
     idle_row = ((w.util.max(axis=1) if n else np.zeros(R)) < 1.0) & (ex0 == 0)
+    after_idle = np.concatenate([[False], idle_row[:-1]])
+    util_row = w.util.mean(axis=1) if n else np.zeros(R)
     proc_row = w.proc_cores if w.proc_cores is not None else nanr
     hostc_row = w.host_cores if w.host_cores is not None else nanr
     mem_row = w.mem_core.sum(axis=1).astype(np.float64) if n else np.zeros(R)
     err_row = np.nan_to_num(w.exec_errors) if w.exec_errors is not None else np.zeros(R)
     exec_ok = np.zeros(nw, dtype=bool)
-    rate, cover, dlat, hpe, errs, proc, hostc, idle, growth = (np.zeros(nw) for _ in range(9))
+    rate, cover, dlat, hpe, errs, proc, hostc, idle, growth, lead = (np.zeros(nw) for _ in range(10))
     proc_ok = np.zeros(nw, dtype=bool)
     lengths = b[:, 1] - b[:, 0]
     for k in sorted(set(lengths.tolist())):  # (not np.unique: it imports numpy.ma, 10 ms per process)
@@ -222,14 +235,23 @@ def stats_of_windows(w: WindowArrays, bounds: Sequence[tuple[int, int]] | np.nda
         proc_ok[sel] = ~np.isnan(pr).any(axis=1)
         proc[sel] = np.nan_to_num(pr).mean(axis=1)
         hostc[sel] = np.nan_to_num(rows(hostc_row)).mean(axis=1)
-        idle[sel] = mean(idle_row.astype(np.float64))
+        ir = rows(idle_row)
+        idle[sel] = ir.mean(axis=1)
+        first_active = np.where((~ir).any(axis=1), np.argmax(~ir, axis=1), ir.shape[1])
+        lead[sel] = np.where((~ir).any(axis=1), first_active / ir.shape[1], 0.0)
+        if k > 1:
+            # the work started just before the window: its first report, after an idle one, is
+            # partly idle (a report that covers the end of a warm-up), well below the others
+            ur = rows(util_row)
+            ramp = rows(after_idle)[:, 0] & (ur[:, 0] < 0.8 * ur[:, 1:].mean(axis=1))
+            lead[sel] = np.where(ramp & (lead[sel] == 0), max(1.0 / k, th.warmup_lead), lead[sel])
         mr = rows(mem_row)
         growth[sel] = (mr[:, -1] - mr[:, 0]) / np.maximum(mr[:, -1], 1.0)
     allocated = (mem >= th.allocated_bytes) | (core_util >= 1.0)
     # A runtime that drives several cores runs one execution per core at a time: per core, the
     # executions are those of the cores that work (at most the runtime's own).
-    working = (allocated & (core_util >= th.idle_core_pct)).sum(axis=1)
-    per_core = np.maximum(1, np.minimum(w.exec_cores or n, working))
+    active = (allocated & (core_util > 0.5)).sum(axis=1)  # cores with any activity run executions
+    per_core = np.maximum(1, np.minimum(w.exec_cores or n, active))
     rate, cover = rate / per_core, cover / per_core
     no_vcpu = np.zeros(0)
     has_vcpu = util < vcpu_below if vcpu_below is not None else np.ones(nw, dtype=bool)
@@ -248,7 +270,7 @@ def stats_of_windows(w: WindowArrays, bounds: Sequence[tuple[int, int]] | np.nda
         exec_rate=float(rate[i]) if exec_ok[i] else None, dev_cover=float(cover[i]) if has_ex[i] else None,
         dev_latency=float(dlat[i]) if has_ex[i] else None, host_per_exec=float(hpe[i]) if has_ex[i] else None,
         exec_errors=float(errs[i]), proc_cores=float(proc[i]) if proc_ok[i] else None,
-        host_cores=float(hostc[i]) if proc_ok[i] else None, idle_rows=float(idle[i]), mem_growth=float(growth[i]),
+        host_cores=float(hostc[i]) if proc_ok[i] else None, idle_rows=float(idle[i]), lead_idle=float(lead[i]), mem_growth=float(growth[i]),
         dtype=w.dtype,
     ) for i, (u, fl, hb, hf, ta, cm, wt, bb, lf, dv) in enumerate(cols)]
 
@@ -300,6 +322,8 @@ def window_of_batches(segs: list, stream: bool = False) -> WindowArrays:
     return WindowArrays(
         dtype=lay.dtype, exec_cores=lay.exec_cores, executions=ex("executions"), exec_errors=ex("exec_errors"), latency=ex("latency_p50"),
         device_latency=ex("device_latency_p50"),
+        device_quantiles=np.stack([ex(f"device_latency_{q}") for q in ("p0", "p25", "p50", "p75", "p99", "p100")],
+                                  axis=1),
         proc_cores=cat(lambda b: cores(b, b.runtime_user + b.runtime_system)),
         host_cores=cat(lambda b: cores(b, 100.0 - b.sys_idle)),
         util=cat(lambda b: b.util), mem_core=cat(lambda b: b.mem_core),

@@ -187,9 +187,10 @@ FIELDS: list[Field] = [
     Field("latency_p50", "row", "s", "gauge", f"{_EXEC}.latency_stats.total_latency.p50",
           "median total latency of an execution (host and device)",
           path=(*_RT0, "execution_stats", "latency_stats", "total_latency", "p50")),
-    Field("device_latency_p50", "row", "s", "gauge", f"{_EXEC}.latency_stats.device_latency.p50",
-          "median time of an execution on the device",
-          path=(*_RT0, "execution_stats", "latency_stats", "device_latency", "p50")),
+    *(Field(f"device_latency_{q}", "row", "s", "gauge", f"{_EXEC}.latency_stats.device_latency.{q}",
+            f"the {q} percentile of an execution's time on the device",
+            path=(*_RT0, "execution_stats", "latency_stats", "device_latency", q))
+      for q in ("p0", "p25", "p50", "p75", "p99", "p100")),
     # -- training (extension) -----------------------------------------------------------------------
     Field("loss", "row", "", "gauge", f"{_EXT}.training.loss", "training loss", group="training", csv="loss",
           decimals=5, present=lambda lay, has_flops: lay.has_training,
