@@ -100,7 +100,8 @@ def test_changing_run_changes_hints_within_the_hysteresis() -> None:
         s = d.decode(encode(eng.step_window()))
         samples.append(s)
         shown.append([h.cause for h in tracker.update(compute(samples), s.time_s)])
-    assert shown[2] == []  # not yet: a cause must hold for 3 s
+    assert shown[0] == ["input_pipeline"]  # a stream younger than 3 s shows its answer at once
+    assert compute(samples[:1])[0].confidence < compute(samples[:10])[0].confidence  # one report: less sure
     assert shown[39][0] == "input_pipeline"
     switch = next(k for k in range(40, 80) if shown[k] and shown[k][0] == "communication")
     assert switch - 40 <= 10 + 3 + 1  # the 10 s window turns over, then the 3 s hysteresis
@@ -112,6 +113,7 @@ def test_hysteresis_does_not_flicker() -> None:
 
     h = Hint("communication", "bottleneck", "warning", 0.8, "t", (), "a", "interconnect")
     tr = HintTracker(on_s=3, off_s=5)
+    tr.update([], -10)  # the stream is older than the hysteresis
     assert tr.update([h], 0) == [] and tr.update([h], 2) == []
     assert [x.cause for x in tr.update([h], 3)] == ["communication"]
     assert [x.cause for x in tr.update([], 4)] == ["communication"]  # absent 1 s: still shown

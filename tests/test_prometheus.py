@@ -46,7 +46,7 @@ def _scrape(c: NeuronCollector) -> dict:
 def _fed(lines: list[bytes]) -> tuple[NeuronCollector, Session]:
     c, session = NeuronCollector(), Session()
     for s in session.run(iter([Line(x) for x in lines])):
-        c.update(session.decoder.last_report, s, session.shown)
+        c.update(session.decoder.last_report, s, session.shown, session.hints.lost)
     return c, session
 
 

@@ -371,7 +371,7 @@ class HintsPane(Pane):
         super().__init__(**kw)
         self.hints: list[Hint] = []
         self._key: tuple = ()
-        self.util = 0.0
+        self.util: float | None = None  # None: no report yet
         self.threshold = 70.0
         self.lost: dict[str, float] = {}
         self.border_title = "Why below 70 %? (hints)"
@@ -393,6 +393,8 @@ class HintsPane(Pane):
         self.update_content()
 
     def build(self):
+        if self.util is None:
+            return Text("… waiting for the first report", style="dim")
         if not self.hints:
             if self.util >= self.threshold:
                 # No live number here: the grid's title has it, and a line that changes every

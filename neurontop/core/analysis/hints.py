@@ -37,13 +37,20 @@ class HintTracker:
         self.first_seen: dict[str, float] = {}
         self.last_seen: dict[str, float] = {}
         self.shown: dict[str, Hint] = {}
+        self.start: float | None = None  # the stream time of the first evaluation
 
     def update(self, hints: Sequence[Hint], now: float) -> list[Hint]:
         present = {h.cause: h for h in hints}
+        if self.start is None:
+            self.start = now
+        # A stream younger than `on_s` has nothing to confirm against: its answer shows at once (a
+        # window of a few reports carries a lower confidence), so one report gets the answer
+        # diagnose gives it; from then on the hysteresis holds.
+        young = now - self.start < self.on_s
         for cause, h in present.items():
             self.first_seen.setdefault(cause, now)
             self.last_seen[cause] = now
-            if cause in self.shown or now - self.first_seen[cause] >= self.on_s:
+            if cause in self.shown or young or now - self.first_seen[cause] >= self.on_s:
                 self.shown[cause] = h
         for cause in list(self.first_seen):
             if cause not in present:
@@ -58,6 +65,7 @@ class HintTracker:
         self.first_seen.clear()
         self.last_seen.clear()
         self.shown.clear()
+        self.start = None
 
 
 def _stream_of(lay: Layout) -> tuple:

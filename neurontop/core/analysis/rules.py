@@ -20,7 +20,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -144,6 +144,8 @@ def rank(st: WindowStats, th: Thresholds = DEFAULTS) -> list[Hint]:
                 h = r.evaluate(st, th, found)
                 if h is not None:
                     found.append(h)
+    if st.rows < th.few_reports:  # one report, or a few: an answer, with low confidence
+        found = [replace(h, confidence=h.confidence * 0.6) if h.cause != "out_of_memory" else h for h in found]
     binding = {h.cause for h in found if h.cause == "input_pipeline" and h.evidence[0].name == WAIT}
     found.sort(key=lambda h: (*precedence(h, binding), -h.score, SEVERITY_RANK[h.severity]))
     return found
@@ -224,7 +226,8 @@ def host(st: WindowStats, th: Thresholds) -> Host:
         main, src = float(st.vcpu_busy.max()) / 100, "busiest vCPU"
     else:
         main, src = None, "none"
-    loaders = working = None
+    loaders: float | None = None
+    working: float | None = None
     if st.host_cores is not None:
         # What an idle vCPU shows anyway (daemons, interrupts) is not work: the quietest vCPUs'
         # level, at most `idle_vcpu_pct`, on every vCPU.
@@ -233,6 +236,8 @@ def host(st: WindowStats, th: Thresholds) -> Host:
         working = max(0.0, st.host_cores - floor)
         if st.proc_cores is not None:
             loaders = max(0.0, working - st.proc_cores)
+        elif main is not None and len(v):
+            loaders = max(0.0, working - main)  # the busiest vCPU stands for the main thread
     frac = float(working_cores.sum()) / max(1, st.n) if working_cores.any() else 1.0
     return Host(device, main, src, loaders, st.dev_cover, working, frac)
 

@@ -17,6 +17,7 @@ class Thresholds:
     every_s: float = 1.0  # seconds of stream time between evaluations
     on_s: float = 3.0  # a cause shows after holding this long (hysteresis)
     off_s: float = 5.0  # and clears after being absent this long
+    few_reports: int = 3  # a window of fewer reports still gets an answer, at 0.6 x the confidence
     # severity: the share of the window a cause explains
     critical_share: float = 0.4
     warning_share: float = 0.15

@@ -51,6 +51,7 @@ class WindowStats:
     idle_rows: float = 0.0  # share of the window's reports with every core idle and no execution
     lead_idle: float = 0.0  # share of the window's reports, from its start, idle before the first active one
     dtype: str = ""  # the training's number format (extension), "" when unknown
+    rows: int = 0  # reports in the window
     mem_growth: float = 0.0  # device memory gained over the window, as a share of its value at the end
 
 
@@ -271,7 +272,7 @@ def stats_of_windows(w: WindowArrays, bounds: Sequence[tuple[int, int]] | np.nda
         dev_latency=float(dlat[i]) if has_ex[i] else None, host_per_exec=float(hpe[i]) if has_ex[i] else None,
         exec_errors=float(errs[i]), proc_cores=float(proc[i]) if proc_ok[i] else None,
         host_cores=float(hostc[i]) if proc_ok[i] else None, idle_rows=float(idle[i]), lead_idle=float(lead[i]), mem_growth=float(growth[i]),
-        dtype=w.dtype,
+        dtype=w.dtype, rows=int(lengths[i]),
     ) for i, (u, fl, hb, hf, ta, cm, wt, bb, lf, dv) in enumerate(cols)]
 
 
