@@ -22,7 +22,7 @@ from .memory import CoreMemory, core_memory, host_memory, idle_core_memory
 from .numerics import ProxyGPT
 from .presets import Preset
 from .scenarios import SCENARIOS, resolve
-from .timing import ENGINES, Knobs, StepModel, step_model
+from .timing import ENGINES, Knobs, StepModel, busy_until, step_model
 from .truth import lost_shares, main_cause
 from .workload import TransformerConfig
 
@@ -182,7 +182,11 @@ class Engine:
         # Small per-core jitter: real counters wobble by about a percent from window to window.
         jit = 1.0 + self.rng.normal(0.0, 0.01, n)
         jit_step = float(np.clip(1.0 + self.rng.normal(0.0, 0.015), 0.9, 1.1))
-        util = np.clip(m.busy_s / m.period_s * jit * on, 0.0, 1.0) if running else np.zeros(n)
+        if running:  # the step's timeline over the window's training time (timing.busy_until)
+            busy = busy_until(m, self.train_s + train_dt) - busy_until(m, self.train_s)
+            util = np.clip(busy / dt * jit, 0.0, 1.0)
+        else:
+            util = np.zeros(n)
         scale = util / np.maximum(m.busy_s / m.period_s, 1e-12)
         flops_rate = m.flops / m.period_s * scale
         read_rate = m.hbm_read / m.period_s * scale
@@ -380,8 +384,8 @@ class Engine:
                 mem = idle_core_memory() if i < self.wl.cores_used and not self.crashed else CoreMemory(0, 0, 0, 0, 0, 0)
                 if loaded < 1.0 and m.active[i] and not self.crashed:
                     a = self.mem_active
-                    mem = CoreMemory(int(a.tensors * loaded), int(a.constants * loaded), a.model_code,
-                                     int(a.model_shared_scratchpad * loaded), a.runtime_memory, 0)
+                    mem = CoreMemory(int(a.tensors * loaded), int(a.constants * loaded), int(a.model_code * loaded),
+                                     int(a.model_shared_scratchpad * loaded), int(a.runtime_memory * loaded), 0)
                 elif loaded < 1.0:
                     mem = CoreMemory(0, 0, 0, 0, 0, 0)
                 tensors = mem.tensors

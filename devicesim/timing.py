@@ -121,6 +121,8 @@ class StepModel:
     executions_per_step: int = 1
     launch_gap_s: float = 0.0  # per step: device idle while the host prepares the next graph
     main_busy_s: float = 0.0  # per step: the host's main thread busy (launching graphs, synchronising)
+    opt_busy_s: np.ndarray | None = None  # per core: the optimizer's engine-busy seconds (at the step's end)
+    tail_gap_s: float = 0.0  # per step: pipeline bubble and exposed gradient all-reduce, before the optimizer
     extra: dict = field(default_factory=dict)
 
 
@@ -338,5 +340,29 @@ def step_model(preset: Preset, base_cfg: TransformerConfig, knobs: Knobs, ideal:
         executions_per_step=accum * graphs + 1,
         launch_gap_s=launch_gap,
         main_busy_s=accum * (host_micro + sync),
+        opt_busy_s=b_opt * scale * active,
+        tail_gap_s=bubble + dp_exposed,
         extra={"accumulation": accum, "cfg": cfg},
     )
+
+
+def busy_until(m: StepModel, t: float) -> np.ndarray:
+    """Each core's engine-busy seconds from the start of training to training time `t`: the timeline
+    inside a step. A step is `accumulation` micro-batch cycles, each a compute burst then a gap (its
+    exposed collectives, host synchronisation or launch gaps, and its share of any wait for input),
+    then the pipeline bubble and the exposed gradient all-reduce, then the optimizer. A report window
+    integrates this, so utilisation moves within a step at fine periods and averages out at coarse ones."""
+    period = m.period_s
+    accum = max(1, int(m.extra.get("accumulation", 1)))
+    o = m.opt_busy_s if m.opt_busy_s is not None else np.zeros_like(m.busy_s)
+    o_max = float(o.max()) if len(o) else 0.0
+    micro_phase = max(0.0, period - m.tail_gap_s - o_max)
+    cycle = micro_phase / accum
+    b = np.clip((m.busy_s - o) / accum, 0.0, cycle)
+    k, x = divmod(max(0.0, t), period)
+    if x < micro_phase and cycle > 0:
+        j, r = divmod(x, cycle)
+        part = j * b + np.minimum(r, b)
+    else:
+        part = accum * b + np.clip(x - micro_phase - m.tail_gap_s, 0.0, o)
+    return k * (accum * b + o) + part
