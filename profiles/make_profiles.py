@@ -26,20 +26,24 @@ DURATION_S = 150
 PERIOD_S = 1.0
 SEED = 2026
 
-PROFILES = [("trn1.32xlarge", name) for name in SCENARIOS] + [("trn2.48xlarge", "healthy")]
+# (preset, scenario, file name suffix, knobs)
+PROFILES = [("trn1.32xlarge", name, name, {}) for name in SCENARIOS] + [
+    ("trn2.48xlarge", "healthy", "healthy", {}),
+    ("trn1.2xlarge", "healthy", "warmup", {"compile_s": 20.0}),  # compile 20 s, load 5 s, then train
+]
 
 
-def make(preset: str, scenario: str, out: Path) -> Path:
-    path = out / f"{preset}-{scenario}.ntprof"
+def make(preset: str, scenario: str, out: Path, name: str | None = None, knobs: dict | None = None) -> Path:
+    path = out / f"{preset}-{name or scenario}.ntprof"
     if path.exists():
         path.unlink()
     eng = Engine(SimConfig(get_preset(preset), scenario=scenario, seed=SEED, period_s=PERIOD_S, numerics=True,
-                           start_time=FIXED_EPOCH))
+                           start_time=FIXED_EPOCH, overrides=dict(knobs or {})))
     meta = {
         "created_unix": f"{FIXED_EPOCH:.3f}", "start_unix": f"{FIXED_EPOCH:.3f}",
         "source": json.dumps({"kind": "simulator", "script": "profiles/make_profiles.py"}),
         "simulator": json.dumps({"preset": preset, "scenario": scenario, "seed": SEED, "period_s": PERIOD_S,
-                                 "cause": SCENARIOS[scenario].truth}),
+                                 "cause": SCENARIOS[scenario].truth, "knobs": knobs or {}}),
         "description": SCENARIOS[scenario].description,
     }
     rec = Recorder(str(path), meta, autoflush=False)
@@ -57,8 +61,8 @@ def main() -> int:
     args = ap.parse_args()
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     out = Path(args.out)
-    for preset, scenario in PROFILES:
-        p = make(preset, scenario, out)
+    for preset, scenario, name, knobs in PROFILES:
+        p = make(preset, scenario, out, name, knobs)
         print(f"{p.name}: {p.stat().st_size / 1024:.0f} KiB")
     return 0
 

@@ -106,7 +106,7 @@ class Segment:
                 whole = r.start_s <= 1e-9 and r.end_s >= last - 1e-9
                 if r.duration + self.period < th.on_s and not whole:
                     continue
-                best = max(r.hints, key=lambda h: h.score)
+                best = max(r.hints, key=lambda h: (h.score, h.confidence))
                 d = best.to_dict()
                 d.update(start_s=round(r.start_s, 3), end_s=round(r.end_s + self.period, 3),
                          share_of_run=round((r.duration + self.period) / total, 4))
@@ -121,7 +121,9 @@ class Segment:
                 "duration_s": round(total, 3), "instance_type": self.instance_type, "instance_id": self.instance_id,
                 "avg_util_pct": round(float(u.mean()), 2),
                 "telemetry": "neuron-monitor + neuron_top extension" if self.has_extension else "neuron-monitor",
-                "healthy": not findings, "below_threshold": below, "findings": findings,
+                # a warm-up is a phase of the run, not a problem: it does not make a run unhealthy
+                "healthy": not [f for f in findings if f["kind"] != "phase"], "below_threshold": below,
+                "findings": findings,
                 "lost": self.lost()}
 
     def lost(self) -> dict:
@@ -244,6 +246,8 @@ def format_text(d: Diagnosis, name: str) -> str:
             lines.append(lost_text(s["lost"]) + " (windows below the threshold, on average)")
         if not s["findings"]:
             lines.append("no bottleneck or advisory: healthy")
+        elif s["healthy"]:
+            lines.append("no bottleneck or advisory after the warm-up: healthy")
         for f in s["findings"]:
             lines.append(f"[{f['kind']}, {f['severity']}, confidence {f['confidence']:.0%}] {f['title']} "
                          f"({clock(f['start_s'])}-{clock(f['end_s'])})")

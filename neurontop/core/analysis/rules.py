@@ -44,7 +44,7 @@ class Evidence:
 @dataclass(frozen=True)
 class Hint:
     cause: str
-    kind: str  # "bottleneck" or "advisory"
+    kind: str  # "bottleneck", "advisory", or "phase" (warm-up: information, not a problem)
     severity: str  # "critical", "warning", "info"
     confidence: float  # 0..1
     title: str
@@ -575,7 +575,7 @@ def _launch_overhead(st: WindowStats, th: Thresholds, found: Sequence[Hint]) -> 
         "vcpu", share, hs.lacked())
 
 
-@rule("warm_up", "advisory", Phase.ADVISORY, "memory", telemetry="no",
+@rule("warm_up", "phase", Phase.ADVISORY, "memory", telemetry="no",
       when=lambda th: f"below the threshold, while device memory grows >= {_pct(th.warmup_growth)} within the window "
                       f"(graphs and weights loading), or >= {_pct(th.warmup_idle_rows)} of the reports have every core "
                       f"idle and no execution while >= {th.warmup_host_cores:g} host cores work (compiling), or the "
@@ -596,7 +596,7 @@ def _warm_up(st: WindowStats, th: Thresholds, found: Sequence[Hint]) -> Hint | N
     if work is not None:
         ev.append(Evidence("host cores at work", work, "cores"))
     return Hint(
-        "warm_up", "advisory", "info", 0.7, "warm-up: " + ("loading graphs and weights" if loading else
+        "warm_up", "phase", "info", 0.7, "warm-up: " + ("loading graphs and weights" if loading else
                                                             "compiling graphs (no executions yet)" if compiling
                                                             else "the work started within the window"),
         tuple(ev), "nothing to tune yet: the diagnosis starts when training reaches steady state "
@@ -612,6 +612,8 @@ def _warm_up(st: WindowStats, th: Thresholds, found: Sequence[Hint]) -> Hint | N
 def _memory_leak(st: WindowStats, th: Thresholds, found: Sequence[Hint]) -> Hint | None:
     if st.util < th.busy_core_pct or st.mem_growth < th.leak_growth or not st.capacity or st.mem_frac_max <= 0:
         return None
+    if st.mem_growth >= th.warmup_growth or st.idle_rows > 0 or st.lead_idle > 0:
+        return None  # loading after a warm-up, not steady training
     rate = st.mem_growth * st.mem_frac_max / th.window_s  # capacity shares per second, on the fullest device
     to_full = max(0.0, 1 - st.mem_frac_max) / rate
     if to_full > th.leak_horizon_s:
