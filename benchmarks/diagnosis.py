@@ -6,7 +6,8 @@ or off, and none, one or two causes, each mild or severe, set through absolute k
 the preset's own healthy step (so "severe" means the same on every preset). The truth is the last
 report's (steady state). Scoring, per case and per telemetry:
 
-- a run whose steady utilisation is >= the threshold must name no bottleneck (else a false alarm);
+- a run whose steady utilisation (after any warm-up) is >= the threshold must name no bottleneck
+  (else a false alarm), except the truth in a run within `BORDER` points of it, whose windows dip below;
 - below it, the top bottleneck is right when it is the truth's main cause, `unexplained` when nothing
   is named (or `unexplained`), and wrong otherwise;
 - an advisory truth (fp32, memory nearly full) is right when that advisory is among the findings.
@@ -37,6 +38,7 @@ PERIODS = (0.1, 0.5, 1.0, 2.0, 5.0)
 CAUSES = ("input_pipeline", "host_sync", "launch_overhead", "communication", "straggler", "idle_cores",
           "hbm_bandwidth", "fp32_precision")
 ADVISORY_TRUTHS = {"fp32_precision", "hbm_capacity", "memory_leak"}
+BORDER = 2.0  # points above the threshold where naming the truth in the windows that dip below is no alarm
 NOT_A_BOTTLENECK = {"warm_up", "fp32_precision", "hbm_capacity", "memory_leak", "out_of_memory"}
 
 
@@ -149,7 +151,7 @@ def run_case(case: Case) -> Outcome:
     d = Decoder()
     samples = [d.decode(x) for x in lines]
     steady = [s.util.mean() for s in samples if s.time_s > start + case.period] or [samples[-1].util.mean()]
-    out = Outcome(case, last["cause"], last.get("lost", {}), float(np.mean(steady[-max(1, int(10 / case.period)):])))
+    out = Outcome(case, last["cause"], last.get("lost", {}), float(np.mean(steady)))
     plain = []
     for x in lines:
         doc = json.loads(x)
@@ -178,7 +180,9 @@ def _score(o: Outcome, res: dict) -> str:
     if o.truth in ADVISORY_TRUTHS or o.truth in ("warm_up", "out_of_memory"):
         return "right" if o.truth in named else ("wrong" if pred not in ("none", "unexplained") else "unexplained")
     if o.steady_util >= DEFAULTS.util_below:
-        return "false_alarm" if pred not in ("none",) else "ok"
+        if pred == "none" or (pred == o.truth and o.steady_util < DEFAULTS.util_below + BORDER):
+            return "ok"  # (a run that hovers at the threshold dips below it in some windows)
+        return "false_alarm"
     if pred == o.truth:
         return "right"
     if pred in ("none", "unexplained"):

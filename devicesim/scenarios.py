@@ -24,8 +24,8 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("healthy", "none", "well-tuned bf16 training; cores >= 80 % busy"),
         Scenario(
             "input_bound", "input_pipeline",
-            "2 data-loader workers tokenising raw text on the fly (100 us/token): the device waits for input",
-            knobs={"workers": 2, "cpu_us_per_token": 100.0},
+            "2 data-loader workers tokenising raw text on the fly (150 us/token): the device waits for input",
+            knobs={"workers": 2, "cpu_us_per_token": 150.0},
         ),
         Scenario(
             "comm_bound", "communication",
@@ -34,8 +34,8 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario(
             "hbm_bound", "hbm_bandwidth",
-            "1.3B model at 48 tokens per micro-batch: low arithmetic intensity, HBM-bandwidth bound",
-            workload="gpt-1.3b", knobs={"seq": 48, "micro_batch": 1, "global_batch_per_core": 64},
+            "1.3B model at 24 tokens per micro-batch: low arithmetic intensity, HBM-bandwidth bound",
+            workload="gpt-1.3b", knobs={"seq": 24, "micro_batch": 1, "global_batch_per_core": 64},
         ),
         Scenario("fp32", "fp32_precision",
                  "fp32 instead of bf16 (full activation recompute to fit): busy cores, a quarter of the FLOP rate",
@@ -53,8 +53,8 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("launch_bound", "launch_overhead",
                  "tiny graphs launched one by one from Python: the main thread is saturated, the device mostly idle",
                  knobs={"launch_ms": 5.0, "graph_breaks_x": 3.0}),
-        Scenario("straggler_mild", "straggler", "core 3 runs 1.3x slower (a throttled or error-correcting core)",
-                 knobs={"straggler_core": 3, "straggler_factor": 1.3}),
+        Scenario("straggler_mild", "straggler", "core 3 runs 1.4x slower (a throttled or error-correcting core)",
+                 knobs={"straggler_core": 3, "straggler_factor": 1.4}),
         Scenario("memory_leak", "memory_leak",
                  "tensors kept across steps: device memory grows until the job runs out of memory (about 2 min)",
                  knobs={"leak_fill_s": 120.0}),

@@ -113,6 +113,7 @@ def add(r: Rule) -> None:
     if any(x.cause == r.cause for x in RULES):
         raise ValueError(f"a rule for {r.cause!r} is registered already")
     RULES.append(r)
+    _PHASE[r.cause] = r.phase
 
 
 @contextmanager
@@ -137,8 +138,6 @@ def rank(st: WindowStats, th: Thresholds = DEFAULTS) -> list[Hint]:
         if phase > Phase.ADVISORY and (st.util >= th.util_below or any(h.cause in STOPS for h in found)
                                        or not st.allocated.any()):
             break  # healthy, crashed, warming up, or no job on the device: no bottleneck to name
-        if phase >= Phase.UNEXPLAINED and any(h.kind == "bottleneck" for h in found):
-            break
         for r in RULES:
             if r.phase == phase and r.applies(st):
                 h = r.evaluate(st, th, found)
@@ -152,17 +151,19 @@ def rank(st: WindowStats, th: Thresholds = DEFAULTS) -> list[Hint]:
 
 
 WAIT = "device waiting for input"  # the input pipeline's measured wait (extension)
+_PHASE: dict[str, Phase] = {}  # cause -> its rule's phase (filled as rules register)
 
 
-def precedence(h: Hint, causes_found: set[str]) -> tuple[bool, bool, bool]:
+def precedence(h: Hint, causes_found: set[str]) -> tuple[bool, bool, bool, bool]:
     """The first part of a finding's sort key (rank, diagnose): the findings that stop a diagnosis,
     then bottlenecks (`unexplained` last), and a measured input wait before device-side causes: a
     device that waits for input has time to spare, so removing a device-side cause alone would not
     raise throughput (idle cores aside, which add throughput of their own). Without the measured
     wait, the causes rank by their shares."""
     binding = "input_pipeline" in causes_found
-    return (h.cause not in STOPS, h.kind != "bottleneck" or h.cause == "unexplained",
-            binding and h.cause not in ("input_pipeline", "idle_cores"))
+    remainder = _PHASE.get(h.cause, Phase.PRIMARY) == Phase.REMAINDER  # what the primaries left: after them
+    return (h.cause not in STOPS, h.kind != "bottleneck",
+            binding and h.cause not in ("input_pipeline", "idle_cores", "unexplained"), remainder)
 
 
 def breakdown(st: WindowStats, hints: Sequence[Hint]) -> dict[str, float]:
@@ -452,11 +453,16 @@ def _host_sync(st: WindowStats, th: Thresholds, found: Sequence[Hint]) -> Hint |
 
 
 @rule("unexplained", "bottleneck", Phase.UNEXPLAINED, "cores", telemetry="-",
-      when=lambda th: "below the threshold and none of the above is supported",
+      when=lambda th: "below the threshold, when none of the above is supported or the loss they leave is larger "
+                      "than the largest of them",
       why="plain data cannot separate communication from HBM stalls inside a graph, nor every host-side wait, so "
           "neuron-top says what it saw and what would tell instead of guessing")
 def _unexplained(st: WindowStats, th: Thresholds, found: Sequence[Hint]) -> Hint | None:
     hs = host(st, th)
+    named = [h.score for h in found if h.kind == "bottleneck"]
+    rest = max(0.0, _lost(st) - sum(named))
+    if named and rest <= max(named):
+        return None  # the causes found explain most of the loss
     ev = [Evidence("average utilisation", st.util, "%"), Evidence("threshold", th.util_below, "%")]
     lacked = list(hs.lacked())
     if hs.cover is not None and hs.cover >= th.stall_cover and min(hs.cover, 1.0) - hs.device >= th.stall_idle:
@@ -474,7 +480,7 @@ def _unexplained(st: WindowStats, th: Thresholds, found: Sequence[Hint]) -> Hint
         ev.append(Evidence("main thread busy", hs.main * 100, "%"))
     if hs.loaders is not None:
         ev.append(Evidence("host cores busy outside the training process", hs.loaders, "cores"))
-    return Hint("unexplained", "bottleneck", "info", 0.3, title, tuple(ev), act, "cores", 0.0, tuple(lacked))
+    return Hint("unexplained", "bottleneck", "info", 0.3, title, tuple(ev), act, "cores", rest, tuple(lacked))
 
 
 @rule("fp32_precision", "advisory", Phase.ADVISORY, "cores", telemetry="either",
@@ -612,7 +618,7 @@ def _warm_up(st: WindowStats, th: Thresholds, found: Sequence[Hint]) -> Hint | N
 def _memory_leak(st: WindowStats, th: Thresholds, found: Sequence[Hint]) -> Hint | None:
     if st.util < th.busy_core_pct or st.mem_growth < th.leak_growth or not st.capacity or st.mem_frac_max <= 0:
         return None
-    if st.mem_growth >= th.warmup_growth or st.idle_rows > 0 or st.lead_idle > 0:
+    if st.idle_rows > 0 or st.lead_idle > 0:
         return None  # loading after a warm-up, not steady training
     rate = st.mem_growth * st.mem_frac_max / th.window_s  # capacity shares per second, on the fullest device
     to_full = max(0.0, 1 - st.mem_frac_max) / rate

@@ -27,7 +27,7 @@ class Thresholds:
     idle_core_pct: float = 5.0
     idle_cores_share: float = 0.1  # of the allocated cores
     # straggler: a core busier than its peers, which wait for it at every collective
-    straggler_pct: float = 50.0
+    straggler_pct: float = 30.0
     straggler_gap_pct: float = 8.0  # points above the median of the other working cores
     straggler_ratio: float = 1.15  # and this many times it
     straggler_max_share: float = 0.125  # of the working cores
