@@ -36,8 +36,8 @@ from neurontop.core.telemetry.sample import Decoder
 PRESETS = (("trn1.2xlarge", None), ("trn1.32xlarge", None), ("trn2.48xlarge", None), ("trn2.48xlarge", 1))
 PERIODS = (0.1, 0.5, 1.0, 2.0, 5.0)
 CAUSES = ("input_pipeline", "host_sync", "launch_overhead", "communication", "straggler", "idle_cores",
-          "hbm_bandwidth", "fp32_precision")
-ADVISORY_TRUTHS = {"fp32_precision", "hbm_capacity", "memory_leak"}
+          "hbm_bandwidth", "fp32_precision", "hardware_errors")
+ADVISORY_TRUTHS = {"fp32_precision", "hbm_capacity", "memory_leak"}  # (and hardware_errors without a slow core)
 BORDER = 2.0  # points above the threshold where naming the truth in the windows that dip below is no alarm
 NOT_A_BOTTLENECK = {"warm_up", "fp32_precision", "hbm_capacity", "memory_leak", "out_of_memory"}
 
@@ -87,6 +87,12 @@ def _knobs_for(cause: str, severe: bool, rng: np.random.Generator, base, preset)
             "gpt-1.3b"
     if cause == "fp32_precision":
         return {"dtype": "fp32", "recompute": "full"}, None
+    if cause == "hardware_errors":  # a device correcting ECC errors, its first core slowed (or not, when mild)
+        dev = int(rng.integers(0, preset.n_devices))
+        out = {"ecc_per_s": u(5.0, 100.0), "ecc_device": dev}
+        if severe:
+            out |= {"straggler_core": dev * preset.cores_per_device, "straggler_factor": u(1.5, 3.0)}
+        return out, None
     raise ValueError(cause)
 
 
@@ -100,6 +106,8 @@ def sample_cases(n: int, seed: int = 0) -> list[Case]:
         causes = tuple(str(c) for c in rng.choice(CAUSES, size=k, replace=False)) if k else ()
         if "hbm_bandwidth" in causes and "fp32_precision" in causes:
             continue
+        if "hardware_errors" in causes and "straggler" in causes:
+            continue  # (both set the slow core)
         workload = "gpt-1.3b" if "hbm_bandwidth" in causes else None
         if workload is not None and preset.n_cores < 2:
             continue
@@ -177,7 +185,8 @@ def _top(res: dict) -> tuple[str, float]:
 def _score(o: Outcome, res: dict) -> str:
     pred = _top(res)[0]
     named = {f["cause"] for f in res["segments"][-1]["findings"]}
-    if o.truth in ADVISORY_TRUTHS or o.truth in ("warm_up", "out_of_memory"):
+    if o.truth in ADVISORY_TRUTHS or o.truth in ("warm_up", "out_of_memory") or (
+            o.truth == "hardware_errors" and o.steady_util >= DEFAULTS.util_below):
         return "right" if o.truth in named else ("wrong" if pred not in ("none", "unexplained") else "unexplained")
     if o.steady_util >= DEFAULTS.util_below:
         if pred == "none" or (pred == o.truth and o.steady_util < DEFAULTS.util_below + BORDER):

@@ -137,6 +137,8 @@ class Engine:
                 cause = "memory_leak"
             elif cause == "none" and mem >= 0.9 * self.preset.core_hbm_bytes:
                 cause = "hbm_capacity"
+            elif cause == "none" and self.knobs.ecc_per_s > 0:
+                cause = "hardware_errors"
         return {"scenario": self.scenario.name, "cause": cause, "phase": ph, "lost": dict(self.lost)}
 
     def control(self, request: dict) -> dict:
@@ -304,7 +306,9 @@ class Engine:
                 },
             }],
             "system_data": {
-                "neuron_hw_counters": {"period": dt, "neuron_devices": self._static("hw"), "error": ""},
+                "neuron_hw_counters": {"period": dt, "neuron_devices": (
+                    self._hw(int(self.rng.poisson(self.knobs.ecc_per_s * dt))) if self.knobs.ecc_per_s > 0
+                    and not self.crashed else self._static("hw")), "error": ""},
                 "vcpu_usage": {"period": dt, "average_usage": vcpu_avg, "usage_data": vcpu_per,
                                "context_switch_count": int(2000 * p.vcpus * dt * (1 + 0.05 * jit_step)),
                                "error": ""},
@@ -400,6 +404,13 @@ class Engine:
             total += tensors + mem.constants + mem.model_code + mem.model_shared_scratchpad + mem.runtime_memory
         return out, total
 
+    def _hw(self, events: int) -> list[dict]:
+        """neuron_hw_counters: ECC events in the period (neuron-monitor reports each period's count)."""
+        k = self.knobs
+        return [{"neuron_device_index": d, "mem_ecc_corrected": events if d == k.ecc_device else 0,
+                 "mem_ecc_uncorrected": 0, "sram_ecc_uncorrected": 0, "sram_ecc_corrected": 0}
+                for d in range(self.preset.n_devices)]
+
     def _loaded_models(self) -> msgspec.Raw:
         if "models" not in self._static_cache:
             p = self.preset
@@ -433,8 +444,7 @@ class Engine:
             p = self.preset
             val: object
             if key == "hw":
-                val = [{"neuron_device_index": d, "mem_ecc_corrected": 0, "mem_ecc_uncorrected": 0,
-                        "sram_ecc_uncorrected": 0, "sram_ecc_corrected": 0} for d in range(p.n_devices)]
+                val = self._hw(0)
             elif key == "instance":
                 val = {"instance_name": "", "instance_id": f"i-sim{self.cfg.seed:013x}", "instance_type": p.name,
                        "instance_availability_zone": "sim-1a", "instance_availability_zone_id": "sim1-az1",

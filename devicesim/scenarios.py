@@ -55,6 +55,9 @@ SCENARIOS: dict[str, Scenario] = {
                  knobs={"launch_ms": 5.0, "graph_breaks_x": 3.0}),
         Scenario("straggler_mild", "straggler", "core 3 runs 1.4x slower (a throttled or error-correcting core)",
                  knobs={"straggler_core": 3, "straggler_factor": 1.4}),
+        Scenario("hw_errors", "hardware_errors",
+                 "device 1's HBM corrects 30 ECC errors a second and its first core runs 1.8x slower; its peers wait",
+                 knobs={"ecc_per_s": 30.0, "ecc_device": 1, "ecc_slow": 1.8}),
         Scenario("memory_leak", "memory_leak",
                  "tensors kept across steps: device memory grows until the job runs out of memory (about 2 min)",
                  knobs={"leak_fill_s": 120.0}),
@@ -134,6 +137,13 @@ def resolve(preset: Preset, scenario: str, overrides: dict | None = None,
         low = mem.total - 0.2 * mem.activations
         extra = min(target * preset.core_hbm_bytes - low, 0.99 * preset.core_hbm_bytes - mem.total)
         raw["extra_tensor_bytes"] = max(0, int(extra))
+    if "ecc_device" in raw:
+        raw["ecc_device"] = min(int(raw["ecc_device"]), preset.n_devices - 1)
+    if "ecc_slow" in raw:  # the failing device's first core is the slow one
+        slow = float(raw.pop("ecc_slow"))
+        if "straggler_core" not in given and "straggler_factor" not in given:
+            raw["straggler_core"] = int(raw.get("ecc_device", 0)) * preset.cores_per_device
+            raw["straggler_factor"] = slow
     if preset.n_cores <= raw.get("straggler_core", -1):
         raw["straggler_core"] = preset.n_cores - 1
     known = set(Knobs.__dataclass_fields__)

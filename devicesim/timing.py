@@ -64,6 +64,8 @@ class Knobs:
     graphs_per_micro: int = 1  # graphs each micro-batch is cut into (graph breaks, eager ops): small graphs
     compile_s: float = 0.0  # warm-up: graph compilation before the first step (then loading, a quarter as long)
     leak_mb_per_s: float = 0.0  # device memory each working core gains per second of training (a leak)
+    ecc_per_s: float = 0.0  # corrected ECC events per second on `ecc_device` (a failing HBM stack)
+    ecc_device: int = 0
 
     def apply(self, cfg: TransformerConfig) -> TransformerConfig:
         changes: dict[str, Any] = {

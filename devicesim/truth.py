@@ -33,6 +33,7 @@ REMOVED: dict[str, dict] = {
     "communication": {},  # ideal="comm": collectives that cost nothing (injected or inherent to the job)
     "straggler": {"straggler_factor": 1.0},
     "idle_cores": {"idle_cores": 0},
+    "hardware_errors": {"ecc_per_s": 0.0, "straggler_factor": 1.0},  # a slow core on a device with ECC errors
     "fp32_precision": {"dtype": "bf16"},
     "hbm_bandwidth": {},  # ideal="memory"
 }
@@ -74,6 +75,9 @@ def lost_shares(preset: Preset, cfg: TransformerConfig, knobs: Knobs, model: Ste
         return cache[removed]
 
     applies = [c for c in REMOVED if not (c == "fp32_precision" and knobs.apply(cfg).dtype != "fp32")]
+    # a slow core on the device whose HBM corrects errors is a hardware error, not a plain straggler
+    hw = knobs.ecc_per_s > 0 and knobs.straggler_core // max(1, preset.cores_per_device) == knobs.ecc_device
+    applies = [c for c in applies if c != ("straggler" if hw else "hardware_errors")]
     every = frozenset(applies)
     # the causes that matter: alone, or as the last one removed (bounded: at most 6, the largest)
     matter = sorted((c for c in applies if loss(frozenset([c])) > 1e-4 or loss(every) - loss(every - {c}) > 1e-4),

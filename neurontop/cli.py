@@ -135,7 +135,7 @@ def _sub_parser(cmd: str) -> argparse.ArgumentParser:
                         help="the file to write (.csv, .parquet, .arrow/.feather), or - for CSV on stdout")
         ap.add_argument("--format", choices=("csv", "parquet", "arrow"),
                         help="default: from the output's extension (CSV for -, .csv, .txt or none)"),
-        ap.add_argument("--fields", help="groups: util,flops,engines,hbm,links,vcpu,training,hints or all")
+        ap.add_argument("--fields", help="groups: util,flops,engines,hbm,links,vcpu,health,training,hints or all")
         ap.add_argument("--from", dest="t_from", type=parse_time, help="start time from the beginning")
         ap.add_argument("--to", dest="t_to", type=parse_time, help="end time from the beginning")
         ap.add_argument("--every", type=parse_duration, help="resample: mean over intervals of this length")

@@ -21,7 +21,8 @@ from .conftest import PRESETS, make_reports, strip_extension
 # Plain neuron-monitor data: the causes its signals (core spread, the host's CPU, execution_stats,
 # device memory) support; HBM-bandwidth stalls inside a graph need the extension's counters.
 SUPPORTED_WITHOUT_EXTENSION = {"input_pipeline", "fp32_precision", "straggler", "idle_cores", "hbm_capacity",
-                               "host_sync", "launch_overhead", "communication", "memory_leak", "out_of_memory"}
+                               "host_sync", "launch_overhead", "communication", "memory_leak", "out_of_memory",
+                               "hardware_errors"}
 
 
 def window_arrays(samples) -> WindowArrays:

@@ -243,6 +243,22 @@ def host(st: WindowStats, th: Thresholds) -> Host:
     return Host(device, main, src, loaders, st.dev_cover, working, frac)
 
 
+def slow_core(st: WindowStats, th: Thresholds) -> tuple[int, float, int] | None:
+    """(the straggler core, its peers' mean utilisation, how many are that slow): a working core far above the median of the
+    *other* working cores (works for 2 cores too), at most `straggler_max_share` of them."""
+    cu = st.core_util
+    working = st.allocated & (cu >= th.idle_core_pct)
+    if working.sum() < 2:
+        return None
+    idx = np.where(working)[0]
+    others_med = {int(i): float(np.median(cu[idx[idx != i]])) for i in idx}
+    hi = np.array([i for i in idx if cu[i] >= th.straggler_pct and cu[i] >= others_med[int(i)] + th.straggler_gap_pct
+                   and cu[i] >= th.straggler_ratio * others_med[int(i)]], dtype=int)
+    if not 0 < len(hi) <= max(1, int(th.straggler_max_share * working.sum())):
+        return None
+    return int(hi[0]), float(np.delete(cu, hi)[np.delete(working, hi)].mean()), len(hi)
+
+
 def _job(st: WindowStats, hs: Host, per_core: float) -> float:
     """A loss on each working core as a share of the whole job's utilisation (idle cores aside)."""
     return max(0.0, min(_lost(st), per_core * hs.work_frac))
@@ -308,8 +324,8 @@ def _communication(st: WindowStats, th: Thresholds, found: Sequence[Hint]) -> Hi
         working = int((st.allocated & (st.core_util >= th.idle_core_pct)).sum())
         if hs.cover is None or not (st.has_flops and st.peak and st.util) or working < 2:
             return None
-        if _straggler(st, th, found) is not None:
-            return None  # the peers wait at the collectives for the straggler: its finding says so
+        if slow_core(st, th) is not None:
+            return None  # the peers wait at the collectives for a straggler: its finding says so
         inside = min(hs.cover, 1.0) - hs.device
         productive = st.flops / (st.util / 100 * st.peak)
         if hs.cover < th.stall_cover or inside < th.stall_idle or inside < 1 - min(hs.cover, 1.0) \
@@ -376,27 +392,22 @@ def _small_batch(st: WindowStats, th: Thresholds, found: Sequence[Hint]) -> Hint
           "collective")
 def _straggler(st: WindowStats, th: Thresholds, found: Sequence[Hint]) -> Hint | None:
     cu = st.core_util
+    found_slow = slow_core(st, th)
+    if found_slow is None:
+        return None
+    core, peers, k = found_slow
     working = st.allocated & (cu >= th.idle_core_pct)
-    if working.sum() < 2:
-        return None
-    idx = np.where(working)[0]
-    # A straggler sits far above the median of the *other* working cores (works for 2 cores too).
-    others_med = {int(i): float(np.median(cu[idx[idx != i]])) for i in idx}
-    hi = np.array([i for i in idx if cu[i] >= th.straggler_pct and cu[i] >= others_med[int(i)] + th.straggler_gap_pct
-                   and cu[i] >= th.straggler_ratio * others_med[int(i)]], dtype=int)
-    if not 0 < len(hi) <= max(1, int(th.straggler_max_share * working.sum())):
-        return None
-    peers = float(np.delete(cu, hi)[np.delete(working, hi)].mean())
-    core = int(hi[0])
+    if any(h.cause == "hardware_errors" and h.kind == "bottleneck" for h in found):
+        return None  # the slow core is on the device with ECC errors: the hardware finding says so
     share = (float(cu[core]) - peers) / 100  # the time its peers wait for it
     return Hint(
         "straggler", "bottleneck", severity(share, th), 0.85,
         f"core {core} is a straggler: busy {cu[core]:.1f} % while its peers wait",
         (Evidence(f"NC{core} utilisation", float(cu[core]), "%"),
          Evidence("peer cores' utilisation", peers, "%"),
-         Evidence("cores this slow", len(hi), "")),
+         Evidence("cores this slow", k, "")),
         f"inspect core {core} (throttling, ECC errors, a different input shape or kernel); "
-        f"exclude it or rebalance work so that its {plural(int(working.sum()) - len(hi), 'peer')} stop "
+        f"exclude it or rebalance work so that its {plural(int(working.sum()) - k, 'peer')} stop "
         f"waiting at each collective", "cores", share)
 
 
@@ -632,6 +643,37 @@ def _memory_leak(st: WindowStats, th: Thresholds, found: Sequence[Hint]) -> Hint
          Evidence("time until full", to_full / 60, "min")),
         "free tensors kept across steps (losses or outputs appended to a list, a growing cache); "
         "detach and move logged values to the host", "memory", 1 / (1 + to_full / 600))
+
+
+@rule("hardware_errors", "advisory", Phase.ADVISORY, "cores", telemetry="no",
+      when=lambda th: "ECC events in `neuron_hw_counters` in the window: uncorrected ones are critical; corrected "
+                      "ones a warning, and the bottleneck when a straggler core sits on that device (below the "
+                      "threshold)",
+      why="a failing HBM stack corrects errors at a cost (retries, scrubbing) and slows its cores; uncorrected "
+          "ones corrupt data")
+def _hardware_errors(st: WindowStats, th: Thresholds, found: Sequence[Hint]) -> Hint | None:
+    if st.ecc_corrected <= 0 and st.ecc_uncorrected <= 0:
+        return None
+    dev = st.ecc_device
+    ev = [Evidence(f"ECC corrected on ND{dev}" if dev >= 0 else "ECC corrected", st.ecc_corrected, "events"),
+          Evidence("ECC uncorrected", st.ecc_uncorrected, "events")]
+    found_slow = slow_core(st, th) if st.util < th.util_below and dev >= 0 else None
+    if found_slow is not None and found_slow[0] // max(1, st.cores_per_device) == dev:
+        core, peers, _ = found_slow
+        share = (float(st.core_util[core]) - peers) / 100
+        return Hint(
+            "hardware_errors", "bottleneck", severity(share, th), 0.85,
+            f"hardware errors: ND{dev} corrects ECC errors and its core {core} is a straggler",
+            (*ev, Evidence(f"NC{core} utilisation", float(st.core_util[core]), "%"),
+             Evidence("peer cores' utilisation", peers, "%")),
+            f"drain the node or exclude ND{dev} (NEURON_RT_VISIBLE_CORES) and report the device; its peers wait for "
+            "it at every collective", "cores", share)
+    critical = st.ecc_uncorrected > 0
+    return Hint(
+        "hardware_errors", "advisory", "critical" if critical else "warning", 0.95,
+        f"{'uncorrected' if critical else 'corrected'} ECC errors on " + (f"ND{dev}" if dev >= 0 else "a device"),
+        tuple(ev), "uncorrected errors corrupt data: drain the node and report the device" if critical else
+        "watch the rate; a device that keeps correcting errors is failing: plan to replace it", "cores", 0.0)
 
 
 def causes_table(th: Thresholds = DEFAULTS) -> str:

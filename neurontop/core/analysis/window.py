@@ -52,6 +52,10 @@ class WindowStats:
     lead_idle: float = 0.0  # share of the window's reports, from its start, idle before the first active one
     dtype: str = ""  # the training's number format (extension), "" when unknown
     rows: int = 0  # reports in the window
+    ecc_corrected: float = 0.0  # ECC events in the window, every device
+    ecc_uncorrected: float = 0.0
+    ecc_device: int = -1  # the device that had them (the highest index when several did)
+    cores_per_device: int = 1
     mem_growth: float = 0.0  # device memory gained over the window, as a share of its value at the end
 
 
@@ -97,6 +101,8 @@ class WindowArrays:
     host_cores: np.ndarray | None = None  # [k] the host's busy CPU in cores
     dtype: str = ""
     exec_cores: int = 0  # cores the first runtime drives (0: unknown)
+    ecc: np.ndarray | None = None  # [k, 2] ECC events corrected, uncorrected (every device)
+    ecc_device: np.ndarray | None = None  # [k] the device with the most, -1 when none
 
 
 class _Rows:
@@ -186,6 +192,8 @@ def stats_of_windows(w: WindowArrays, bounds: Sequence[tuple[int, int]] | np.nda
     err_row = np.nan_to_num(w.exec_errors) if w.exec_errors is not None else np.zeros(R)
     exec_ok = np.zeros(nw, dtype=bool)
     rate, cover, dlat, hpe, errs, proc, hostc, idle, growth, lead = (np.zeros(nw) for _ in range(10))
+    ecc_w = np.zeros((nw, 2))
+    ecc_dev = np.full(nw, -1, dtype=np.int64)
     proc_ok = np.zeros(nw, dtype=bool)
     lengths = b[:, 1] - b[:, 0]
     for k in sorted(set(lengths.tolist())):  # (not np.unique: it imports numpy.ma, 10 ms per process)
@@ -226,6 +234,9 @@ def stats_of_windows(w: WindowArrays, bounds: Sequence[tuple[int, int]] | np.nda
         if dev_row is not None:
             dev[sel] = rows(dev_row).max(axis=1)
         exec_ok[sel] = rows(ex_ok).all(axis=1)
+        if w.ecc is not None and w.ecc_device is not None:
+            ecc_w[sel] = rows(w.ecc).sum(axis=1)
+            ecc_dev[sel] = rows(w.ecc_device).max(axis=1)
         rate[sel] = mean(rate_row)
         cover[sel] = mean(cover_row)
         n_ex = rows(ex0).sum(axis=1)
@@ -272,7 +283,8 @@ def stats_of_windows(w: WindowArrays, bounds: Sequence[tuple[int, int]] | np.nda
         dev_latency=float(dlat[i]) if has_ex[i] else None, host_per_exec=float(hpe[i]) if has_ex[i] else None,
         exec_errors=float(errs[i]), proc_cores=float(proc[i]) if proc_ok[i] else None,
         host_cores=float(hostc[i]) if proc_ok[i] else None, idle_rows=float(idle[i]), lead_idle=float(lead[i]), mem_growth=float(growth[i]),
-        dtype=w.dtype, rows=int(lengths[i]),
+        dtype=w.dtype, rows=int(lengths[i]), ecc_corrected=float(ecc_w[i, 0]), ecc_uncorrected=float(ecc_w[i, 1]),
+        ecc_device=int(ecc_dev[i]), cores_per_device=w.cores_per_device,
     ) for i, (u, fl, hb, hf, ta, cm, wt, bb, lf, dv) in enumerate(cols)]
 
 
@@ -321,7 +333,8 @@ def window_of_batches(segs: list, stream: bool = False) -> WindowArrays:
         return pct / 100.0 * b.layout.n_vcpu if b.layout.n_vcpu else np.full(len(b), np.nan)
 
     return WindowArrays(
-        dtype=lay.dtype, exec_cores=lay.exec_cores, executions=ex("executions"), exec_errors=ex("exec_errors"), latency=ex("latency_p50"),
+        dtype=lay.dtype, exec_cores=lay.exec_cores, executions=ex("executions"),
+        ecc=cat(lambda b: np.stack([b.ecc_corrected, b.ecc_uncorrected], axis=1)), ecc_device=cat(lambda b: b.ecc_device), exec_errors=ex("exec_errors"), latency=ex("latency_p50"),
         device_latency=ex("device_latency_p50"),
         device_quantiles=np.stack([ex(f"device_latency_{q}") for q in ("p0", "p25", "p50", "p75", "p99", "p100")],
                                   axis=1),

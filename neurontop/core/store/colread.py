@@ -168,6 +168,8 @@ class _Raw:
     sys_idle: np.ndarray
     vcpu_busy: np.ndarray  # [rows, vCPUs]
     host_mem_used: np.ndarray  # int64
+    ecc: np.ndarray  # [rows, 2]: corrected, uncorrected (every device)
+    ecc_device: np.ndarray  # int64, -1 when none
     period: np.ndarray
     extra: dict[str, np.ndarray]  # the catalogue's `path` figures
     ext: bool = False  # the shape has the neuron_top extension
@@ -268,8 +270,21 @@ def _group_raw(lg: colcodec.LazyGroup) -> tuple[Sample, _Raw]:
         period = np.where(period != 0, period, c.f((*pre, "period")))
     if _get(doc, "system_data", "memory_info") is not None:
         mu = c.i(("system_data", "memory_info", "memory_used_bytes"))
+    devs = _get(doc, "system_data", "neuron_hw_counters", "neuron_devices") or []
+    ecc = np.zeros((n, 2))
+    ecc_device = np.full(n, -1, dtype=np.int64)
+    if devs:
+        pre = ("system_data", "neuron_hw_counters", "neuron_devices")
+        per_dev = np.stack([np.stack([c.f((*pre, d, f"{m}_ecc_{k}")) for k in ("corrected", "uncorrected")
+                                      for m in ("mem", "sram")], axis=1) for d in range(len(devs))], axis=1)
+        both = per_dev.reshape(n, len(devs), 2, 2).sum(axis=3)  # [rows, devices, corrected/uncorrected]
+        ecc = both.sum(axis=1)
+        tot = both.sum(axis=2)
+        dev_idx = np.array([int(x.get("neuron_device_index", d)) for d, x in enumerate(devs)], dtype=np.int64)
+        ecc_device = np.where(tot.max(axis=1) > 0, dev_idx[np.argmax(tot, axis=1)], -1)
     raw = _Raw(util=util, nm_flops=nm_flops, mem=mem, runtime_user=rt_user, runtime_system=rt_sys, sys_user=su,
-               sys_system=ss, sys_idle=si, vcpu_busy=busy, host_mem_used=mu, period=period,
+               sys_system=ss, sys_idle=si, vcpu_busy=busy, host_mem_used=mu, period=period, ecc=ecc,
+               ecc_device=ecc_device,
                extra={f.name: c.f(f.path or (), f.default) for f in path_fields()})  # the catalogue's plain figures
     ext = doc.get("neuron_top")
     raw.ext = ext is not None
@@ -434,6 +449,7 @@ def _derive(s0: Sample, raw: _Raw, n: int, dec: Decoder) -> Batch:
         link_rate=link_rate if lay.n_links >= 0 else None, efa_rate=efa_rate, sys_user=raw.sys_user,
         sys_system=raw.sys_system, sys_idle=raw.sys_idle, runtime_user=raw.runtime_user,
         runtime_system=raw.runtime_system, host_mem_used=raw.host_mem_used, vcpu_busy=raw.vcpu_busy,
+        ecc_corrected=raw.ecc[:, 0], ecc_uncorrected=raw.ecc[:, 1], ecc_device=raw.ecc_device,
         step=tr["step"] if tr is not None else seq, loss=tr["loss"] if tr is not None else nan,
         tokens_per_s=tr["tokens_per_s"] if tr is not None else nan, mfu=tr["mfu"] if tr is not None else nan,
         step_p50=np.where(tr["p50"] > 0, tr["p50"], np.nan) if tr is not None else nan,  # (none before a step)

@@ -61,6 +61,9 @@ class Batch:
     runtime_user: np.ndarray
     runtime_system: np.ndarray
     host_mem_used: np.ndarray  # [n] int64
+    ecc_corrected: np.ndarray  # [n] events in the period, every device
+    ecc_uncorrected: np.ndarray
+    ecc_device: np.ndarray  # [n] int64, -1 when none
     vcpu_busy: np.ndarray  # [n, vcpus]
     step: np.ndarray  # [n] int64: the training step, else the sample's seq
     loss: np.ndarray  # [n] NaN when unknown (as the training figures below)

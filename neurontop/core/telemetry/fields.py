@@ -177,6 +177,17 @@ FIELDS: list[Field] = [
           path=("system_data", "memory_info", "memory_total_bytes")),
     Field("vcpu_busy", "vcpu", "%", "gauge", "100 - system_data.vcpu_usage.usage_data.*.idle",
           "each vCPU's busy share", sample=lambda s: s.vcpu_busy),
+    # -- hardware health ----------------------------------------------------------------------------
+    Field("ecc_corrected", "row", "events", "gauge",
+          "system_data.neuron_hw_counters.neuron_devices[].{mem,sram}_ecc_corrected (summed)",
+          "ECC events corrected in the report's period, every device", group="health", csv="ecc_corrected",
+          decimals=0, sample=lambda s: s.ecc_corrected),
+    Field("ecc_uncorrected", "row", "events", "gauge",
+          "system_data.neuron_hw_counters.neuron_devices[].{mem,sram}_ecc_uncorrected (summed)",
+          "ECC events not corrected in the report's period, every device", group="health", csv="ecc_uncorrected",
+          decimals=0, sample=lambda s: s.ecc_uncorrected),
+    Field("ecc_device", "row", "", "gauge", "the neuron_devices[] entry with the most ECC events",
+          "the device with the most ECC events (-1: none)", sample=lambda s: s.ecc_device, dtype="i8"),
     # -- executions (the first runtime's execution_stats: one training process drives its cores) -----
     Field("executions", "row", "", "gauge", f"{_EXEC}.execution_summary.completed",
           "graphs completed in the window (absent: no execution_stats)", path=(*_RT0, "execution_stats",

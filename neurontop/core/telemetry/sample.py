@@ -52,6 +52,9 @@ class Sample:
     vcpu_busy: np.ndarray  # [vcpus] percent busy (100 - idle)
     host_mem_total: int
     host_mem_used: int
+    ecc_corrected: float  # ECC events corrected in the period, every device (mem + sram)
+    ecc_uncorrected: float  # and uncorrected
+    ecc_device: int  # the device with the most events in the period, -1 when none
     runtimes: tuple[tuple[int, str], ...]  # (pid, tag)
     runtime_util: tuple[np.ndarray, ...]  # per runtime [cores]
     exec_cores: int  # cores the first runtime drives (neuroncores_in_use keys)
@@ -251,6 +254,14 @@ class Decoder:
             period = period or float(v.period)
         if sd and sd.memory_info:
             mt, mu = sd.memory_info.memory_total_bytes, sd.memory_info.memory_used_bytes
+        ecc_c = ecc_u = 0.0
+        ecc_dev, ecc_top = -1, 0
+        for dev in sd.neuron_hw_counters.neuron_devices if sd and sd.neuron_hw_counters else []:
+            e_c = dev.mem_ecc_corrected + dev.sram_ecc_corrected
+            e_u = dev.mem_ecc_uncorrected + dev.sram_ecc_uncorrected
+            ecc_c, ecc_u = ecc_c + e_c, ecc_u + e_u
+            if e_c + e_u > ecc_top:
+                ecc_dev, ecc_top = int(dev.neuron_device_index), e_c + e_u
         ext = rep.neuron_top
         period = float(ext.period_s) if ext and ext.period_s else (period or 1.0)
         self._count += 1
@@ -275,7 +286,8 @@ class Decoder:
             hbm_capacity=int(cap), hbm_bw=float(chip.hbm_bw) if chip else 0.0, core_peak_flops=peak,
             util=np.clip(util, 0.0, 100.0), flops=flops, mem=mem, host_mem=tuple(host),  # type: ignore[arg-type]
             runtime_user=rt_user, runtime_system=rt_sys, sys_user=su, sys_system=ss, sys_idle=si,
-            sys_iowait=sw, vcpu_busy=busy, host_mem_total=mt, host_mem_used=mu, runtimes=tuple(runtimes),
+            sys_iowait=sw, vcpu_busy=busy, host_mem_total=mt, host_mem_used=mu,
+            ecc_corrected=ecc_c, ecc_uncorrected=ecc_u, ecc_device=ecc_dev, runtimes=tuple(runtimes),
             runtime_util=tuple(rt_utils), exec_cores=exec_cores, executions=executions, latency_p50=lat, device_latency_p50=dlat,
             instance_id=rep.instance_info.instance_id if rep.instance_info else "", extras=_extras(rep), **kw,
         )
