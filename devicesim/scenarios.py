@@ -29,8 +29,8 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario(
             "comm_bound", "communication",
-            "4-instance data parallel job; gradient all-reduce not overlapped, collectives at 15 % of link bandwidth",
-            knobs={"link_efficiency": 0.15, "overlap_grad_allreduce": False, "nodes": 4},
+            "4-instance data parallel job; gradient all-reduce not overlapped, collectives at 10 % of link bandwidth",
+            knobs={"link_efficiency": 0.1, "overlap_grad_allreduce": False, "nodes": 4},
         ),
         Scenario(
             "hbm_bound", "hbm_bandwidth",

@@ -63,6 +63,8 @@ def row_values(s: Sample, cols: list[Column], hints: set[str]) -> list[float | N
             v = {"system_user_pct": s.sys_user, "system_system_pct": s.sys_system, "system_idle_pct": s.sys_idle,
                  "runtime_user_pct": s.runtime_user, "runtime_system_pct": s.runtime_system,
                  "host_mem_used_bytes": float(s.host_mem_used), "host_mem_total_bytes": float(s.host_mem_total)}[c.metric]
+        elif g == "health":
+            v = {"ecc_corrected": s.ecc_corrected, "ecc_uncorrected": s.ecc_uncorrected}[c.metric]
         elif g == "training":
             t = s.training
             if t is not None:

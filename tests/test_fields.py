@@ -43,7 +43,7 @@ def test_every_row_says_what_it_is() -> None:
         if f.csv is not None:
             assert f.csv not in seen, f.csv
             seen.add(f.csv)
-    assert fields.groups() == ("util", "flops", "engines", "hbm", "links", "vcpu", "training")
+    assert fields.groups() == ("util", "flops", "engines", "hbm", "links", "vcpu", "health", "training")
 
 
 TOTAL = Field("context_switches", "row", "", "gauge", "system_data.vcpu_usage.context_switch_count",

@@ -52,10 +52,13 @@ def test_top_hint_names_the_injected_cause(preset: str, scenario: str, seed: int
     cause = truth(lines)
     if cause == "none":
         assert hints == [], [h.cause for h in hints]
-    elif mean_util(samples) >= DEFAULTS.util_below and cause not in {"fp32_precision", "hbm_capacity", "memory_leak"}:
-        # a mild cause (a 1.3x straggler on 2 cores) costs throughput, but the window is above the
-        # threshold: no bottleneck is named there, by design
-        assert not [h for h in hints if h.kind == "bottleneck"], [h.cause for h in hints]
+    elif mean_util(samples) >= DEFAULTS.util_below - 2 and cause not in {"fp32_precision", "hbm_capacity",
+                                                                           "memory_leak"}:
+        # a mild cause (a 1.4x straggler on 2 cores) costs throughput, but the window is above the
+        # threshold: no bottleneck is named there, by design (and at the threshold, either answer)
+        bottlenecks = [h.cause for h in hints if h.kind == "bottleneck"]
+        assert not bottlenecks or (mean_util(samples) < DEFAULTS.util_below + 2 and bottlenecks[0] == cause), \
+            bottlenecks
     else:
         assert hints and hints[0].cause == cause, [h.cause for h in hints]
         top = hints[0]
@@ -72,8 +75,9 @@ def test_plain_neuron_monitor_data_never_names_an_unsupported_cause(preset: str,
     cause = truth(lines)
     named = {h.cause for h in hints} - {"unexplained"}
     assert named <= SUPPORTED_WITHOUT_EXTENSION, named
-    if cause == "none" or (mean_util(samples) >= DEFAULTS.util_below and cause == "straggler"):
-        assert not [h for h in hints if h.kind == "bottleneck"], [h.cause for h in hints]
+    if cause == "none" or (mean_util(samples) >= DEFAULTS.util_below - 2 and cause == "straggler"):
+        bottlenecks = [h.cause for h in hints if h.kind == "bottleneck"]
+        assert not bottlenecks or (cause != "none" and bottlenecks[0] == cause), bottlenecks
     elif cause in SUPPORTED_WITHOUT_EXTENSION:
         assert hints[0].cause == cause
     else:  # HBM stalls inside a graph look like any other stall without the extension: say so

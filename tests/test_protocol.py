@@ -135,5 +135,6 @@ def test_extension_rates_come_from_cumulative_counters() -> None:
     d2 = Decoder()
     d2.decode(lines[0])
     s_gap = d2.decode(lines[2])
-    field = json.loads(lines[2])["neuron_runtime_data"][0]["report"]["neuroncore_counters"]["neuroncores_in_use"]
-    assert abs(s_gap.util[0] - field["0"]["neuroncore_utilization"]) < 3
+    per = [json.loads(lines[k])["neuron_runtime_data"][0]["report"]["neuroncore_counters"]["neuroncores_in_use"]
+           ["0"]["neuroncore_utilization"] for k in (1, 2)]
+    assert abs(s_gap.util[0] - sum(per) / 2) < 0.5  # the two windows the gap covers, averaged
