@@ -39,7 +39,7 @@ CAUSES = ("input_pipeline", "host_sync", "launch_overhead", "communication", "st
           "hbm_bandwidth", "fp32_precision", "hardware_errors")
 ADVISORY_TRUTHS = {"fp32_precision", "hbm_capacity", "memory_leak"}  # (and hardware_errors without a slow core)
 BORDER = 2.0  # points above the threshold where naming the truth in the windows that dip below is no alarm
-NOT_A_BOTTLENECK = {"warm_up", "fp32_precision", "hbm_capacity", "memory_leak", "out_of_memory"}
+NOT_A_BOTTLENECK = {"warm_up", "fp32_precision", "hbm_capacity", "memory_leak", "out_of_memory", "hang"}
 
 
 @dataclass(frozen=True)
@@ -185,7 +185,7 @@ def _top(res: dict) -> tuple[str, float]:
 def _score(o: Outcome, res: dict) -> str:
     pred = _top(res)[0]
     named = {f["cause"] for f in res["segments"][-1]["findings"]}
-    if o.truth in ADVISORY_TRUTHS or o.truth in ("warm_up", "out_of_memory") or (
+    if o.truth in ADVISORY_TRUTHS or o.truth in ("warm_up", "out_of_memory", "hang") or (
             o.truth == "hardware_errors" and o.steady_util >= DEFAULTS.util_below):
         return "right" if o.truth in named else ("wrong" if pred not in ("none", "unexplained") else "unexplained")
     if o.steady_util >= DEFAULTS.util_below:

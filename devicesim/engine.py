@@ -113,9 +113,11 @@ class Engine:
         return int(self.knobs.leak_mb_per_s * 2**20 * self.train_s)
 
     def phase(self) -> str:
-        """compile, load, train or crashed: where the run is in its life."""
+        """compile, load, train, hung or crashed: where the run is in its life."""
         if self.crashed:
             return "crashed"
+        if 0 < self.knobs.hang_after_s <= self.train_s:
+            return "hung"
         c = self.knobs.compile_s
         if self.sim_time < c:
             return "compile"
@@ -128,6 +130,8 @@ class Engine:
         ph = self.phase()
         if ph == "crashed":
             cause = "out_of_memory"
+        elif ph == "hung":
+            cause = "hang"
         elif ph != "train":
             cause = "warm_up"
         else:
@@ -177,6 +181,8 @@ class Engine:
         # The part of the window spent training (a window may end the warm-up)
         start = max(self.sim_time, 1.25 * self.knobs.compile_s)
         train_dt = max(0.0, self.sim_time + dt - start) if not (self.paused or self.crashed) else 0.0
+        if self.knobs.hang_after_s > 0:  # a hang: training stops there, the memory stays
+            train_dt = max(0.0, min(train_dt, self.knobs.hang_after_s - self.train_s))
         self.phase_now = self.phase()
         running = train_dt > 0
         on = train_dt / dt  # the training share of the window
@@ -255,6 +261,7 @@ class Engine:
         host_total = sum(host.values())
         steps_in_window = dt * self.on / m.period_s if running else 0.0
         executions = self.executions * int(m.active.sum())  # each working core runs its copy of the graph
+        failed = int(any(e.get("type") == "oom" for e in self.events))  # the execution that ran out of memory
         # An execution is one graph: a micro-batch's forward and backward, or the step's last graph
         # (gradient all-reduce, optimizer). Total latency adds the runtime's own time to the device's.
         latency = dev_latency = None
@@ -283,9 +290,10 @@ class Engine:
                     "neuroncore_counters": {"period": dt, "neuroncores_in_use": cores, "error": ""},
                     "execution_stats": {
                         "period": dt,
-                        "error_summary": dict.fromkeys(
+                        "error_summary": {**dict.fromkeys(
                             ("generic", "numerical", "transient", "model", "runtime", "hardware"), 0),
-                        "execution_summary": {"completed": executions, "completed_with_err": 0,
+                            "runtime": failed},
+                        "execution_summary": {"completed": executions, "completed_with_err": failed,
                                               "completed_with_num_err": 0, "timed_out": 0,
                                               "incorrect_input": 0, "failed_to_queue": 0},
                         "latency_stats": {"total_latency": latency, "device_latency": dev_latency},

@@ -48,6 +48,7 @@ KNOBS: dict[str, KnobSpec] = {
     "compile_s": KnobSpec(float, 0, 86_400),
     "leak_mb_per_s": KnobSpec(float, 0, 2**20),
     "ecc_per_s": KnobSpec(float, 0, 1e6),
+    "hang_after_s": KnobSpec(float, 0, 86_400 * 365),
     "ecc_device": KnobSpec(int, 0, 1023),
 }
 assert set(KNOBS) == set(Knobs.__dataclass_fields__), "every knob has a spec"

@@ -64,6 +64,7 @@ class Knobs:
     graphs_per_micro: int = 1  # graphs each micro-batch is cut into (graph breaks, eager ops): small graphs
     compile_s: float = 0.0  # warm-up: graph compilation before the first step (then loading, a quarter as long)
     leak_mb_per_s: float = 0.0  # device memory each working core gains per second of training (a leak)
+    hang_after_s: float = 0.0  # a hang after this many seconds of training: cores stop, memory held (0: never)
     ecc_per_s: float = 0.0  # corrected ECC events per second on `ecc_device` (a failing HBM stack)
     ecc_device: int = 0
 

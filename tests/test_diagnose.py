@@ -5,9 +5,10 @@ from __future__ import annotations
 import gzip
 import json
 
+import pytest
 import zstandard
 
-from .conftest import SAMPLE_JSONL, make_reports, needs_shared, run_cli
+from .conftest import SAMPLE_JSONL, make_reports, needs_shared, run_cli, strip_extension
 
 
 @needs_shared
@@ -69,3 +70,15 @@ def test_truncated_compressed_log_exits_2(tmp_path) -> None:
 def test_missing_file_exits_2() -> None:
     r = run_cli("diagnose", "/nonexistent/run.jsonl")
     assert r.returncode == 2 and b"no such file" in r.stderr
+
+
+@pytest.mark.parametrize("plain", [False, True])
+def test_a_stuck_job_is_reported_as_a_hang_on_top(tmp_path, plain) -> None:
+    lines = make_reports("trn1.32xlarge", "input_bound", 80, overrides={"hang_after_s": 30})
+    if plain:
+        lines = strip_extension(lines)
+    p = tmp_path / "run.jsonl"
+    p.write_bytes(b"\n".join(lines) + b"\n")
+    out = json.loads(run_cli("diagnose", str(p), "--json").stdout)
+    assert out["findings"][0]["cause"] == "hang" and out["findings"][0]["start_s"] >= 30
+    assert "input_pipeline" in [f["cause"] for f in out["findings"]]  # before it stopped

@@ -159,3 +159,25 @@ def test_a_set_knob_wins_over_the_scenarios_default(scenario, knob, value) -> No
     e = _engine("trn1.32xlarge", scenario, **{knob: value})
     assert getattr(e.knobs, knob) == value
     assert json.loads(json.dumps(e.hello()))["config"]["knobs"][knob] == value
+
+
+def test_a_hang_stops_the_cores_and_holds_the_memory() -> None:
+    e = _engine("trn1.2xlarge", hang_after_s=10.0)
+    reps = [e.step_window() for _ in range(30)]
+
+    def mem(r):
+        return r["neuron_runtime_data"][0]["report"]["memory_used"]["neuron_runtime_used_bytes"]["neuron_device"]
+
+    assert _util(reps[5]) > 80 and _util(reps[-1]) == 0
+    assert mem(reps[-1]) == mem(reps[5]) > 0
+    assert reps[-1]["neuron_runtime_data"][0]["report"]["execution_stats"]["execution_summary"]["completed"] == 0
+    assert reps[-1]["neuron_top"]["truth"]["cause"] == "hang"
+
+
+def test_an_out_of_memory_crash_is_an_execution_error() -> None:
+    e = _engine("trn1.2xlarge", "memory_leak")
+    reps = [e.step_window() for _ in range(140)]
+    errs = [r["neuron_runtime_data"][0]["report"]["execution_stats"] for r in reps]
+    crashed = [i for i, x in enumerate(errs) if x["execution_summary"]["completed_with_err"]]
+    assert len(crashed) == 1 and errs[crashed[0]]["error_summary"]["runtime"] == 1
+    assert reps[crashed[0]]["neuron_top"]["events"][0]["type"] == "oom"

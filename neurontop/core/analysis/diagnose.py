@@ -111,7 +111,7 @@ class Segment:
                 d.update(start_s=round(r.start_s, 3), end_s=round(r.end_s + self.period, 3),
                          share_of_run=round((r.duration + self.period) / total, 4))
                 first = precedence(best, causes_found)
-                d["_rank"] = (cause != "out_of_memory", first[1], first[2] and below_input(self.runs, r), first[3],
+                d["_rank"] = (cause not in ("out_of_memory", "hang"), first[1], first[2] and below_input(self.runs, r), first[3],
                               -(r.duration + self.period) * max(best.score, 0.05), SEVERITY_RANK[best.severity])
                 findings.append(d)
         findings.sort(key=lambda d: d["_rank"])

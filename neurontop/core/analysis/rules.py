@@ -73,9 +73,9 @@ class Phase(enum.IntEnum):
     UNEXPLAINED = 3  # only when no bottleneck fired
 
 
-# Findings that end the diagnosis of a window: a crashed job has no bottleneck, and a warm-up is a
-# phase of the run, not a steady state to tune. The first of these is always the top finding.
-STOPS = ("out_of_memory", "warm_up")
+# Findings that end the diagnosis of a window: a crashed or stuck job has no bottleneck, and a
+# warm-up is a phase of the run, not a steady state to tune. The first of these is the top finding.
+STOPS = ("out_of_memory", "warm_up", "hang")
 
 
 Evaluate = Callable[[WindowStats, Thresholds, Sequence[Hint]], "Hint | None"]
@@ -674,6 +674,28 @@ def _hardware_errors(st: WindowStats, th: Thresholds, found: Sequence[Hint]) -> 
         f"{'uncorrected' if critical else 'corrected'} ECC errors on " + (f"ND{dev}" if dev >= 0 else "a device"),
         tuple(ev), "uncorrected errors corrupt data: drain the node and report the device" if critical else
         "watch the rate; a device that keeps correcting errors is failing: plan to replace it", "cores", 0.0)
+
+
+@rule("hang", "advisory", Phase.ADVISORY, "cores", telemetry="no",
+      when=lambda th: "the cores hold device memory but every report of the window has every core idle and no "
+                      f"execution, the host not compiling (< {th.warmup_host_cores:g} cores at work) and device memory "
+                      "not growing",
+      why="a job that holds its memory and runs nothing is stuck: a hang, a deadlock at a collective, or a paused "
+          "process")
+def _hang(st: WindowStats, th: Thresholds, found: Sequence[Hint]) -> Hint | None:
+    if not st.allocated.any() or st.idle_rows < 1.0 or (st.exec_rate or 0.0) > 0 or abs(st.mem_growth) > 0.01:
+        return None
+    work = host(st, th).host_work
+    if work is not None and work >= th.warmup_host_cores:
+        return None  # the host is busy: compiling, or a long host-side phase (checkpointing)
+    return Hint(
+        "hang", "advisory", "critical", 0.7 if st.exec_rate is not None else 0.5,
+        f"stuck: {int(st.allocated.sum())} cores hold device memory but nothing runs",
+        (Evidence("cores holding memory", int(st.allocated.sum()), "cores"),
+         Evidence("average utilisation", st.util, "%"), Evidence("device memory used", st.mem_frac_max * 100, "%")),
+        "look for a deadlock (a collective some rank never reached: py-spy dump the ranks) or a lost node; "
+        "restart from the last checkpoint", "cores", 1.0, () if st.exec_rate is not None else
+        ("execution_stats (executions would tell a long graph from a stopped one)",))
 
 
 def causes_table(th: Thresholds = DEFAULTS) -> str:
