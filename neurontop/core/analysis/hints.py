@@ -93,6 +93,7 @@ class HintMonitor:
         self.util: float | None = None  # the last evaluated window's average utilisation
         self._at = -1e18
         self._tail: list = []  # earlier batches' rows that the next window may still reach: (batch, a, e)
+        self._lost_rows: np.ndarray | None = None  # (feed's breakdown columns, while a batch is fed)
         self._stream: tuple | None = None
 
     def reset(self) -> None:
@@ -112,13 +113,16 @@ class HintMonitor:
         events += [{"event": "end", "cause": c} for c in sorted(before - set(after))]
         return events
 
-    def feed(self, b: Batch, cause_columns: Sequence[str] | None = None) -> np.ndarray:
-        """Add a batch; [rows, causes] bool: the causes (default: every registered one) shown after each row."""
+    def feed(self, b: Batch, cause_columns: Sequence[str] | None = None, with_lost: bool = False) -> np.ndarray:
+        """Add a batch; [rows, causes] bool: the causes (default: every registered one) shown after each row.
+        With `with_lost`, [rows, 2 x causes] floats: those (0 or 1), then each cause's share of the
+        time-loss breakdown (utilisation points) of the evaluation in force at each row."""
         cols = causes() if cause_columns is None else tuple(cause_columns)
         n = len(b)
         out = np.zeros((n, len(cols)), dtype=bool)
+        self._lost_rows = np.zeros((n, len(cols))) if with_lost else None
         if not n:
-            return out
+            return np.zeros((0, 2 * len(cols))) if with_lost else out
         col = {c: i for i, c in enumerate(cols)}
         tl = b.time_s.tolist()
         stream = _stream_of(b.layout)
@@ -134,6 +138,8 @@ class HintMonitor:
                 tail = []
             self._piece(b, a, e, tail, out, col)
         self._tail = rows_since([*tail, (b, cuts[-1] if cuts else 0, n)], tl[-1] - self.th.window_s - 1e-9)
+        if self._lost_rows is not None:
+            return np.concatenate([out.astype(np.float64), self._lost_rows], axis=1)
         return out
 
     def _restart(self, row: int) -> None:
@@ -155,7 +161,16 @@ class HintMonitor:
             m[[col[h.cause] for h in self.shown if h.cause in col]] = True
             return m
 
+        def lost(r0: int, r1: int) -> None:
+            if self._lost_rows is not None:
+                v = np.zeros(len(col))
+                for c, pts in self.lost.items():
+                    if c in col:
+                        v[col[c]] = pts
+                self._lost_rows[r0:r1] = v
+
         out[a:evals[0] if evals else e] = mask()
+        lost(a, evals[0] if evals else e)
         for q, (r, st) in enumerate(zip(evals, self._stats(b, a, tail, evals), strict=True)):
             found = rank(st, self.th)
             self.shown = self.tracker.update(found, tl[r])
@@ -164,6 +179,7 @@ class HintMonitor:
             if self.on_eval is not None:
                 self.on_eval(tl[r], self.shown, found, self.lost)
             out[r:evals[q + 1] if q + 1 < len(evals) else e] = mask()
+            lost(r, evals[q + 1] if q + 1 < len(evals) else e)
 
     def _stats(self, b: Batch, a: int, tail: list, evals: list[int]) -> list[WindowStats]:
         """The statistics of the window ending at each row in `evals` (rows of `b` from `a` on,

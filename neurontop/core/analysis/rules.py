@@ -131,6 +131,11 @@ def causes() -> tuple[str, ...]:
     return tuple(r.cause for r in RULES)
 
 
+def bottleneck_causes() -> tuple[str, ...]:
+    """The causes the time-loss breakdown splits the lost utilisation among (the export's lost columns)."""
+    return tuple(r.cause for r in RULES if r.kind == "bottleneck")
+
+
 def rank(st: WindowStats, th: Thresholds = DEFAULTS) -> list[Hint]:
     """The hints a window's statistics support, most important first."""
     found: list[Hint] = []

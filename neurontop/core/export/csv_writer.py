@@ -20,7 +20,7 @@ from typing import IO
 import numpy as np
 
 from ..analysis.hints import HintMonitor
-from ..analysis.rules import causes
+from ..analysis.rules import bottleneck_causes, causes
 from ..analysis.thresholds import DEFAULTS, Thresholds
 from ..store import numtext
 from ..telemetry import fields as catalogue
@@ -84,6 +84,8 @@ def columns_for_layout(lay: Layout, groups: tuple[str, ...], has_flops: bool = T
     cols = [c for f in _exported(lay, groups, has_flops) for c in _columns_of(f, lay)]
     if "hints" in groups:
         cols += [Column(f"hint_{cause}", "hints", 0, metric=f"hint_{cause}") for cause in causes()]
+        # the time-loss breakdown: utilisation points lost to each cause (rules.breakdown)
+        cols += [Column(f"lost_{cause}_pct", "hints", 1, metric=f"lost_{cause}_pct") for cause in bottleneck_causes()]
     return cols
 
 
@@ -107,14 +109,18 @@ def _figure_names(lay: Layout, groups: tuple[str, ...], hint_causes: tuple[str, 
 def figures(b: Batch, groups: tuple[str, ...], hints: np.ndarray | None,
             out: Callable[[tuple[int, int]], np.ndarray] | None = None) -> tuple[list[str], np.ndarray]:
     """Every exportable figure of batch `b` in `groups`: column names and an [n, k] float matrix
-    (NaN where the sample lacks the figure). `hints` is [n, len(causes())]. `out(shape)` gives
+    (NaN where the sample lacks the figure). `hints` is [n, 2 x len(causes())]: shown, then the breakdown. `out(shape)` gives
     the matrix to fill (prefetch's shared memory), else a new one."""
     n = len(b)
     lay = b.layout
     names = _figure_names(lay, groups, causes(), tuple(f.name for f in catalogue.FIELDS))
     parts = [_values(f, b) for f in _exported(lay, groups, True)]
     if "hints" in groups:
-        parts.append(hints.astype(np.float64) if hints is not None else np.zeros((n, len(causes()))))
+        nc = len(causes())
+        lost_cols = [nc + causes().index(c) for c in bottleneck_causes()]
+        h = hints.astype(np.float64) if hints is not None else np.zeros((n, 2 * nc))
+        parts.append(h[:, :nc])
+        parts.append(h[:, lost_cols] if h.shape[1] == 2 * nc else np.zeros((n, len(lost_cols))))
     k = sum(p.shape[1] for p in parts)
     if k != len(names):
         raise AssertionError(f"export: {k} figures for {len(names)} names")
@@ -216,7 +222,7 @@ class CsvExporter:
             names, m = b.names, b.m
         else:
             if hints is None and self.hintmon is not None:
-                hints = self.hintmon.feed(b)
+                hints = self.hintmon.feed(b, with_lost=True)
             names, m = figures(b, self.groups, hints)
         rel = b.time_s - self.t0
         keep = np.ones(len(b), dtype=bool)

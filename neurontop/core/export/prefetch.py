@@ -140,7 +140,7 @@ def _hinted(path: str, skip_bad: bool, hints: HintOptions | None) -> Iterator[tu
     """The profile's batches and their hint flags (the loop of either process)."""
     mon = HintMonitor(hints.thresholds) if hints is not None else None
     for b in iter_profile(Profile(path), skip_bad, on_skip=_warn_chunk):
-        yield b, mon.feed(b, hints.causes) if mon is not None and hints is not None else None
+        yield b, mon.feed(b, hints.causes, with_lost=True) if mon is not None and hints is not None else None
 
 
 def _serial(path: str, skip_bad: bool, hints: HintOptions | None, groups: tuple[str, ...] | None = None,
