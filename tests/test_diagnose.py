@@ -82,3 +82,23 @@ def test_a_stuck_job_is_reported_as_a_hang_on_top(tmp_path, plain) -> None:
     out = json.loads(run_cli("diagnose", str(p), "--json").stdout)
     assert out["findings"][0]["cause"] == "hang" and out["findings"][0]["start_s"] >= 30
     assert "input_pipeline" in [f["cause"] for f in out["findings"]]  # before it stopped
+
+
+def test_a_changed_job_is_a_new_segment_diagnosed_on_its_own() -> None:
+    from devicesim.engine import Engine, SimConfig, encode
+    from devicesim.presets import get_preset
+    from neurontop.core.analysis.diagnose import diagnose
+    from neurontop.core.telemetry.sample import Decoder
+
+    e = Engine(SimConfig(get_preset("trn1.32xlarge"), scenario="input_bound", seed=1, numerics=False))
+    lines = []
+    for k in range(70):
+        if k == 35:
+            e.control({"scenario": "straggler"})
+        lines.append(encode(e.step_window()))
+    d = Decoder()
+    segs = diagnose([d.decode(x) for x in lines]).to_dict()["segments"]
+    assert [s["reason"] for s in segs] == ["start", "the job changed"] and segs[1]["first_sample"] == 36
+    assert [f["cause"] for f in segs[0]["findings"]] == ["input_pipeline"]
+    assert [f["cause"] for f in segs[1]["findings"]] == ["straggler"]
+    assert segs[1]["lost"]["by_cause"]["straggler"] > 30

@@ -106,7 +106,7 @@ class Segment:
                 whole = r.start_s <= 1e-9 and r.end_s >= last - 1e-9
                 if r.duration + self.period < th.on_s and not whole:
                     continue
-                best = max(r.hints, key=lambda h: (h.score, h.confidence))
+                best = max(r.hints, key=lambda h: (h.confidence, h.score))  # (a full window over a first report)
                 d = best.to_dict()
                 d.update(start_s=round(r.start_s, 3), end_s=round(r.end_s + self.period, 3),
                          share_of_run=round((r.duration + self.period) / total, 4))
@@ -201,6 +201,8 @@ def diagnose(samples: Iterable[Sample], th: Thresholds = DEFAULTS) -> Diagnosis:
             reason = "new instance"
         elif row == 0 and prev_stream is not None and prev_stream[1:] != (lay.n_devices, lay.n_cores):
             reason = "new device shape"
+        elif any(e.get("type") == "scenario" for e in b.events.get(row, ())):
+            reason = "the job changed"
         else:
             reason = "time went back"
         starts.append(row)
@@ -231,7 +233,7 @@ def format_text(d: Diagnosis, name: str) -> str:
     segs = d.segments
     lines: list[str] = []
     if len(segs) > 1:
-        lines.append(f"{name}: {plural(len(segs), 'segment')} (the stream restarts), {plural(d.samples, 'report')}")
+        lines.append(f"{name}: {plural(len(segs), 'segment')} (the stream restarts or the job changes), {plural(d.samples, 'report')}")
     for k, s in enumerate(segs):
         head = name if len(segs) == 1 else f"segment {k + 1} (from report {s['first_sample']}: {s['reason']})"
         lines.append(f"{head}: {s['instance_type'] or 'unknown instance'}, {plural(s['samples'], 'report')}, "

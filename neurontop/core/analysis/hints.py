@@ -68,6 +68,10 @@ class HintTracker:
         self.start = None
 
 
+def _changed(b: Batch, row: int) -> bool:
+    return any(e.get("type") == "scenario" for e in b.events.get(row, ()))
+
+
 def _stream_of(lay: Layout) -> tuple:
     """What must stay the same for rows to be one stream: the instance and the device shape."""
     return (lay.instance_id, lay.n_devices, lay.n_cores)
@@ -131,7 +135,8 @@ class HintMonitor:
             self._restart(0)
             tail = []
         self._stream = stream
-        cuts = [r for r in range(1, n) if tl[r] < tl[r - 1]]  # the stream restarted
+        # the stream restarted (time went back), or the job was changed (a simulator's scenario event)
+        cuts = [r for r in range(1, n) if tl[r] < tl[r - 1] or _changed(b, r)]
         for a, e in zip([0, *cuts], [*cuts, n], strict=True):
             if a:
                 self._restart(a)
