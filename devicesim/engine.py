@@ -4,8 +4,9 @@ It holds the current configuration, the cumulative counters and the proxy model,
 neuron-monitor report (plus the `neuron_top` extension) per window. Everything random comes from
 one seeded generator, so a fixed seed reproduces the stream byte for byte.
 
-(About 420 lines, one class: the engine's state and the report it builds from that state. The
-models it runs are in timing.py, memory.py, numerics.py and scenarios.py.)
+(About 530 lines, one class: the engine's state, its lifecycle (warm-up, training, a hang, a
+crash) and the report it builds from that state. The models it runs are in timing.py, memory.py,
+numerics.py, scenarios.py and truth.py.)
 """
 
 from __future__ import annotations

@@ -11,8 +11,9 @@ else fired) and `unexplained` (only when no bottleneck fired). Adding a cause is
 The registry's order is the order of the export's hint columns (export/csv_writer.py) and of the
 cause table in docs/hints.md, which `causes_table()` generates (a test compares them).
 
-(About 400 lines: eleven rules, each with its conditions, evidence and action, kept in one file so
-that the registry's order, which is the export's column order, is the order they are read in.)
+(About 700 lines: nineteen rules, each with its conditions, evidence and action, and the host
+signals several of them share (`host`, `slow_core`), kept in one file so that the registry's order,
+which is the export's column order, is the order they are read in.)
 """
 
 from __future__ import annotations
