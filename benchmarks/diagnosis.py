@@ -241,7 +241,7 @@ def confusion_table(res: dict, tel: str) -> str:
 
 def run(res, quick: bool = False) -> None:
     """`python -m benchmarks --only diagnosis`: the large holdout."""
-    n = 40 if quick else 200
+    n = 6 if quick else 200
     outs = [run_case(c) for c in sample_cases(n, seed=20261206)]
     s = summarise(outs)
     for tel in ("extension", "plain"):

@@ -106,7 +106,8 @@ class Segment:
                 whole = r.start_s <= 1e-9 and r.end_s >= last - 1e-9
                 if r.duration + self.period < th.on_s and not whole:
                     continue
-                best = max(r.hints, key=lambda h: (h.confidence, h.score))  # (a full window over a first report)
+                # a bottleneck over an advisory of the same cause, then a full window over a first report
+                best = max(r.hints, key=lambda h: (h.kind == "bottleneck", h.confidence, h.score))
                 d = best.to_dict()
                 d.update(start_s=round(r.start_s, 3), end_s=round(r.end_s + self.period, 3),
                          share_of_run=round((r.duration + self.period) / total, 4))

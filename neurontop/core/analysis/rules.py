@@ -454,6 +454,8 @@ def _host_sync(st: WindowStats, th: Thresholds, found: Sequence[Hint]) -> Hint |
     # at a high rate are the launch-overhead rule's); without execution_stats it cannot be told
     if hs.main >= th.saturated and (st.exec_rate is None or st.exec_rate >= th.launch_rate):
         return None
+    if st.exec_rate is not None and st.exec_rate >= th.launch_rate and hs.main >= th.launch_main:
+        return None  # a busy main thread between many small graphs is launching them: the launch rule's
     if hs.cover is not None and min(hs.cover, 1.0) - hs.device >= th.stall_idle:
         return None  # the device idles inside its graphs, not between them
     if (st.input_wait or 0) >= th.input_wait or (st.exposed_comm or 0) >= th.exposed_comm:
