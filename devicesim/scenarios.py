@@ -48,7 +48,7 @@ SCENARIOS: dict[str, Scenario] = {
                  "evaluation outputs kept on the device between steps fill HBM to over 90 % of capacity",
                  knobs={"hbm_fill": 0.93}),
         Scenario("host_sync", "host_sync",
-                 "the host synchronises every micro-batch (loss.item(), graph rebuild): device and host idle",
+                 "the host synchronises every micro-batch (loss.item(), graph rebuild): device and host take turns",
                  knobs={"host_sync_ms_frac": 1.0}),
         Scenario("launch_bound", "launch_overhead",
                  "tiny graphs launched one by one from Python: the main thread is saturated, the device mostly idle",
