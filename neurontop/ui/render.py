@@ -74,12 +74,13 @@ def sparkline(values: np.ndarray, width: int, lo: float = 0.0, hi: float | None 
 
 
 def human_bytes(n: float) -> str:
+    """Memory in binary units, labelled as such (982,084,091,904 bytes is 914.6GiB, not "GB")."""
     n = float(n)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1024 or unit == "TB":
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
             return f"{n:.1f}{unit}" if unit != "B" else f"{int(n)}B"
         n /= 1024
-    return f"{n:.1f}TB"
+    return f"{n:.1f}TiB"
 
 
 def human_rate(bps: float) -> str:
