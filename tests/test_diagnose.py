@@ -102,3 +102,15 @@ def test_a_changed_job_is_a_new_segment_diagnosed_on_its_own() -> None:
     assert [f["cause"] for f in segs[0]["findings"]] == ["input_pipeline"]
     assert [f["cause"] for f in segs[1]["findings"]] == ["straggler"]
     assert segs[1]["lost"]["by_cause"]["straggler"] > 30
+
+
+@needs_shared
+def test_the_real_trn1_capture_is_diagnosed_over_all_its_reports() -> None:
+    # Real periods run a little short of 1 s (0.9992 s): every report must still be evaluated, so
+    # the one finding covers the whole 3-report capture (it used to be lost to the hysteresis).
+    from .conftest import REAL_TRN1
+
+    out = json.loads(run_cli("diagnose", str(REAL_TRN1), "--json").stdout)
+    assert out["segments"][0]["lost"]["windows"] == 3
+    (f,) = out["findings"]
+    assert f["cause"] == "launch_overhead" and f["start_s"] == 0 and f["end_s"] >= 2.9
