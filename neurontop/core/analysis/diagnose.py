@@ -19,7 +19,7 @@ from ..telemetry.batch import Batch, from_samples
 from ..telemetry.sample import Sample
 from ..telemetry.units import clock, format_evidence, plural
 from .hints import HintMonitor
-from .rules import SEVERITY_RANK, WAIT, Hint, precedence
+from .rules import SEVERITY_RANK, Hint, binds, precedence
 from .thresholds import DEFAULTS, Thresholds
 
 
@@ -99,8 +99,7 @@ class Segment:
                           "avg_util_pct": round(float(u[k:j + 1].mean()), 2)})
             k = j + 1
         findings = []
-        causes_found = {c for c, rs in self.runs.items() if c == "input_pipeline"
-                        and any(h.evidence and h.evidence[0].name == WAIT for r in rs for h in r.hints)}
+        binding = any(binds(h) for r in self.runs.get("input_pipeline", []) for h in r.hints)
         for cause, rs in self.runs.items():
             for r in rs:
                 whole = r.start_s <= 1e-9 and r.end_s >= last - 1e-9
@@ -111,7 +110,7 @@ class Segment:
                 d = best.to_dict()
                 d.update(start_s=round(r.start_s, 3), end_s=round(r.end_s + self.period, 3),
                          share_of_run=round((r.duration + self.period) / total, 4))
-                first = precedence(best, causes_found)
+                first = precedence(best, binding)
                 d["_rank"] = (cause not in ("out_of_memory", "hang"), first[1], first[2] and below_input(self.runs, r), first[3],
                               -(r.duration + self.period) * max(best.score, 0.05), SEVERITY_RANK[best.severity])
                 findings.append(d)

@@ -151,7 +151,7 @@ def rank(st: WindowStats, th: Thresholds = DEFAULTS) -> list[Hint]:
                     found.append(h)
     if st.rows < th.few_reports:  # one report, or a few: an answer, with low confidence
         found = [replace(h, confidence=h.confidence * 0.6) if h.cause != "out_of_memory" else h for h in found]
-    binding = {h.cause for h in found if h.cause == "input_pipeline" and h.evidence[0].name == WAIT}
+    binding = any(binds(h) for h in found)
     found.sort(key=lambda h: (*precedence(h, binding), -h.score, SEVERITY_RANK[h.severity]))
     return found
 
@@ -160,13 +160,17 @@ WAIT = "device waiting for input"  # the input pipeline's measured wait (extensi
 _PHASE: dict[str, Phase] = {}  # cause -> its rule's phase (filled as rules register)
 
 
-def precedence(h: Hint, causes_found: set[str]) -> tuple[bool, bool, bool, bool]:
+def binds(h: Hint) -> bool:
+    """An input-pipeline finding with the extension's measured wait: the device has time to spare."""
+    return h.cause == "input_pipeline" and bool(h.evidence) and h.evidence[0].name == WAIT
+
+
+def precedence(h: Hint, binding: bool) -> tuple[bool, bool, bool, bool]:
     """The first part of a finding's sort key (rank, diagnose): the findings that stop a diagnosis,
     then bottlenecks (`unexplained` last), and a measured input wait before device-side causes: a
     device that waits for input has time to spare, so removing a device-side cause alone would not
     raise throughput (idle cores aside, which add throughput of their own). Without the measured
-    wait, the causes rank by their shares."""
-    binding = "input_pipeline" in causes_found
+    wait (`binding`: some finding `binds`), the causes rank by their shares."""
     remainder = _PHASE.get(h.cause, Phase.PRIMARY) == Phase.REMAINDER  # what the primaries left: after them
     return (h.cause not in STOPS, h.kind != "bottleneck",
             binding and h.cause not in ("input_pipeline", "idle_cores", "unexplained"), remainder)
@@ -225,6 +229,14 @@ class Host:
 
 
 def host(st: WindowStats, th: Thresholds) -> Host:
+    """The window's host signals, worked out once per window and thresholds (several rules read them)."""
+    key = ("host", th)
+    if key not in st.cache:
+        st.cache[key] = _host(st, th)
+    return st.cache[key]
+
+
+def _host(st: WindowStats, th: Thresholds) -> Host:
     working_cores = st.allocated & (st.core_util >= th.idle_core_pct)
     device = float(st.core_util[working_cores].mean()) / 100 if working_cores.any() else st.util / 100
     if st.proc_cores is not None:

@@ -52,6 +52,7 @@ class WindowStats:
     lead_idle: float = 0.0  # share of the window's reports, from its start, idle before the first active one
     dtype: str = ""  # the training's number format (extension), "" when unknown
     rows: int = 0  # reports in the window
+    cache: dict = field(default_factory=dict, repr=False)  # figures the rules derive once (rules.host)
     ecc_corrected: float = 0.0  # ECC events in the window, every device
     ecc_uncorrected: float = 0.0
     ecc_device: int = -1  # the device that had them (the highest index when several did)
