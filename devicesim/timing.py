@@ -126,7 +126,6 @@ class StepModel:
     micro_device_s: float = 0.0  # device latency of one micro-batch graph (an execution)
     tail_device_s: float = 0.0  # device latency of the step's last graph (gradient all-reduce, optimizer)
     executions_per_step: int = 1
-    launch_gap_s: float = 0.0  # per step: device idle while the host prepares the next graph
     main_busy_s: float = 0.0  # per step: the host's main thread busy (launching graphs, synchronising)
     opt_busy_s: np.ndarray | None = None  # per core: the optimizer's engine-busy seconds (at the step's end)
     tail_gap_s: float = 0.0  # per step: pipeline bubble and exposed gradient all-reduce, before the optimizer
@@ -273,7 +272,6 @@ def step_model(preset: Preset, base_cfg: TransformerConfig, knobs: Knobs, ideal:
     host_micro = graphs * launch
     cycle = t_micro + sync + host_micro if sync > 0 else max(t_micro, host_micro)
     host_sync = sync * accum
-    launch_gap = (cycle - t_micro) * accum - host_sync
     bubble = (cfg.pp - 1) / max(1, accum) * t_micro
     device = accum * cycle + bubble + dp_exposed + t_opt
 
@@ -347,7 +345,6 @@ def step_model(preset: Preset, base_cfg: TransformerConfig, knobs: Knobs, ideal:
         micro_device_s=t_micro * slow / graphs,
         tail_device_s=dp_exposed + t_opt * slow,
         executions_per_step=accum * graphs + 1,
-        launch_gap_s=launch_gap,
         main_busy_s=accum * (host_micro + sync),
         opt_busy_s=b_opt * scale * active,
         tail_gap_s=bubble + dp_exposed,

@@ -44,8 +44,6 @@ class WindowStats:
     exec_rate: float | None = None  # executions completed per second on each working core
     dev_cover: float | None = None  # executions/s x mean device latency: the share of time a graph runs on the device
     dev_latency: float | None = None  # s, the executions' median device latency (weighted by executions)
-    host_per_exec: float | None = None  # s, total - device latency: the runtime's host time per execution
-    exec_errors: float = 0.0  # executions completed with an error
     proc_cores: float | None = None  # the training process's CPU, in cores (neuron_runtime_vcpu_usage x vCPUs)
     host_cores: float | None = None  # the whole host's busy CPU, in cores
     idle_rows: float = 0.0  # share of the window's reports with every core idle and no execution
@@ -94,8 +92,6 @@ class WindowArrays:
     training: Dims | None  # the last sample's training figures (micro_batch, seq)
     events: list[dict]
     executions: np.ndarray | None = None  # [k] completed executions, NaN where a report has none
-    exec_errors: np.ndarray | None = None  # [k]
-    latency: np.ndarray | None = None  # [k] total latency p50, s
     device_latency: np.ndarray | None = None  # [k] device latency p50, s
     device_quantiles: np.ndarray | None = None  # [k, 6] device latency p0, p25, p50, p75, p99, p100
     proc_cores: np.ndarray | None = None  # [k] the training process's CPU in cores (NaN: no vCPU figures)
@@ -182,7 +178,6 @@ def stats_of_windows(w: WindowArrays, bounds: Sequence[tuple[int, int]] | np.nda
         ok_q = ~np.isnan(Q).any(axis=1)
         tr = ((Q[:, 1:] + Q[:, :-1]) / 2 * np.diff(qs)).sum(axis=1)
         lat_mean = np.where(ok_q, np.nan_to_num(tr), lat_d)
-    lat_t = np.nan_to_num(w.latency if w.latency is not None else nanr)
     cover_row = rate_row * lat_mean
     idle_row = ((w.util.max(axis=1) if n else np.zeros(R)) < 1.0) & (ex0 == 0)
     after_idle = np.concatenate([[False], idle_row[:-1]])
@@ -190,9 +185,8 @@ def stats_of_windows(w: WindowArrays, bounds: Sequence[tuple[int, int]] | np.nda
     proc_row = w.proc_cores if w.proc_cores is not None else nanr
     hostc_row = w.host_cores if w.host_cores is not None else nanr
     mem_row = w.mem_core.sum(axis=1).astype(np.float64) if n else np.zeros(R)
-    err_row = np.nan_to_num(w.exec_errors) if w.exec_errors is not None else np.zeros(R)
     exec_ok = np.zeros(nw, dtype=bool)
-    rate, cover, dlat, hpe, errs, proc, hostc, idle, growth, lead = (np.zeros(nw) for _ in range(10))
+    rate, cover, dlat, proc, hostc, idle, growth, lead = (np.zeros(nw) for _ in range(8))
     ecc_w = np.zeros((nw, 2))
     ecc_dev = np.full(nw, -1, dtype=np.int64)
     proc_ok = np.zeros(nw, dtype=bool)
@@ -242,8 +236,6 @@ def stats_of_windows(w: WindowArrays, bounds: Sequence[tuple[int, int]] | np.nda
         cover[sel] = mean(cover_row)
         n_ex = rows(ex0).sum(axis=1)
         dlat[sel] = rows(ex0 * lat_d).sum(axis=1) / np.maximum(n_ex, 1e-12)
-        hpe[sel] = rows(ex0 * np.maximum(lat_t - lat_d, 0.0)).sum(axis=1) / np.maximum(n_ex, 1e-12)
-        errs[sel] = rows(err_row).sum(axis=1)
         pr = rows(proc_row)
         proc_ok[sel] = ~np.isnan(pr).any(axis=1)
         proc[sel] = np.nan_to_num(pr).mean(axis=1)
@@ -281,8 +273,7 @@ def stats_of_windows(w: WindowArrays, bounds: Sequence[tuple[int, int]] | np.nda
         exposed_comm=cm, input_wait=wt, mem_frac_max=dv / cap if cap else 0.0, mem_dev_max=dv, capacity=cap,
         events=w.events, training=w.training, busbw_frac=bb, link_frac=lf,
         exec_rate=float(rate[i]) if exec_ok[i] else None, dev_cover=float(cover[i]) if has_ex[i] else None,
-        dev_latency=float(dlat[i]) if has_ex[i] else None, host_per_exec=float(hpe[i]) if has_ex[i] else None,
-        exec_errors=float(errs[i]), proc_cores=float(proc[i]) if proc_ok[i] else None,
+        dev_latency=float(dlat[i]) if has_ex[i] else None, proc_cores=float(proc[i]) if proc_ok[i] else None,
         host_cores=float(hostc[i]) if proc_ok[i] else None, idle_rows=float(idle[i]), lead_idle=float(lead[i]), mem_growth=float(growth[i]),
         dtype=w.dtype, rows=int(lengths[i]), ecc_corrected=float(ecc_w[i, 0]), ecc_uncorrected=float(ecc_w[i, 1]),
         ecc_device=int(ecc_dev[i]), cores_per_device=w.cores_per_device,
@@ -335,7 +326,7 @@ def window_of_batches(segs: list, stream: bool = False) -> WindowArrays:
 
     return WindowArrays(
         dtype=lay.dtype, exec_cores=lay.exec_cores, executions=ex("executions"),
-        ecc=cat(lambda b: np.stack([b.ecc_corrected, b.ecc_uncorrected], axis=1)), ecc_device=cat(lambda b: b.ecc_device), exec_errors=ex("exec_errors"), latency=ex("latency_p50"),
+        ecc=cat(lambda b: np.stack([b.ecc_corrected, b.ecc_uncorrected], axis=1)), ecc_device=cat(lambda b: b.ecc_device),
         device_latency=ex("device_latency_p50"),
         device_quantiles=np.stack([ex(f"device_latency_{q}") for q in ("p0", "p25", "p50", "p75", "p99", "p100")],
                                   axis=1),

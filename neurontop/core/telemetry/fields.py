@@ -192,12 +192,6 @@ FIELDS: list[Field] = [
     Field("executions", "row", "", "gauge", f"{_EXEC}.execution_summary.completed",
           "graphs completed in the window (absent: no execution_stats)", path=(*_RT0, "execution_stats",
                                                                               "execution_summary", "completed")),
-    Field("exec_errors", "row", "", "gauge", f"{_EXEC}.execution_summary.completed_with_err",
-          "executions completed with an error", path=(*_RT0, "execution_stats", "execution_summary",
-                                                     "completed_with_err")),
-    Field("latency_p50", "row", "s", "gauge", f"{_EXEC}.latency_stats.total_latency.p50",
-          "median total latency of an execution (host and device)",
-          path=(*_RT0, "execution_stats", "latency_stats", "total_latency", "p50")),
     *(Field(f"device_latency_{q}", "row", "s", "gauge", f"{_EXEC}.latency_stats.device_latency.{q}",
             f"the {q} percentile of an execution's time on the device",
             path=(*_RT0, "execution_stats", "latency_stats", "device_latency", q))
