@@ -155,7 +155,7 @@ def run_case(case: Case) -> Outcome:
     eng = Engine(_config(case))
     lines = [encode(eng.step_window()) for _ in range(case.reports)]
     last = json.loads(lines[-1])["neuron_top"]["truth"]
-    start = 1.25 * float(case.knobs.get("compile_s", 0.0))
+    start = eng.train_start()
     d = Decoder()
     samples = [d.decode(x) for x in lines]
     steady = [s.util.mean() for s in samples if s.time_s > start + case.period] or [samples[-1].util.mean()]

@@ -23,7 +23,7 @@ from .memory import CoreMemory, core_memory, host_memory, idle_core_memory
 from .numerics import ProxyGPT
 from .presets import Preset
 from .scenarios import SCENARIOS, resolve
-from .timing import ENGINES, Knobs, StepModel, busy_until, step_model
+from .timing import ENGINES, Knobs, StepModel, busy_until, step_model, traffic_until
 from .truth import lost_shares, main_cause
 from .workload import TransformerConfig
 
@@ -32,6 +32,10 @@ PROTOCOL_VERSION = 1
 FIXED_EPOCH = 1_767_225_600.0  # 2026-01-01T00:00:00Z: start of the clock of non-real-time runs
 RT_OVERHEAD_S = 60e-6  # the runtime's own time per execution (submission, completion): total - device latency
 RUNTIME_THREADS = 0.04  # cores the runtime's own threads use while a job runs
+# Warm-up after `compile_s` of compilation: loading takes a quarter as long, and the first step then
+# spends a tenth of it on the host before its first execution (tracing, first-execution setup).
+LOAD_SHARE = 0.25
+FIRST_STEP_SHARE = 0.1
 COMPILE_JOBS = 8  # neuronx-cc's parallel compile processes
 _encoder = msgspec.json.Encoder()
 
@@ -122,9 +126,16 @@ class Engine:
         c = self.knobs.compile_s
         if self.sim_time < c:
             return "compile"
-        if self.sim_time < 1.25 * c:
+        if self.sim_time < (1 + LOAD_SHARE) * c:
             return "load"
+        if self.sim_time < self.train_start():
+            return "first_step"
         return "train"
+
+    def train_start(self) -> float:
+        """When training starts: after compiling, loading, and the first step's host-only start
+        (the lazy tracing of the step and each graph's first-execution setup, before any execution)."""
+        return (1 + LOAD_SHARE + FIRST_STEP_SHARE) * self.knobs.compile_s
 
     def truth(self) -> dict:
         """The main cause and the share of the step each cause costs (truth.py), or the run's state."""
@@ -180,7 +191,7 @@ class Engine:
         dt = period or self.cfg.period_s
         m, n = self.model, self.preset.n_cores
         # The part of the window spent training (a window may end the warm-up)
-        start = max(self.sim_time, 1.25 * self.knobs.compile_s)
+        start = max(self.sim_time, self.train_start())
         train_dt = max(0.0, self.sim_time + dt - start) if not (self.paused or self.crashed) else 0.0
         if self.knobs.hang_after_s > 0:  # a hang: training stops there, the memory stays
             train_dt = max(0.0, min(train_dt, self.knobs.hang_after_s - self.train_s))
@@ -202,13 +213,19 @@ class Engine:
         write_rate = m.hbm_write / m.period_s * scale
         engines = {e: np.clip(m.engine_busy_s[i] / m.period_s * scale, 0, 1) for i, e in enumerate(ENGINES)}
         engines["dma"] = np.clip(m.dma_busy_s / m.period_s * scale, 0, 1)
-        link_rate = m.link_bytes / m.period_s * on
+        if running:  # collectives' traffic on the same timeline: TP/PP through the micro-batches, gradients at the end
+            t0, t1 = self.train_s, self.train_s + train_dt
+            links_sent = traffic_until(m, t1, m.link_micro_share) - traffic_until(m, t0, m.link_micro_share)
+            efa_sent = traffic_until(m, t1, 0.0) - traffic_until(m, t0, 0.0)
+        else:
+            links_sent = efa_sent = 0.0
+        link_rate = m.link_bytes * links_sent / dt
         self.cum_busy_ns += util * dt * 1e9
         self.cum_flops += flops_rate * dt
         self.cum_read += read_rate * dt
         self.cum_write += write_rate * dt
         self.cum_links += link_rate * dt
-        self.cum_efa += m.efa_bytes / m.period_s * dt * on
+        self.cum_efa += m.efa_bytes * efa_sent
         prev_exec = int(self.exec_done)
         self.exec_done += frac * m.executions_per_step
         self.executions = int(self.exec_done) - prev_exec
@@ -218,8 +235,10 @@ class Engine:
         prev_steps = int(self.steps_done)
         self.steps_done += frac
         new_steps = int(self.steps_done) - prev_steps
-        for _ in range(min(new_steps, 16)):
-            self.step_times.append(m.period_s * float(np.clip(1 + self.rng.normal(0, 0.01), 0.95, 1.05)))
+        for k in range(min(new_steps, 16)):
+            first = prev_steps + k == 0 and self.knobs.compile_s > 0  # its host-only start counts too
+            lead = FIRST_STEP_SHARE * self.knobs.compile_s if first else 0.0
+            self.step_times.append(m.period_s * float(np.clip(1 + self.rng.normal(0, 0.01), 0.95, 1.05)) + lead)
         self.step_times = self.step_times[-64:]
         if self.proxy is not None and running:
             c0 = time.process_time()
@@ -389,7 +408,7 @@ class Engine:
         ph = self.phase_now
         c = self.knobs.compile_s
         # Warm-up: nothing on the device while compiling, then the graphs and weights load.
-        loaded = 0.0 if ph == "compile" else min(1.0, (self.sim_time - c) / (0.25 * c)) if ph == "load" else 1.0
+        loaded = 0.0 if ph == "compile" else min(1.0, (self.sim_time - c) / (LOAD_SHARE * c)) if ph == "load" else 1.0
         leaked = self._leaked()
         for i in range(p.n_cores):
             if self.crashed or not m.active[i] or loaded < 1.0:
@@ -485,6 +504,8 @@ class Engine:
             main = 0.05
         elif ph == "load" and not self.paused:
             main = 0.6  # the runtime copies weights to the device
+        elif ph == "first_step" and not self.paused:
+            main = 1.0  # the main thread traces the first step (a lazy graph) before it can launch it
         if running:
             w = min(k.workers, n - 1)
             user[1 : 1 + w] += 100.0 * m.worker_busy * 0.92 * on

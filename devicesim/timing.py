@@ -24,10 +24,11 @@ ENGINES = ("tensor", "vector", "scalar", "gpsimd")
 
 # Calibrated constants (see docs/protocol.md "Calibration" and the closing note of the devicesim issue).
 # Practical ceiling of the tensor engine on large GEMMs, fitted on Trainium's published training
-# throughput (shared/reference/trn1-training-throughput.csv, all 9 rows: max |error| is least at
-# 0.425; benchmarks/simulator.py prints the table). 0.55 came from an H200 and made every row 4-41 %
-# optimistic; 0.425 puts a healthy single-instance job at 33-38 % MFU, AWS's GPT-3 rows say 28-30 %.
-TENSOR_EFF_MAX = 0.425
+# throughput (shared/reference/trn1-training-throughput.csv, all 9 rows: the largest |error| is least
+# at 0.435, 14.2 %; benchmarks/simulator.py prints the table). 0.55 came from an H200 and made every
+# row 4-41 % optimistic; 0.435 puts a healthy single-instance job at 30-35 % MFU, AWS's GPT-3 rows
+# say 28-30 %.
+TENSOR_EFF_MAX = 0.435
 TENSOR_HALF_FLOPS = 1.5e9  # GEMM size at which half the ceiling is reached
 MEM_EFF_MAX = 0.90  # streaming ops reach ~90 % of HBM bandwidth at >= 128 MB
 MEM_HALF_BYTES = 1e6
@@ -129,6 +130,8 @@ class StepModel:
     main_busy_s: float = 0.0  # per step: the host's main thread busy (launching graphs, synchronising)
     opt_busy_s: np.ndarray | None = None  # per core: the optimizer's engine-busy seconds (at the step's end)
     tail_gap_s: float = 0.0  # per step: pipeline bubble and exposed gradient all-reduce, before the optimizer
+    link_micro_share: float = 1.0  # share of the step's link traffic sent inside micro-batches (TP, PP)
+    step_comm_s: float = 0.0  # per step: the gradient collectives' own duration (their traffic's shortest spread)
     extra: dict = field(default_factory=dict)
 
 
@@ -235,7 +238,7 @@ def step_model(preset: Preset, base_cfg: TransformerConfig, knobs: Knobs, ideal:
     t_micro_comm = 0.0
     t_step_comm_overlap = 0.0
     t_step_comm_serial = 0.0
-    sent_per_step = 0.0
+    sent_per_step = sent_micro = step_comm = 0.0
     accum = cfg.accumulation
     for c in colls:
         t, sent = collective_time(preset, c, knobs, cfg)
@@ -253,6 +256,10 @@ def step_model(preset: Preset, base_cfg: TransformerConfig, knobs: Knobs, ideal:
             t_step_comm_serial += t
             exposed = t
         sent_per_step += sent * calls
+        if c.per == "microbatch":
+            sent_micro += sent * calls
+        else:
+            step_comm += t * calls
         algbw = c.bytes / t if t > 0 else 0.0
         stats.append(CollectiveStat(c.name, c.kind, c.bytes, calls, t, algbw, algbw * BUS_FACTOR[c.kind](c.ranks), exposed))
     # Gradient all-reduce hides under the last micro-batch's backward pass; only the tail shows.
@@ -272,7 +279,9 @@ def step_model(preset: Preset, base_cfg: TransformerConfig, knobs: Knobs, ideal:
     host_micro = graphs * launch
     cycle = t_micro + sync + host_micro if sync > 0 else max(t_micro, host_micro)
     host_sync = sync * accum
-    bubble = (cfg.pp - 1) / max(1, accum) * t_micro
+    # 1F1B bubble: (p - 1)/m of the m micro-batches' time (simulator-modeling.md §1.5), i.e. p - 1
+    # micro-batch times per step in which a stage waits for the pipeline to fill and drain.
+    bubble = (cfg.pp - 1) * t_micro
     device = accum * cycle + bubble + dp_exposed + t_opt
 
     # Per-core scaling: straggler runs slower, idle cores and cores outside the job do nothing.
@@ -348,8 +357,18 @@ def step_model(preset: Preset, base_cfg: TransformerConfig, knobs: Knobs, ideal:
         main_busy_s=accum * (host_micro + sync),
         opt_busy_s=b_opt * scale * active,
         tail_gap_s=bubble + dp_exposed,
+        link_micro_share=sent_micro / sent_per_step if sent_per_step > 0 else 1.0,
+        step_comm_s=step_comm,
         extra={"accumulation": accum, "cfg": cfg},
     )
+
+
+def _phases(m: StepModel) -> tuple[int, float, float, float]:
+    """(accumulation, optimizer time, the micro-batch phase's length, one micro-batch cycle)."""
+    accum = max(1, int(m.extra.get("accumulation", 1)))
+    o_max = float(m.opt_busy_s.max()) if m.opt_busy_s is not None and len(m.opt_busy_s) else 0.0
+    micro_phase = max(0.0, m.period_s - m.tail_gap_s - o_max)
+    return accum, o_max, micro_phase, micro_phase / accum
 
 
 def busy_until(m: StepModel, t: float) -> np.ndarray:
@@ -359,11 +378,8 @@ def busy_until(m: StepModel, t: float) -> np.ndarray:
     then the pipeline bubble and the exposed gradient all-reduce, then the optimizer. A report window
     integrates this, so utilisation moves within a step at fine periods and averages out at coarse ones."""
     period = m.period_s
-    accum = max(1, int(m.extra.get("accumulation", 1)))
+    accum, _, micro_phase, cycle = _phases(m)
     o = m.opt_busy_s if m.opt_busy_s is not None else np.zeros_like(m.busy_s)
-    o_max = float(o.max()) if len(o) else 0.0
-    micro_phase = max(0.0, period - m.tail_gap_s - o_max)
-    cycle = micro_phase / accum
     b = np.clip((m.busy_s - o) / accum, 0.0, cycle)
     k, x = divmod(max(0.0, t), period)
     if x < micro_phase and cycle > 0:
@@ -372,3 +388,18 @@ def busy_until(m: StepModel, t: float) -> np.ndarray:
     else:
         part = accum * b + np.clip(x - micro_phase - m.tail_gap_s, 0.0, o)
     return k * (accum * b + o) + part
+
+
+def traffic_until(m: StepModel, t: float, micro_share: float) -> float:
+    """Steps' worth of a collective traffic sent from the start of training to training time `t`.
+    `micro_share` of it (tensor- and pipeline-parallel) flows evenly through the micro-batch phase;
+    the rest, the gradients' collectives, after the last micro-batch's backward pass has begun:
+    through the last cycle and the exposed tail, or their own duration if that is longer."""
+    period = m.period_s
+    _, _, micro_phase, cycle = _phases(m)
+    k, x = divmod(max(0.0, t), period)
+    micro = min(x, micro_phase) / micro_phase if micro_phase > 0 else 1.0
+    end = micro_phase + m.tail_gap_s
+    start = max(0.0, end - max(cycle + m.tail_gap_s, m.step_comm_s))
+    grads = min(1.0, max(0.0, (x - start) / (end - start))) if end > start else float(x >= end)
+    return k + micro_share * micro + (1.0 - micro_share) * grads

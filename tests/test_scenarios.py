@@ -44,9 +44,9 @@ def test_bottleneck_scenarios_are_below_70(preset: str, scenario: str) -> None:
                   - np.array(a["neuron_top"]["cores"]["hbm_read_bytes"]) - a["neuron_top"]["cores"]["hbm_write_bytes"])
                  for a, b in zip(reps[-6:-1], reps[-5:], strict=True)]
         assert np.mean(rates) / bw > 0.55, "HBM bytes/s should be near the bandwidth"
-    elif scenario == "straggler":
-        u = [c["neuroncore_utilization"] for c in reps[-1]["neuron_runtime_data"][0]["report"]["neuroncore_counters"]
-             ["neuroncores_in_use"].values()]
+    elif scenario == "straggler":  # averaged over the run: one window may fall inside everyone's compute burst
+        u = np.mean([[c["neuroncore_utilization"] for c in r["neuron_runtime_data"][0]["report"]["neuroncore_counters"]
+                      ["neuroncores_in_use"].values()] for r in reps], axis=0)
         others = sorted(u)[:-1]
         assert max(u) - np.median(others) > 25  # the slow core is busy while its peers wait
     elif scenario == "idle_cores":

@@ -56,6 +56,11 @@ def test_a_warm_up_compiles_then_loads_then_trains() -> None:
     assert all(busy_vcpus(r) >= 4 for r in compiling)  # the compiler's jobs
     assert [r["neuron_top"]["truth"]["cause"] for r in compiling] == ["warm_up"] * 7
     assert 0 < device_mem(reps[8]) < device_mem(reps[9]) == device_mem(reps[-1])  # graphs and weights arrive
+    # the first step starts on the host (tracing, first-execution setup): 0.8 s, device idle, no executions
+    first = [r for r in reps if r["neuron_top"]["truth"]["phase"] == "first_step"]
+    assert len(first) == 1 and execs(first[0]) == 0 and _util(first[0]) == 0 and device_mem(first[0]) > 0
+    assert first[0]["neuron_top"]["truth"]["cause"] == "warm_up"
+    assert e.step_times[0] == pytest.approx(e.step_times[-1] + 0.8, abs=0.05 * e.step_times[-1])  # slower
     steady = reps[15:]
     assert all(execs(r) > 0 and _util(r) > 80 for r in steady)
     assert steady[-1]["neuron_top"]["truth"]["cause"] == "none"
@@ -181,3 +186,23 @@ def test_an_out_of_memory_crash_is_an_execution_error() -> None:
     crashed = [i for i, x in enumerate(errs) if x["execution_summary"]["completed_with_err"]]
     assert len(crashed) == 1 and errs[crashed[0]]["error_summary"]["runtime"] == 1
     assert reps[crashed[0]]["neuron_top"]["events"][0]["type"] == "oom"
+
+
+def test_link_and_efa_traffic_follow_the_step_timeline() -> None:
+    """Gradients cross EFA at the end of a step (the last backward pass and the exposed tail), not
+    evenly: at 0.1 s most windows send nothing over EFA and a few send it all, under EFA's bandwidth;
+    every step's bytes are the same at any period."""
+    fine, coarse = _engine(period=0.1, nodes=4), _engine(period=1.0, nodes=4)
+    step = fine.model.period_s
+    reps = [fine.step_window() for _ in range(int(3 * step / 0.1))]
+    efa = np.array([r["neuron_top"]["efa"]["bytes"] for r in reps], dtype=float)
+    links = np.array([sum(r["neuron_top"]["links"]["bytes"]) for r in reps], dtype=float)
+    d_efa, d_links = np.diff(efa), np.diff(links)
+    bw = reps[0]["neuron_top"]["efa"]["bandwidth_bytes_per_s"]
+    assert (d_efa == 0).mean() > 0.5 and d_efa.max() > 0
+    assert (d_efa / 0.1 <= bw * 1.0001).all()
+    assert d_links.max() > 1.2 * np.median(d_links)  # the gradients' burst on top of the TP traffic
+    for _ in range(int(3 * step)):
+        last = coarse.step_window()
+    # the same bytes per step at either period (within the part of a step either run is into)
+    assert last["neuron_top"]["efa"]["bytes"] == pytest.approx(efa[-1], rel=0.4 / 3)

@@ -108,3 +108,43 @@ def test_out_of_memory_is_an_event_not_a_clamp() -> None:
     cores = r["neuron_runtime_data"][0]["report"]["neuroncore_counters"]["neuroncores_in_use"]
     assert all(c["neuroncore_utilization"] == 0 for c in cores.values())
     assert json.loads(encode(r))["neuron_top"]["events"][0]["type"] == "oom"  # still a valid report
+
+
+def _published_rows() -> list[dict]:
+    import csv
+
+    from benchmarks.simulator import CSV
+
+    if not CSV.exists():
+        pytest.skip(f"{CSV} (the published figures beside the checkout) is not there")
+    with open(CSV) as f:
+        return list(csv.DictReader(f))
+
+
+def test_published_trn1_throughput_within_15_percent() -> None:
+    """Every row of AWS's published Trn1 training throughput, simulated with the row's TP/PP/DP,
+    micro-batch, global batch and sequence, is within ±15 %, and its MFU within AWS's 15-35 %."""
+    from benchmarks.simulator import simulated_mfu, simulated_seq_per_s
+
+    rows = _published_rows()
+    assert len(rows) >= 9
+    for row in rows:
+        sim, pub = simulated_seq_per_s(row), float(row["seq_per_s"])
+        assert abs(sim - pub) / pub <= 0.15, (row["model"], row["sdk"], sim, pub)
+        assert 0.15 <= simulated_mfu(row) <= 0.35, (row["model"], simulated_mfu(row))
+
+
+def test_pipeline_bubble_is_p_minus_one_micro_batches() -> None:
+    """1F1B: a step of m micro-batches on p stages lasts m + p - 1 micro-batch times."""
+
+    from devicesim.timing import Knobs, step_model
+    from devicesim.workload import TransformerConfig
+
+    preset = get_preset("trn1.32xlarge")
+    cfg = TransformerConfig(name="t", layers=8, d_model=2048, heads=16, kv_heads=16, d_ff=8192, vocab=32000,
+                            seq=2048, micro_batch=1, global_batch=16, tp=8, pp=4, dp=1)
+    m = step_model(preset, cfg, Knobs(host_sync_ms=0.0, launch_ms=0.0))
+    assert m.extra["accumulation"] == 16
+    # no data parallelism, so nothing else sits between the last micro-batch and the optimizer
+    assert m.device_s - m.optimizer_s == pytest.approx((16 + 4 - 1) * m.micro_device_s, rel=1e-9)
+    assert m.tail_gap_s == pytest.approx(3 * m.micro_device_s, rel=1e-9)
