@@ -79,6 +79,7 @@ class Engine:
         self.proxy_cpu_s = 0.0
         self.queue_depth = 0.0
         self.phase_now, self.on, self.executions = "train", 1.0, 0
+        self.wait_s = 0.0  # seconds of the last window the device waited for input
         self._apply(cfg.scenario, cfg.overrides, cfg.workload)
         self.cum_links = np.zeros(len(self.model.links))
 
@@ -205,8 +206,13 @@ class Engine:
         if running:  # the step's timeline over the window's training time (timing.busy_until)
             busy = busy_until(m, self.train_s + train_dt) - busy_until(m, self.train_s)
             util = np.clip(busy / dt * jit, 0.0, 1.0)
+            # The wait for input sits in the gaps between compute bursts: the window's share of the
+            # step's waiting follows its share of the busiest core's idle time.
+            gaps = m.period_s - float(m.busy_s.max())
+            self.wait_s = m.input_wait_s * max(0.0, train_dt - float(busy.max())) / gaps if gaps > 0 else 0.0
         else:
             util = np.zeros(n)
+            self.wait_s = 0.0
         scale = util / np.maximum(m.busy_s / m.period_s, 1e-12)
         flops_rate = m.flops / m.period_s * scale
         read_rate = m.hbm_read / m.period_s * scale
@@ -300,7 +306,7 @@ class Engine:
         mfu = m.model_flops_per_step / m.period_s / m.peak_flops * jit_step * self.on if running else 0.0
         st = sorted(self.step_times) or [0.0]
         pct = lambda q: r4(st[min(len(st) - 1, int(q * (len(st) - 1)))])  # noqa: E731
-        wait = m.input_wait_s / m.period_s * dt * self.on if running else 0.0
+        wait = min(self.wait_s, dt)
         report = {
             "neuron_runtime_data": [{
                 "pid": self.cfg.pid,

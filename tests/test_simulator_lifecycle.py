@@ -206,3 +206,12 @@ def test_link_and_efa_traffic_follow_the_step_timeline() -> None:
         last = coarse.step_window()
     # the same bytes per step at either period (within the part of a step either run is into)
     assert last["neuron_top"]["efa"]["bytes"] == pytest.approx(efa[-1], rel=0.4 / 3)
+
+
+def test_the_wait_for_input_moves_with_the_timeline_and_averages_to_the_model() -> None:
+    """An input-bound run waits in the gaps between compute bursts: at 0.1 s some windows wait most of
+    the time and some not at all; over a minute the share is the timing model's."""
+    e = _engine(scenario="input_bound", period=0.1)
+    w = np.array([e.step_window()["neuron_top"]["input"]["wait_frac"] for _ in range(600)])
+    assert w.max() > 0.6 and w.min() < 0.05
+    assert w.mean() == pytest.approx(e.model.input_wait_s / e.model.period_s, abs=0.01)
