@@ -6,8 +6,9 @@
     run.hints().to_pandas()                      # the findings of `neuron-top diagnose`
 
 Every table is what `neuron-top export --format arrow` writes for the same options (docs/api.md):
-the same rows, columns, types and values. pyarrow is needed (`pip install 'neuron-top[export]'`);
-polars and pandas only for `to_polars` and `to_pandas`.
+the same rows, columns, types and values. The tables are built with polars; pyarrow is needed for
+`to_arrow`, `to_pandas`, `hints` and `events` (`pip install 'neuron-top[export]'`), pandas for
+`to_pandas`.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from typing import Any
 
 from .core.analysis.diagnose import diagnose
 from .core.analysis.thresholds import DEFAULTS, Thresholds
-from .core.export.csv_writer import parse_fields
+from .core.export.exporter import Exporter, parse_fields
 from .core.export.reading import feed, open_input
-from .core.export.tables import TableExporter, _pa
+from .core.export.writers import _pa
 from .core.store.profile import Profile
 from .core.telemetry.logs import InputError, log_samples, sniff
 from .core.telemetry.units import parse_duration, parse_time
@@ -64,36 +65,36 @@ class Run:
             th = dataclasses.replace(th, window_s=_seconds(hint_window, parse_duration) or th.window_s)
         return th
 
-    def to_arrow(self, fields: str | list[str] = "all", every: float | str | None = None,
-                 start: float | str | None = None, end: float | str | None = None, layout: str = "wide",
-                 hint_threshold: float | None = None, hint_window: float | str | None = None) -> Any:
-        """The export's table (pyarrow.Table). `fields`: groups as for --fields ("util,hints", a list, or
-        "all"); `every`: a bin length ("5s" or seconds); `start`/`end`: seconds from the first report
-        (or "1:30", "5m"); `layout`: "wide" or "long"."""
-        pa = _pa()
+    def to_polars(self, fields: str | list[str] = "all", every: float | str | None = None,
+                  start: float | str | None = None, end: float | str | None = None, layout: str = "wide",
+                  hint_threshold: float | None = None, hint_window: float | str | None = None) -> Any:
+        """The export's table (polars.DataFrame). `fields`: groups as for --fields ("util,hints", a
+        list, or "all"); `every`: a bin length ("5s" or seconds); `start`/`end`: seconds from the
+        first report (or "1:30", "5m"); `layout`: "wide" or "long"."""
+        import polars as pl
+
         groups = parse_fields(fields if isinstance(fields, str) else ",".join(fields))
         if layout not in ("wide", "long"):
             raise ValueError(f"layout must be 'wide' or 'long', not {layout!r}")
         t_from, t_to = _seconds(start, parse_time), _seconds(end, parse_time)
         if t_from is not None and t_to is not None and t_to <= t_from:
             raise ValueError(f"end {t_to:g} s is not after start {t_from:g} s")
-        got: list = []
+        frames: list = []
         th = self._th(hint_threshold, hint_window)
-        ex = TableExporter(got.append, groups, layout=layout, every_s=_seconds(every, parse_duration),
-                           t_from=t_from, t_to=t_to, th=th)
-        feed(open_input(self.path, groups, self.skip_bad, th, parallel=False), ex)
-        if ex.schema is None:
+        ex = Exporter(lambda f, _cols: frames.append(f), groups, layout=layout,
+                      every_s=_seconds(every, parse_duration), t_from=t_from, t_to=t_to, th=th)
+        feed(open_input(self.path, self.skip_bad), ex)
+        if not frames:
             raise ValueError(f"{self.path}: no reports" + (" in that range" if t_from or t_to else ""))
-        return pa.Table.from_batches(got, schema=ex.schema)
+        return pl.concat(frames, rechunk=True)
 
-    def to_polars(self, *args: Any, **kw: Any) -> Any:
-        """to_arrow(...) as a polars DataFrame."""
-        import polars as pl
-
-        return pl.from_arrow(self.to_arrow(*args, **kw))
+    def to_arrow(self, *args: Any, **kw: Any) -> Any:
+        """to_polars(...) as a pyarrow.Table."""
+        _pa()
+        return self.to_polars(*args, **kw).to_arrow()
 
     def to_pandas(self, *args: Any, **kw: Any) -> Any:
-        """to_arrow(...) as a pandas DataFrame (nullable integer columns stay integers)."""
+        """to_polars(...) as a pandas DataFrame (nullable integer columns stay integers)."""
         import pandas as pd
 
         return self.to_arrow(*args, **kw).to_pandas(types_mapper={_pa().int64(): pd.Int64Dtype()}.get)

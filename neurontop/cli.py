@@ -331,8 +331,9 @@ def _samples_of(path: str, skip_bad: bool):
 
 
 def cmd_export(args) -> int:
-    from .core.export.csv_writer import CsvExporter, keep_freed_memory, parse_fields
+    from .core.export.exporter import Exporter, parse_fields
     from .core.export.reading import feed, open_input
+    from .core.export.writers import CsvSink, FileSink
 
     try:
         groups = parse_fields(args.fields)
@@ -341,23 +342,15 @@ def cmd_export(args) -> int:
     fmt = _export_format(args)
     if args.t_from is not None and args.t_to is not None and args.t_to <= args.t_from:
         raise UsageError(f"--to {args.t_to:g} s is not after --from {args.t_from:g} s")
-    keep_freed_memory()  # batch after batch of the same temporaries: reuse them, do not fault them in again
     th = _thresholds(args)
-    inp = open_input(args.source, groups, args.skip_bad, th, _warn_skip)  # (before the progress bar's thread)
+    inp = open_input(args.source, args.skip_bad, _warn_skip)
     out = sys.stdout if args.output == "-" else None
     tmp = None
     if out is None:
         tmp = args.output + ".part"
         out = open(tmp, "wb", buffering=1 << 20)  # noqa: SIM115
-    sink = None
-    opts = dict(layout=args.layout, every_s=args.every, t_from=args.t_from, t_to=args.t_to, th=th)
-    if fmt == "csv":
-        ex = CsvExporter(out, groups, **opts)
-    else:
-        from .core.export.tables import FileSink, TableExporter
-
-        sink = FileSink(out, fmt)
-        ex = TableExporter(sink, groups, **opts)
+    sink = CsvSink(out) if fmt == "csv" else FileSink(out, fmt)
+    ex = Exporter(sink, groups, layout=args.layout, every_s=args.every, t_from=args.t_from, t_to=args.t_to, th=th)
     progress = None
     if tmp is not None and sys.stderr.isatty():
         from rich.progress import BarColumn, Progress, TextColumn
@@ -369,8 +362,7 @@ def cmd_export(args) -> int:
             progress.start()
             task = progress.add_task("export", total=None)
         rows = feed(inp, ex, (lambda k: progress.update(task, completed=k)) if progress else None)
-        if sink is not None:
-            sink.close()
+        sink.close()
         if rows == 0:
             raise UsageError(_empty_export(args))
     except BaseException as exc:
@@ -402,7 +394,7 @@ CSV_EXTENSIONS = ("", ".csv", ".txt")
 
 def _export_format(args) -> str:
     """csv, parquet or arrow: --format, else the output's extension; checks the output's folder."""
-    from .core.export.tables import FORMATS
+    from .core.export.writers import FORMATS
 
     ext = os.path.splitext(args.output)[1].lower() if args.output != "-" else ""
     by_ext = "csv" if ext in CSV_EXTENSIONS else FORMATS.get(ext)

@@ -8,7 +8,8 @@ import io
 import numpy as np
 import pytest
 
-from neurontop.core.export.csv_writer import CsvExporter, parse_fields
+from neurontop.core.export.exporter import parse_fields
+from neurontop.core.export.writers import csv_exporter
 from neurontop.core.telemetry.sample import Decoder
 
 from .conftest import SAMPLE_JSONL, make_reports, needs_shared, run_cli
@@ -16,7 +17,7 @@ from .conftest import SAMPLE_JSONL, make_reports, needs_shared, run_cli
 
 def export_lines(lines, **kw) -> str:
     out = io.StringIO()
-    ex = CsvExporter(out, kw.pop("groups", ("util",)), **kw)
+    ex = csv_exporter(out, kw.pop("groups", ("util",)), **kw)
     d = Decoder()
     for x in lines:
         ex.add(d.decode(x))
@@ -66,7 +67,7 @@ def test_long_layout_and_every_against_a_hand_computation() -> None:
         sel = (t >= lo - 1e-9) & (t < lo + 4 - 1e-9)
         assert float(r["nd0_nc1_util_pct"]) == pytest.approx(u[sel, 1].mean(), abs=0.006)
     long = list(csv.DictReader(io.StringIO(export_lines(lines, layout="long"))))
-    assert list(long[0]) == ["time_s", "device", "core", "metric", "value"]
+    assert list(long[0]) == ["time_s", "timestamp", "step", "device", "core", "link", "metric", "value"]
     assert len(long) == 10 * 2
     row = next(r for r in long if r["core"] == "1" and float(r["time_s"]) == 3.0)
     assert float(row["value"]) == pytest.approx(u[3, 1], abs=0.006) and row["metric"] == "util_pct"
@@ -116,34 +117,6 @@ def test_export_to_a_full_disk_is_one_clear_line() -> None:
                            stdout=full, stderr=subprocess.PIPE, timeout=120)
     assert r.returncode == 2
     assert r.stderr.decode().strip() == "neuron-top: error: stdout: write failed: No space left on device"
-
-
-_FAULTS = """
-import resource, sys
-import numpy as np
-from neurontop.core.export.csv_writer import keep_freed_memory
-ok = keep_freed_memory() if sys.argv[1] == "keep" else True
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(50):  # what an export does batch after batch: the same temporaries, all freed at the end
-    batch = [np.ones(1 << 17) for _ in range(8)]  # 8 x 1 MiB
-    del batch
-print(int(ok), resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-"""
-
-
-def test_keeping_freed_memory_spares_the_page_faults() -> None:
-    """glibc hands big freed blocks back to the kernel and faults them in again on the next batch;
-    the export keeps them (neurontop/core/export/csv_writer.py)."""
-    import subprocess
-    import sys
-
-    runs = {mode: subprocess.run([sys.executable, "-c", _FAULTS, mode], capture_output=True, text=True, check=True)
-            .stdout.split() for mode in ("keep", "default")}
-    if runs["keep"][0] != "1":
-        pytest.skip("not glibc: mallopt is unavailable and keep_freed_memory does nothing")
-    kept, default = int(runs["keep"][1]), int(runs["default"][1])
-    assert default > 50 * 1000  # 8 MiB per batch faulted in again: 2,048 pages each time
-    assert kept * 10 < default
 
 
 def test_stdout_closing_early_is_quiet_but_a_pipe_of_our_own_is_an_error() -> None:

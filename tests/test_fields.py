@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from neurontop import cli
-from neurontop.core.export.csv_writer import columns_for_layout, parse_fields
+from neurontop.core.export.exporter import columns_for_layout, parse_fields
 from neurontop.core.store.profile import Profile
 from neurontop.core.telemetry import batch as B
 from neurontop.core.telemetry import fields

@@ -16,7 +16,7 @@ from benchmarks.faults import paths
 from neurontop.core.analysis.hints import HintMonitor
 from neurontop.core.analysis.history import History
 from neurontop.core.analysis.thresholds import Thresholds
-from neurontop.core.export.csv_writer import CsvExporter
+from neurontop.core.export.writers import csv_exporter
 from neurontop.core.telemetry.sample import DecodeError, Decoder
 
 from .conftest import make_reports, run_cli
@@ -66,7 +66,7 @@ def mutated(draw):
 
 def _pipeline(lines: list[bytes]) -> int:
     dec, hist, hints = Decoder(), History(), HintMonitor(Thresholds(every_s=0.0))
-    ex = CsvExporter(io.StringIO(), ("util", "flops", "hbm", "links", "vcpu", "training", "hints"))
+    ex = csv_exporter(io.StringIO(), ("util", "flops", "hbm", "links", "vcpu", "training", "hints"))
     bad = 0
     for line in lines:
         try:

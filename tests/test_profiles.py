@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import zstandard
 
-from neurontop.core.export.csv_writer import CsvExporter
+from neurontop.core.export.writers import csv_exporter
 from neurontop.core.store import colcodec
 from neurontop.core.store.profile import Profile, ProfileError
 from neurontop.core.store.recorder import Recorder, import_log
@@ -60,7 +60,7 @@ def test_export_of_a_profile_equals_export_of_the_live_stream(tmp_path) -> None:
     a, b = io.StringIO(), io.StringIO()
     d = Decoder()
     for out, samples in ((a, (d.decode(x) for x in lines)), (b, Profile(str(path)).iter_samples())):
-        ex = CsvExporter(out, ("util", "flops", "hbm", "training", "hints"))
+        ex = csv_exporter(out, ("util", "flops", "hbm", "training", "hints"))
         for s in samples:
             ex.add(s)
         ex.finish()

@@ -8,7 +8,7 @@ rather than guessing; a low-utilisation window that no rule explains is reported
 Phases, in order: advisories (any utilisation); below the utilisation threshold the primary causes,
 then the remainder (what the primaries left unexplained), the residual cause (only when nothing
 else fired) and `unexplained` (only when no bottleneck fired). Adding a cause is one `@rule` here.
-The registry's order is the order of the export's hint columns (export/csv_writer.py) and of the
+The registry's order is the order of the export's hint columns (export/exporter.py) and of the
 cause table in docs/hints.md, which `causes_table()` generates (a test compares them).
 
 (About 700 lines: nineteen rules, each with its conditions, evidence and action, and the host

@@ -1,40 +1,39 @@
-"""What an export reads: a profile (its columns, decoded beside the writer when that helps) or a
-neuron-monitor log (report by report), fed to an exporter. The command line and the Python API
-share it."""
+"""What an export reads: a profile (its columns, batch by batch) or a neuron-monitor log (report by
+report), fed to an exporter. The command line and the Python API share it."""
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from ..analysis.rules import causes
-from ..analysis.thresholds import DEFAULTS, Thresholds
+from ..store.colread import iter_profile
 from ..store.profile import Profile
+from ..telemetry.batch import Batch
 from ..telemetry.logs import log_duration, log_samples, sniff
 from ..telemetry.sample import Sample
-from .csv_writer import CsvExporter
-from .prefetch import HintOptions, batches
+from .exporter import Exporter
 
 
 @dataclass
 class ExportInput:
     path: str
-    batches: Iterator | None  # a profile's (batch or figures, hint flags)
+    batches: Iterator[Batch] | None  # a profile's
     samples: Iterator[Sample] | None  # a log's
     start_unix: float | None  # the first report's unix time, when the source knows it
 
 
-def open_input(path: str, groups: tuple[str, ...], skip_bad: bool = False, th: Thresholds = DEFAULTS,
-               on_skip: Callable[[int, str], None] | None = None, parallel: bool | None = None) -> ExportInput:
-    """Open the source (a bad profile fails here, before any output). Call it before starting
-    threads of your own: a profile's reader may be forked here."""
+def _warn_chunk(msg: str) -> None:
+    print(f"neuron-top: skipped: {msg}", file=sys.stderr)
+
+
+def open_input(path: str, skip_bad: bool = False, on_skip: Callable[[int, str], None] | None = None) -> ExportInput:
+    """Open the source (a bad profile fails here, before any output)."""
     if path != "-" and sniff(path) == "profile":
         prof = Profile(path)
         meta_start = prof.meta.get("start_unix")
-        prof.close()
-        hints = HintOptions(th, causes()) if "hints" in groups else None
-        return ExportInput(path, batches(path, skip_bad, parallel=parallel, hints=hints, groups=groups), None,
+        return ExportInput(path, iter_profile(prof, skip_bad, on_skip=_warn_chunk), None,
                            float(meta_start) if meta_start else None)
     return ExportInput(path, None, log_samples(path, skip_bad, on_skip), None)
 
@@ -45,14 +44,14 @@ def log_start_estimate(path: str) -> float | None:
     return None if last is None else os.path.getmtime(path) - last
 
 
-def feed(inp: ExportInput, ex: CsvExporter, progress: Callable[[int], None] | None = None) -> int:
+def feed(inp: ExportInput, ex: Exporter, progress: Callable[[int], None] | None = None) -> int:
     """Every row of the input into the exporter; the rows it wrote."""
     if ex.start_unix is None:
         ex.start_unix = inp.start_unix
     done = 0
     if inp.batches is not None:
-        for b, hint_rows in inp.batches:
-            ex.add_batch(b, hint_rows)
+        for b in inp.batches:
+            ex.add_batch(b)
             done += len(b)
             if progress:
                 progress(done)

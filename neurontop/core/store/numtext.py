@@ -1,4 +1,5 @@
-"""Numbers to text for whole columns at once (numpy), for the profile codec and the CSV export.
+"""Numbers to text for whole columns at once (numpy): the profile codec rebuilds a columnar chunk's
+report text with it (the export's CSV is written by polars).
 
 A column becomes a uint8 matrix [rows, width]: the number right-aligned, NUL bytes to its left.
 Callers concatenate such blocks with literal blocks and drop every NUL in one pass, so a table of
@@ -24,15 +25,6 @@ def _magnitude(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def ints(a: np.ndarray) -> np.ndarray:
     """int64 [n] -> uint8 [n, w]: '-123' right-aligned."""
     return table(np.asarray(a, dtype=np.int64)[:, None], None)[0]
-
-
-def decimals(scaled: np.ndarray, d: int) -> np.ndarray:
-    """int64 [n] holding value * 10**d -> '-12.345' (d digits after the point; '12.0' when d == 0,
-    so a float stays a float when the text is parsed again)."""
-    a = np.asarray(scaled, dtype=np.int64)
-    if d == 0:
-        return np.concatenate([ints(a), literal(b".0", len(a))], axis=1)
-    return table(a[:, None], d)[0]
 
 
 def strings(items: list[bytes]) -> np.ndarray:
@@ -115,20 +107,9 @@ def _format(ip: np.ndarray, fp: np.ndarray | None, nd: np.ndarray, neg: np.ndarr
     return out
 
 
-def cells(block: np.ndarray, dec: int | None) -> np.ndarray:
-    """int64 [rows, cols] -> uint8 [rows, cols * w]: each cell a comma, then the number as `table`
-    writes it (NUL padding between): a run of CSV cells as one block."""
-    n, c = block.shape
-    ip, fp, nd, neg = _parts(block, dec)
-    wmax = int(nd.max()) if nd.size else 1
-    out = _format(ip, fp, nd, neg, dec, (wmax + 1) // 4 + 1)  # room for the sign and the comma
-    out[:, :, 0] = ord(",")
-    return out.reshape(n, -1)
-
-
 def table(block: np.ndarray, dec: int | None, shortest: bool = False) -> list[np.ndarray]:
-    """int64 [rows, cols] -> one uint8 block per column (as `ints`, or as `decimals` when `dec` is
-    given; `shortest` drops trailing zeros after the point but keeps one digit, which is how a
+    """int64 [rows, cols] -> one uint8 block per column (as `ints`, or with `dec` digits after the
+    point when `dec` is given; `shortest` drops trailing zeros after the point but keeps one digit, which is how a
     shortest round-trip float prints). Columns of similar width are formatted together.
 
     A block is the digits with NUL in place of leading zeros (the sign in the last of them), then

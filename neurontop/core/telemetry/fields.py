@@ -4,7 +4,7 @@ Each row says where a figure comes from in a neuron-monitor report or the `neuro
 whether it is a gauge or a counter (read as a rate over the client's own interval), its unit and
 shape, its CSV column pattern, precision and export group, and what it means. Generated from it:
 the columns of a batch built from samples (batch.py), the export's columns and figure matrix
-(export/csv_writer.py), and the column table in docs/export.md (`python -m
+(export/exporter.py), and the column table in docs/export.md (`python -m
 neurontop.core.telemetry.fields`; a test compares).
 
 Adding a figure that is a plain number in the report is one row with a `path` (the decoder and
