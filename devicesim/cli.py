@@ -131,6 +131,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"connections served at once; the slowest reader makes room (default {MAX_CLIENTS})")
     s.add_argument("--client-queue", type=int, default=256, help="reports buffered per client before the oldest "
                    "are dropped (default 256)")
+    k = sub.add_parser("cluster", help="a data-parallel job across N simulated instances, a stream per node")
+    k.add_argument("--nodes", type=int, default=8)
+    k.add_argument("--preset", default="trn1.32xlarge", choices=sorted(PRESETS))
+    k.add_argument("--lnc", type=int, choices=(1, 2), help="logical NeuronCore config (trn2 only)")
+    k.add_argument("--scenario", default="healthy", help="a cluster fault on one node: "
+                   "healthy, slow_node, degraded_efa, input_starved, node_down, hw_errors")
+    k.add_argument("--faulty-node", type=int, default=-1, help="the node with the fault (default: the middle one)")
+    k.add_argument("--down", metavar="AFTER+FOR", help="the faulty node goes down AFTER seconds for FOR seconds "
+                   "(node_down; default 30+20)")
+    k.add_argument("--workload", help="gpt-small, gpt-1.3b, llama2-7b or llama3-8b (default: by preset)")
+    k.add_argument("--period", type=parse_duration, default=1.0, help="report period (default 1s)")
+    k.add_argument("--speed", type=parse_speed, default=1.0, help="simulated seconds per wall second")
+    k.add_argument("--seed", type=int, default=0)
+    k.add_argument("--set", action="append", default=[], metavar="KNOB=VALUE", help="a knob on every node")
+    k.add_argument("--duration", type=parse_duration, help="stop after this much simulated time")
+    kw = k.add_mutually_exclusive_group()
+    kw.add_argument("--socket-dir", help="a Unix socket per node here, node-00.sock ... (default: a new folder in "
+                    "$XDG_RUNTIME_DIR or /tmp)")
+    kw.add_argument("--base-port", type=int, help="TCP on 127.0.0.1, node i on port BASE+i")
+    _token_args(k, "token that allows control requests over TCP")
     sub.add_parser("presets", help="print the hardware presets")
     sub.add_parser("scenarios", help="print the scenarios and their injected causes")
     c = sub.add_parser("ctl", help="send a control request to a running simulator")
@@ -186,6 +206,42 @@ def _ctl(args: argparse.Namespace) -> int:
     raise ServeError("no answer to the control request")
 
 
+def _cluster(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from .cluster import build, serve_cluster
+
+    preset = get_preset(args.preset, args.lnc)
+    if args.speed is None:
+        raise ServeError("--speed max is not for a cluster: its nodes stream in real time or at a fixed speed")
+    realtime = args.speed == 1.0
+    c = build(preset, args.nodes, args.scenario, args.faulty_node, args.seed, args.period, parse_set(args.set),
+              args.workload, start_time=time.time() if realtime else None, wall_clock=realtime,
+              token=read_token(args))
+    crashed = [n.name for n in c.nodes if n.engine.crashed]
+    if crashed:
+        need = c.nodes[0].engine.mem_active.total
+        raise ServeError(f"the workload does not fit: {need} bytes needed per core, {preset.core_hbm_bytes} available")
+    if args.scenario == "node_down" or args.down:
+        after, _, length = (args.down or "30+20").partition("+")
+        try:
+            node = c.nodes[c.faulty if c.faulty >= 0 else len(c.nodes) // 2]
+            node.down_at, node.down_for = float(after), float(length or 20)
+        except ValueError:
+            raise ServeError(f"--down {args.down!r}: expected AFTER+FOR in seconds, for example 30+20") from None
+    if args.base_port is not None and not 0 < args.base_port <= 65535 - args.nodes:
+        raise ServeError(f"--base-port {args.base_port}: the ports {args.base_port}-{args.base_port + args.nodes - 1} "
+                         "are not all valid")
+    folder = args.socket_dir
+    if args.base_port is None and folder is None:
+        folder = tempfile.mkdtemp(prefix="devicesim-cluster-", dir=os.environ.get("XDG_RUNTIME_DIR") or None)
+    if folder is not None:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        print(f"devicesim: node sockets in {folder} (neuron-top cluster --connect {folder})", file=sys.stderr)
+    serve_cluster(c, args.speed, folder, args.base_port, duration_s=args.duration)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # the proxy model is tiny; threads only cost
     args = build_parser().parse_args(argv)
@@ -200,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.cmd == "ctl":
             return _ctl(args)
+        if args.cmd == "cluster":
+            return _cluster(args)
         if args.cmd != "serve":
             build_parser().print_help()
             return 2

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import msgspec
@@ -52,11 +53,17 @@ class SimConfig:
     start_time: float | None = None
     wall_clock: bool = False  # timestamps follow the wall clock (real-time serving)
     pid: int = 4242
+    instance_name: str = ""  # a cluster's node name (instance_info.instance_name)
 
 
 class Engine:
-    def __init__(self, cfg: SimConfig) -> None:
+    def __init__(self, cfg: SimConfig, shared: dict | None = None) -> None:
+        """`shared`: step models and truths already computed for the same configuration (a
+        cluster's nodes with the same knobs compute them once)."""
         self.cfg = cfg
+        self.shared = shared if shared is not None else {}
+        self.cluster_truth: dict | None = None  # a cluster node: the job's main cause and node (cluster.py)
+        self.on_apply: Callable[[Engine], None] | None = None  # called after a configuration change
         self.preset = cfg.preset
         self.rng = np.random.default_rng(cfg.seed)
         self.seq = 0
@@ -90,7 +97,11 @@ class Engine:
         self.knobs = knobs
         self.overrides = dict(overrides)
         self.workload_name = workload
-        self.model: StepModel = step_model(self.preset, wl, knobs)
+        key = (self.preset.name, self.preset.lnc, repr(wl), knobs)
+        if key not in self.shared:
+            m = step_model(self.preset, wl, knobs)
+            self.shared[key] = (m, lost_shares(self.preset, wl, knobs, m))
+        self.model: StepModel = self.shared[key][0]
         self.wl: TransformerConfig = self.model.extra["cfg"]
         mem = core_memory(self.preset, self.wl)
         if knobs.extra_tensor_bytes:
@@ -98,10 +109,12 @@ class Engine:
         self.mem_active = mem
         self.crashed = False
         self._check_memory()
-        self.lost = lost_shares(self.preset, wl, knobs, self.model)
+        self.lost = self.shared[key][1]
         self.queue_capacity = knobs.workers * knobs.prefetch
         self.queue_depth = float(self.queue_capacity)
         self._static_cache: dict[str, msgspec.Raw] = {}
+        if self.on_apply is not None:
+            self.on_apply(self)
 
     def _check_memory(self) -> None:
         """Out of memory: the job crashes, releases its device memory and says so in the stream."""
@@ -156,7 +169,10 @@ class Engine:
                 cause = "hbm_capacity"
             elif cause == "none" and self.knobs.ecc_per_s > 0:
                 cause = "hardware_errors"
-        return {"scenario": self.scenario.name, "cause": cause, "phase": ph, "lost": dict(self.lost)}
+        out = {"scenario": self.scenario.name, "cause": cause, "phase": ph, "lost": dict(self.lost)}
+        if self.cluster_truth is not None:
+            out["cluster"] = dict(self.cluster_truth)
+        return out
 
     def control(self, request: dict) -> dict:
         """Apply a control request: {"scenario": S} and/or {"set": {knob: value}}, {"pause": bool}.
@@ -480,7 +496,7 @@ class Engine:
             if key == "hw":
                 val = self._hw(0)
             elif key == "instance":
-                val = {"instance_name": "", "instance_id": f"i-sim{self.cfg.seed:013x}", "instance_type": p.name,
+                val = {"instance_name": self.cfg.instance_name, "instance_id": f"i-sim{self.cfg.seed:013x}", "instance_type": p.name,
                        "instance_availability_zone": "sim-1a", "instance_availability_zone_id": "sim1-az1",
                        "instance_region": "sim-1", "ami_id": "ami-devicesim", "subnet_id": "subnet-devicesim",
                        "error": ""}

@@ -50,6 +50,8 @@ KNOBS: dict[str, KnobSpec] = {
     "ecc_per_s": KnobSpec(float, 0, 1e6),
     "hang_after_s": KnobSpec(float, 0, 86_400 * 365),
     "ecc_device": KnobSpec(int, 0, 1023),
+    "slowdown": KnobSpec(float, 1, 1000),
+    "efa_efficiency": KnobSpec(float, 0.001, 1),
 }
 assert set(KNOBS) == set(Knobs.__dataclass_fields__), "every knob has a spec"
 

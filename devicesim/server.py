@@ -126,6 +126,7 @@ class Server:
         self.duration_s = duration_s
         self.clients: set[Client] = set()
         self.stop_event = asyncio.Event()
+        self.down = False  # a cluster node that is down: no reports, connections refused (cluster.py)
 
     # -- producer ----------------------------------------------------------------------------------
     async def produce(self) -> None:
@@ -147,6 +148,13 @@ class Server:
                 await asyncio.sleep(0.2)  # (the senders write the notice)
                 self.stop_event.set()
                 return
+            if self.down:  # the node died: its connections drop, its reports go nowhere
+                for c in list(self.clients):
+                    c.closed = True
+                    c.wake.set()
+                    with contextlib.suppress(Exception):
+                        c.writer.transport.abort()
+                    self.clients.discard(c)
             for c in list(self.clients):
                 if len(c.queue) == c.queue.maxlen:
                     c.dropped += 1
@@ -201,7 +209,9 @@ class Server:
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SNDBUF_BYTES)
-        if not self._make_room(writer):
+        if self.down or not self._make_room(writer):
+            if self.down:
+                writer.transport.abort()
             return
         client = Client(writer, is_unix, collections.deque(maxlen=self.queue_reports), asyncio.Event())
         writer.write(json.dumps(self.engine.hello(), separators=(",", ":")).encode() + b"\n")

@@ -68,6 +68,8 @@ class Knobs:
     hang_after_s: float = 0.0  # a hang after this many seconds of training: cores stop, memory held (0: never)
     ecc_per_s: float = 0.0  # corrected ECC events per second on `ecc_device` (a failing HBM stack)
     ecc_device: int = 0
+    slowdown: float = 1.0  # every core of this instance runs this much slower (a throttled or degraded node)
+    efa_efficiency: float = 1.0  # share of EFA bandwidth the cross-instance collectives get (a degraded network)
 
     def apply(self, cfg: TransformerConfig) -> TransformerConfig:
         changes: dict[str, Any] = {
@@ -199,7 +201,7 @@ def collective_time(preset: Preset, c: Collective, knobs: Knobs, cfg: Transforme
         bw_in = ring_bandwidth(preset, local, True, knobs.link_efficiency) * cc_eff(c.bytes)
         t_in = (2 * (local - 1) if c.kind == "all_reduce" else local - 1) * CC_ALPHA_S
         t_in += BUS_FACTOR[c.kind](local) * c.bytes / bw_in if local > 1 else 0.0
-        efa_bw = preset.efa_gbps / 8 * 1e9 / max(1, cfg.cores_used) * 0.8
+        efa_bw = preset.efa_gbps / 8 * 1e9 / max(1, cfg.cores_used) * 0.8 * knobs.efa_efficiency
         shard = c.bytes / local
         t_out = steps * 4 * CC_ALPHA_S + BUS_FACTOR[c.kind](cfg.nodes) * shard / (efa_bw * cc_eff(shard) / CC_EFF_MAX)
         return t_in + t_out, sent
@@ -285,13 +287,13 @@ def step_model(preset: Preset, base_cfg: TransformerConfig, knobs: Knobs, ideal:
     device = accum * cycle + bubble + dp_exposed + t_opt
 
     # Per-core scaling: straggler runs slower, idle cores and cores outside the job do nothing.
-    scale = np.ones(n)
+    scale = np.full(n, knobs.slowdown)
     active = np.zeros(n, dtype=bool)
     used = min(n, cfg.cores_used)
     idle = min(knobs.idle_cores, used)
     active[: used - idle] = True
     if 0 <= knobs.straggler_core < n and knobs.straggler_factor > 1:
-        scale[knobs.straggler_core] = knobs.straggler_factor
+        scale[knobs.straggler_core] *= knobs.straggler_factor
     compute_core = accum * (t_fwd + t_bwd) + t_opt
     slow = float(scale[active].max()) if active.any() else 1.0
     device_max = device + compute_core * (slow - 1)

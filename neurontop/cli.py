@@ -17,7 +17,7 @@ import time
 
 from .core.telemetry import units
 
-SUBCOMMANDS = ("record", "replay", "export", "import", "diagnose", "exporter")
+SUBCOMMANDS = ("record", "replay", "export", "import", "diagnose", "exporter", "cluster")
 
 
 
@@ -45,12 +45,14 @@ def _live_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="neuron-top",
         description="Terminal monitor for Trainium-class accelerators. With no source it runs the built-in "
-                    "device simulator. Subcommands: record, replay, export, import, diagnose (neuron-top CMD -h).")
+                    "device simulator. Subcommands: record, replay, export, import, diagnose, exporter, cluster "
+                    "(neuron-top CMD -h).")
     _source_args(ap, "'-' to read neuron-monitor JSON lines from stdin")
     _sim_args(ap)
     ap.add_argument("--refresh", type=parse_duration, default=1.0, help="display refresh interval (default 1s)")
     _hint_args(ap)
     ap.add_argument("--record-dir", default=".", help="folder for recordings started with the r key")
+    ap.add_argument("--escape-quits", action="store_true", help="escape quits too (the cluster view's node screen)")
     return ap
 
 
@@ -146,6 +148,13 @@ def _sub_parser(cmd: str) -> argparse.ArgumentParser:
         ap.add_argument("log", help="neuron-monitor JSON lines (.jsonl, .gz, .zst)")
         ap.add_argument("-o", "--output", required=True)
         ap.add_argument("--skip-bad", action="store_true")
+    elif cmd == "cluster":
+        where = ap.add_mutually_exclusive_group(required=True)
+        where.add_argument("--connect", metavar="A,B,...|DIR",
+                           help="the nodes' sockets (PATH or HOST:PORT, comma-separated), or a folder of node "
+                                "sockets (devicesim cluster's)")
+        where.add_argument("--hosts", metavar="FILE", help="a file of node addresses, one per line (# comments)")
+        _hint_args(ap)
     elif cmd == "diagnose":
         ap.add_argument("source", help="a profile, a neuron-monitor log, or - for stdin")
         ap.add_argument("--json", action="store_true", help="print a JSON object (docs/hints.md)")
@@ -171,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         if argv and argv[0] in SUBCOMMANDS:
             args = _sub_parser(argv[0]).parse_args(argv[1:])
             return {"record": cmd_record, "replay": cmd_replay, "export": cmd_export, "import": cmd_import,
-                    "exporter": cmd_exporter,
+                    "exporter": cmd_exporter, "cluster": cmd_cluster,
                     "diagnose": cmd_diagnose}[argv[0]](args)
         return cmd_live(_live_parser().parse_args(argv))
     except UsageError as exc:
@@ -265,10 +274,35 @@ def _require_tty() -> None:
                          "with cursor control (TERM=xterm-256color, tmux), or use 'record', 'export' or 'diagnose'")
 
 
+def cmd_cluster(args) -> int:
+    from .core.cluster import ClusterMonitor, addresses
+
+    if args.hosts:
+        try:
+            with open(args.hosts, encoding="utf-8") as f:
+                addrs = [x.split("#")[0].strip() for x in f]
+        except OSError as exc:
+            raise UsageError(f"--hosts {args.hosts}: {exc.strerror or exc}") from None
+        addrs = [a for a in addrs if a]
+        if not addrs:
+            raise UsageError(f"--hosts {args.hosts}: no addresses in the file")
+    else:
+        try:
+            addrs = addresses(args.connect)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    _require_tty()
+    from .ui.cluster import ClusterApp
+
+    app = ClusterApp(ClusterMonitor(addrs, _thresholds(args)))
+    app.run()
+    return app.return_code or 0
+
+
 def cmd_live(args) -> int:
     _require_tty()
     from .core.store.recorder import Recorder
-    from .ui.app import NeuronTopApp
+    from .ui.app import NeuronTopApp, NodeApp
 
     source, label, sim = _open_live_source(args)
 
@@ -278,8 +312,8 @@ def cmd_live(args) -> int:
 
     signal.signal(signal.SIGHUP, lambda *_: (sim.stop() if sim else None, os._exit(129)))
     signal.signal(signal.SIGTERM, lambda *_: (sim.stop() if sim else None, os._exit(143)))
-    app = NeuronTopApp(source=source, source_label=label, th=_thresholds(args),
-                       refresh_s=args.refresh, recorder_factory=recorder_factory)
+    app = (NodeApp if args.escape_quits else NeuronTopApp)(source=source, source_label=label, th=_thresholds(args),
+                                                         refresh_s=args.refresh, recorder_factory=recorder_factory)
     try:
         app.run()
     finally:

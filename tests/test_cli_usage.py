@@ -121,6 +121,7 @@ def test_an_extension_export_cannot_write_is_refused(tmp_path) -> None:
 def test_counts_read_as_english_and_percentages_keep_the_panes_precision() -> None:
     assert plural(1, "report") == "1 report" and plural(2, "report") == "2 reports" and plural(0, "peer") == "0 peers"
     assert format_evidence("allocated cores", 32, "cores") == "allocated cores 32"
+    assert format_evidence("host cores busy", 1.96026, "cores") == "host cores busy 1.96"  # not 1.96026
     assert format_evidence("average utilisation", 6.9405, "%") == "average utilisation 6.9 %"
     d = Decoder()
     samples = [d.decode(x) for x in make_reports("trn1.2xlarge", "idle_cores", 1)]

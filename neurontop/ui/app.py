@@ -551,3 +551,9 @@ class NeuronTopApp(App):
 
 
 __all__ = ["NeuronTopApp", "SampleReceived", "SourceStatus"]
+
+
+class NodeApp(NeuronTopApp):
+    """One node of the cluster view (`neuron-top --connect ADDR --escape-quits`): escape goes back."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [*NeuronTopApp.BINDINGS, Binding("escape", "quit", "back to the cluster")]

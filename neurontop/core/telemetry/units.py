@@ -28,8 +28,8 @@ def format_evidence(name: str, value: float, unit: str) -> str:
         return f"{name} {value:.1f} GB/s"
     if unit in ("GiB", "TFLOP/s", "s"):
         return f"{name} {value:.2f} {unit}"
-    if unit in COUNT_UNITS:
-        return f"{name} {value:g}"
+    if unit in COUNT_UNITS:  # a whole count as it is, a share of cores (1.96) to two places
+        return f"{name} {value:.0f}" if float(value).is_integer() else f"{name} {value:.2f}"
     return f"{name} {value:g} {unit}"
 
 

@@ -1,0 +1,242 @@
+"""Many nodes at once: one stream per node (a devicesim node, a neuron-monitor behind a socket),
+each decoded and diagnosed as the single-node view does, and the cluster's findings across them.
+
+A reader thread per node feeds its node's state; `rows()` and `findings()` read it under a lock,
+so a node that stalls, dies or answers garbage changes its own row only. The findings come from
+what plain neuron-monitor telemetry carries (utilisation, the node's own diagnosis, whether it
+reports at all), so they hold for real clusters too:
+
+- a node down or stale: the data-parallel job waits for it at every all-reduce;
+- a slow node: in a synchronous job every node steps together, so the slow one is the node whose
+  cores stay busy while the others' idle (its utilisation well above the others');
+- input starving on some nodes only: their own diagnosis says input pipeline, the others' does not;
+- hardware errors on a node (its own diagnosis);
+- collectives slow on every node: most nodes' own diagnosis is communication (a degraded network
+  or a collective-bound job), with no slow node to blame.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .analysis.hints import HintMonitor
+from .analysis.rules import Evidence
+from .analysis.thresholds import DEFAULTS, Thresholds
+from .telemetry.sample import DecodeError, Decoder, Sample
+from .telemetry.sources import Line, SocketSource, Status
+
+STALE_AFTER_S = 3.0  # no report for this many periods (at least this many seconds): STALE
+DOWN_AFTER_S = 10.0  # no report, or no connection, for this long: DOWN
+SLOW_NODE_POINTS = 15.0  # the slow node's utilisation above the median of the others
+WINDOW_S = DEFAULTS.window_s  # the utilisation a node's row and the findings average over
+
+
+@dataclass
+class Node:
+    """One node's state, written by its reader thread."""
+
+    addr: str
+    name: str
+    state: str = "CONNECTING"  # CONNECTING, LIVE, STALE, DOWN, ERROR (it sends what is not telemetry)
+    detail: str = ""
+    last: Sample | None = None
+    last_at: float = 0.0  # monotonic time of the last report
+    lost_at: float | None = None  # monotonic time the connection was lost (or never made)
+    period_s: float = 1.0
+    utils: deque = field(default_factory=lambda: deque(maxlen=4096))  # (time_s, average utilisation)
+    top: str = ""  # the node's own top finding's cause
+    top_title: str = ""
+    bad_lines: int = 0
+
+
+@dataclass(frozen=True)
+class Row:
+    """What the cluster view shows for a node."""
+
+    name: str
+    addr: str
+    state: str
+    detail: str
+    util: float | None  # average over the window
+    cores: tuple[float, ...]  # the last report's per-core utilisation
+    hbm_used: int
+    hbm_capacity: int
+    efa_rate: float | None
+    step_time: float | None
+    top: str
+    top_title: str
+
+
+@dataclass(frozen=True)
+class Finding:
+    cause: str  # node_down, slow_node, input_pipeline, hardware_errors, network
+    severity: str
+    title: str
+    nodes: tuple[str, ...]
+    evidence: tuple[Evidence, ...]
+
+
+def node_name(addr: str) -> str:
+    """node-03 for a socket ".../node-03.sock", else the address itself."""
+    base = os.path.basename(addr)
+    return base[:-5] if base.endswith(".sock") else addr
+
+
+def addresses(spec: str) -> list[str]:
+    """--connect A,B,... or a folder of node sockets (devicesim cluster's)."""
+    if os.path.isdir(spec):
+        socks = sorted(f for f in os.listdir(spec) if f.endswith(".sock"))
+        if not socks:
+            raise ValueError(f"{spec}: no node sockets (*.sock) in this folder")
+        return [os.path.join(spec, f) for f in socks]
+    out = [a.strip() for a in spec.split(",") if a.strip()]
+    if not out:
+        raise ValueError("--connect: no addresses")
+    return out
+
+
+class ClusterMonitor:
+    def __init__(self, addrs: list[str], th: Thresholds = DEFAULTS,
+                 source: Callable[[str], Iterator] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.th = th
+        self.clock = clock
+        self.nodes = [Node(a, node_name(a)) for a in addrs]
+        if len({n.name for n in self.nodes}) < len(self.nodes):
+            for n in self.nodes:
+                n.name = n.addr
+        self._source = source
+        self._sources: list[SocketSource] = []
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self.started = clock()
+
+    def start(self) -> None:
+        for n in self.nodes:
+            t = threading.Thread(target=self._read, args=(n,), name=f"cluster-{n.name}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def close(self) -> None:
+        for s in self._sources:
+            s.close()
+
+    def _events(self, addr: str) -> Iterator:
+        if self._source is not None:
+            return self._source(addr)
+        src = SocketSource(addr)
+        self._sources.append(src)
+        return src.events()
+
+    def _read(self, n: Node) -> None:
+        dec = Decoder()
+        mon = HintMonitor(self.th)
+        for ev in self._events(n.addr):
+            if isinstance(ev, Status):
+                with self._lock:
+                    if ev.state == "connected":
+                        n.state, n.detail, n.lost_at = "CONNECTING", "", None
+                        dec, mon = Decoder(), HintMonitor(self.th)  # a new stream (a restarted node)
+                    elif ev.state in ("lost", "ended", "error"):  # (the source retries: STALE, then DOWN)
+                        n.lost_at = n.lost_at or self.clock()
+                        n.detail = ev.detail
+                continue
+            if not isinstance(ev, Line):
+                continue
+            try:
+                s = dec.decode(ev.data)
+            except DecodeError as exc:
+                with self._lock:
+                    n.bad_lines += 1
+                    n.state, n.detail = "ERROR", f"not neuron-monitor telemetry: {str(exc)[:80]}"
+                continue
+            mon.feed_sample(s)
+            with self._lock:
+                n.last, n.last_at, n.lost_at = s, self.clock(), None
+                n.period_s = s.period_s or n.period_s
+                n.state, n.detail = "LIVE", ""
+                n.utils.append((s.time_s, s.avg_util))
+                top = next((h for h in mon.shown if h.kind == "bottleneck"), mon.shown[0] if mon.shown else None)
+                n.top, n.top_title = (top.cause, top.title) if top else ("", "")
+
+    # -- reading the state ---------------------------------------------------------------------------
+    def _state(self, n: Node, now: float) -> str:
+        if n.state == "ERROR":
+            return "ERROR"
+        silent = now - (n.last_at if n.last is not None else self.started)
+        if n.lost_at is not None and now - n.lost_at >= DOWN_AFTER_S or silent >= DOWN_AFTER_S:
+            return "DOWN"
+        if n.last is None:
+            return "CONNECTING"
+        if n.lost_at is not None or silent >= max(STALE_AFTER_S, 3 * n.period_s):
+            return "STALE"
+        return "LIVE"
+
+    def rows(self) -> list[Row]:
+        now = self.clock()
+        out = []
+        with self._lock:
+            for n in self.nodes:
+                s = n.last
+                util = None
+                if n.utils:
+                    t_end = n.utils[-1][0]
+                    util = float(np.mean([u for t, u in n.utils if t > t_end - WINDOW_S]))
+                out.append(Row(
+                    n.name, n.addr, self._state(n, now), n.detail, util,
+                    tuple(float(x) for x in s.util) if s is not None else (),
+                    int(s.mem.sum()) if s is not None else 0,
+                    int(s.hbm_capacity * s.n_devices) if s is not None else 0,
+                    s.efa_rate if s is not None else None,
+                    s.training.step_time_s.p50 or None if s is not None and s.training is not None else None,
+                    n.top, n.top_title))
+        return out
+
+    def findings(self, rows: list[Row] | None = None) -> list[Finding]:
+        """The cluster's findings, most important first."""
+        rows = self.rows() if rows is None else rows
+        out: list[Finding] = []
+        gone = [r for r in rows if r.state in ("DOWN", "STALE")]
+        if gone:
+            down = [r.name for r in gone if r.state == "DOWN"]
+            out.append(Finding(
+                "node_down", "critical" if down else "warning",
+                (f"{', '.join(r.name for r in gone)} {'is' if len(gone) == 1 else 'are'} "
+                 f"{'down' if down else 'not reporting'}: a data-parallel job waits for "
+                 f"{'it' if len(gone) == 1 else 'them'} at every all-reduce"),
+                tuple(r.name for r in gone),
+                tuple(Evidence(f"{r.name} {r.state.lower()}", 0, "") for r in gone)))
+        live = [r for r in rows if r.state == "LIVE" and r.util is not None]
+        if len(live) >= 2:
+            utils = {r.name: float(r.util or 0.0) for r in live}
+            busiest = max(live, key=lambda r: utils[r.name])
+            others = [utils[r.name] for r in live if r is not busiest]
+            median = float(np.median(others))
+            if utils[busiest.name] - median >= SLOW_NODE_POINTS and median < self.th.util_below:
+                out.append(Finding(
+                    "slow_node", "critical",
+                    f"{busiest.name} holds the job back: its cores work while the other nodes wait for it",
+                    (busiest.name,),
+                    (Evidence(f"{busiest.name} utilisation", utils[busiest.name], "%"),
+                     Evidence("the other nodes' median utilisation", median, "%"))))
+            for cause, title in (("input_pipeline", "input pipeline starving on {nodes} only"),
+                                 ("hardware_errors", "hardware errors on {nodes}")):
+                hit = [r.name for r in live if r.top == cause]
+                if hit and (cause == "hardware_errors" or len(hit) <= len(live) // 2):
+                    out.append(Finding(cause, "warning", title.format(nodes=", ".join(hit)), tuple(hit),
+                                       (Evidence("nodes", len(hit), "nodes"), Evidence("of", len(live), "nodes"))))
+            comm = [r.name for r in live if r.top == "communication"]
+            if len(comm) > len(live) // 2 and not any(f.cause == "slow_node" for f in out):
+                out.append(Finding(
+                    "network", "warning",
+                    "collectives are slow on every node: a degraded network (EFA) or a collective-bound job",
+                    tuple(comm), (Evidence("nodes waiting for collectives", len(comm), "nodes"),
+                                  Evidence("of", len(live), "nodes"))))
+        return out

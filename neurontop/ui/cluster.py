@@ -1,0 +1,155 @@
+"""The cluster view: a row per node (state, utilisation and a per-core strip, HBM, EFA, step time,
+its own top finding) under the cluster's findings. `s` sorts (utilisation, step time, name), `/`
+filters by name or state, enter opens the node's full single-node view (escape or q returns)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from rich.text import Text
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.widgets import DataTable, Footer, Input, Static
+
+from ..core.cluster import ClusterMonitor, Finding, Row
+from ..core.telemetry.units import format_evidence
+from .render import human_bytes
+
+SORTS = ("utilisation", "step time", "name")
+STATE_STYLE = {"LIVE": "green", "STALE": "yellow", "DOWN": "bold red", "ERROR": "red", "CONNECTING": "dim"}
+BLOCKS = "·▁▂▃▄▅▆▇█"  # (an idle core is a dot, not a blank)
+
+
+def strip(cores: tuple[float, ...], width: int = 16) -> Text:
+    """Per-core utilisation as block heights, at most `width` cells (neighbouring cores averaged)."""
+    if not cores:
+        return Text("")
+    k = -(-len(cores) // width)
+    cells = [sum(cores[i:i + k]) / len(cores[i:i + k]) for i in range(0, len(cores), k)]
+    out = Text()
+    for u in cells:
+        out.append(BLOCKS[min(8, int(u / 100 * 8 + 0.5))], style="green" if u >= 70 else "yellow" if u >= 40 else "red")
+    return out
+
+
+def finding_text(f: Finding) -> Text:
+    t = Text()
+    t.append("● ", style="red" if f.severity == "critical" else "yellow")
+    t.append(f.title, style="bold")
+    ev = [format_evidence(e.name, e.value, e.unit) for e in f.evidence if e.unit]
+    if ev:
+        t.append("  " + " · ".join(ev), style="dim")
+    return t
+
+
+class ClusterApp(App):
+    ENABLE_COMMAND_PALETTE = False
+    CSS = """
+    #head { height: 1; background: $boost; }
+    #findings { height: auto; max-height: 8; border: round $primary; padding: 0 1; }
+    #filter { display: none; height: 3; }
+    #filter.on { display: block; }
+    DataTable { height: 1fr; }
+    """
+    BINDINGS = [
+        Binding("q", "quit", "quit"),
+        Binding("s", "sort", "sort"),
+        Binding("slash", "filter", "filter"),
+        Binding("escape", "clear_filter", "clear filter", show=False),
+    ]
+
+    def __init__(self, monitor: ClusterMonitor, open_cmd: list[str] | None = None) -> None:
+        super().__init__()
+        self.monitor = monitor
+        self.open_cmd = open_cmd or [sys.executable, "-m", "neurontop", "--connect"]
+        self.sort = 0
+        self.filter = ""
+        self.shown: list[Row] = []
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="head")
+        yield Static(id="findings")
+        yield Input(placeholder="filter nodes (name or state), enter to apply, escape to clear", id="filter")
+        table: DataTable = DataTable(id="nodes", cursor_type="row", zebra_stripes=True)
+        yield table
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        for label, key in (("node", "node"), ("state", "state"), ("util", "util"), ("cores", "cores"),
+                           ("HBM", "hbm"), ("EFA", "efa"), ("step", "step"), ("top finding", "top")):
+            table.add_column(label, key=key)
+        table.focus()
+        self.monitor.start()
+        self.refresh_rows()
+        self.set_interval(1.0, self.refresh_rows)
+
+    def on_unmount(self) -> None:
+        self.monitor.close()
+
+    def refresh_rows(self) -> None:
+        rows = self.monitor.rows()
+        findings = self.monitor.findings(rows)
+        live = sum(r.state == "LIVE" for r in rows)
+        self.query_one("#head", Static).update(Text.assemble(
+            ("neuron-top cluster ", "bold"), f"· {len(rows)} nodes · {live} live · sorted by {SORTS[self.sort]}",
+            (f" · filter {self.filter!r}" if self.filter else "", "yellow")))
+        box = self.query_one("#findings", Static)
+        box.border_title = "Cluster findings"
+        box.update(Text("\n").join(finding_text(f) for f in findings) if findings else
+                   Text("no cluster finding: every node reports and none holds the others back", style="green"))
+        f = self.filter.lower()
+        rows = [r for r in rows if not f or f in r.name.lower() or f in r.state.lower()]
+        key = (lambda r: -(r.util or 0.0), lambda r: -(r.step_time or 0.0), lambda r: r.name)[self.sort]
+        rows.sort(key=key)
+        self.shown = rows
+        table = self.query_one(DataTable)
+        cursor = table.cursor_row
+        table.clear()
+        for r in rows:
+            table.add_row(
+                r.name, Text(r.state, style=STATE_STYLE.get(r.state, "")),
+                "" if r.util is None else f"{r.util:5.1f}%", strip(r.cores),
+                f"{human_bytes(r.hbm_used)}/{human_bytes(r.hbm_capacity)}" if r.hbm_capacity else "",
+                "" if r.efa_rate is None else f"{r.efa_rate / 1e9:.2f} GB/s",
+                "" if r.step_time is None else f"{r.step_time:.2f} s",
+                r.top_title or r.detail, key=r.addr)
+        if rows:
+            table.move_cursor(row=min(cursor, len(rows) - 1))
+
+    def action_sort(self) -> None:
+        self.sort = (self.sort + 1) % len(SORTS)
+        self.refresh_rows()
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.add_class("on")
+        box.focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.filter = event.value.strip()
+        event.input.remove_class("on")
+        self.query_one(DataTable).focus()
+        self.refresh_rows()
+
+    def action_clear_filter(self) -> None:
+        self.filter = ""
+        box = self.query_one("#filter", Input)
+        box.value = ""
+        box.remove_class("on")
+        self.query_one(DataTable).focus()
+        self.refresh_rows()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        self.action_open()
+
+    def action_open(self) -> None:
+        """The node's full single-node view, in this terminal; back here when it quits."""
+        table = self.query_one(DataTable)
+        if not self.shown or table.cursor_row >= len(self.shown):
+            return
+        addr = self.shown[table.cursor_row].addr
+        with self.suspend():
+            subprocess.run([*self.open_cmd, addr, "--escape-quits"], check=False)
+        self.refresh_rows()

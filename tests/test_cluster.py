@@ -1,0 +1,186 @@
+"""The cluster: a simulated data-parallel job across nodes (devicesim cluster), the headless cluster
+monitor and its findings, and the cluster view in a real terminal against a real simulator process."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from devicesim.cluster import build
+from devicesim.presets import get_preset
+from neurontop.core.cluster import DOWN_AFTER_S, ClusterMonitor, addresses
+from neurontop.core.telemetry.sources import Line, Status
+
+from .conftest import bin_path, make_reports, strip_extension
+
+
+def _utils(c, windows: int = 30) -> list[float]:
+    out = []
+    for n in c.nodes:
+        reps = [n.engine.step_window() for _ in range(windows)]
+        out.append(float(np.mean([[x["neuroncore_utilization"] for x in r["neuron_runtime_data"][0]["report"]
+                                   ["neuroncore_counters"]["neuroncores_in_use"].values()] for r in reps[10:]])))
+    return out
+
+
+def test_the_job_steps_at_the_slowest_nodes_pace() -> None:
+    healthy = build(get_preset("trn1.32xlarge"), 4, "healthy")
+    slow = build(get_preset("trn1.32xlarge"), 4, "slow_node", faulty=2)
+    p = {n.engine.model.period_s for n in slow.nodes}
+    assert len(p) == 1 and p.pop() == pytest.approx(slow.nodes[2].own.period_s)  # every node at the slow one's pace
+    assert slow.nodes[2].own.period_s > 1.3 * healthy.nodes[0].own.period_s
+    u = _utils(slow)
+    assert u[2] - np.median([u[0], u[1], u[3]]) > 15  # its cores work while the others wait
+    assert slow.truth["cause"] == "slow_node" and slow.truth["node"] == "node-02"
+    assert healthy.truth["cause"] == "none"
+    rep = slow.nodes[0].engine.step_window()
+    assert rep["neuron_top"]["truth"]["cluster"] == {"cause": "slow_node", "node": "node-02",
+                                                     "lost": slow.truth["lost"]}
+    assert json.loads(bytes(rep["instance_info"]))["instance_name"] == "node-00"
+
+
+def test_a_degraded_network_slows_every_node_and_nodes_share_their_models() -> None:
+    c = build(get_preset("trn1.32xlarge"), 8, "degraded_efa")
+    assert c.truth["cause"] == "network" and c.truth["lost"]["network"] > 0.5
+    assert len({id(n.own) for n in c.nodes}) == 2  # seven healthy nodes share one timing model
+    u = _utils(c)
+    assert max(u) - min(u) < 2 and max(u) < 50
+    # the counterfactual: without the fault the job is back at a healthy node's pace
+    assert build(get_preset("trn1.32xlarge"), 8, "healthy").nodes[0].engine.model.period_s < \
+        (1 - c.truth["lost"]["network"] + 0.01) * c.nodes[0].engine.model.period_s
+
+
+def test_a_control_request_to_one_node_recouples_the_job() -> None:
+    c = build(get_preset("trn1.2xlarge"), 3, "healthy")
+    before = c.nodes[0].engine.model.period_s
+    c.nodes[1].engine.control({"set": {"slowdown": 2.0}})
+    assert c.nodes[0].engine.model.period_s > 1.5 * before  # node 0 now waits for node 1
+
+
+def test_bad_cluster_requests_are_refused() -> None:
+    with pytest.raises(ValueError, match="unknown cluster scenario"):
+        build(get_preset("trn1.2xlarge"), 4, "meteor")
+    with pytest.raises(ValueError, match="at least 2"):
+        build(get_preset("trn1.2xlarge"), 1)
+    r = subprocess.run([bin_path("devicesim"), "cluster", "--nodes", "4", "--scenario", "meteor"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "unknown cluster scenario" in r.stderr
+
+
+# -- the monitor, on scripted streams -------------------------------------------------------------------
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def _monitor(streams: dict[str, list], clock: Clock) -> ClusterMonitor:
+    m = ClusterMonitor(list(streams), source=lambda a: iter(streams[a]), clock=clock)
+    m.start()
+    for t in m._threads:
+        t.join(timeout=30)
+    return m
+
+
+def test_states_and_findings_from_plain_telemetry() -> None:
+    """Plain neuron-monitor reports (no extension): a busy node among idle ones is the slow node; a
+    node that lost its connection is STALE, then DOWN; one that sends garbage is ERROR; none of them
+    changes the others' rows."""
+    busy = strip_extension(make_reports("trn1.2xlarge", "healthy", 12))
+    idle = strip_extension(make_reports("trn1.2xlarge", "input_bound", 12))
+    clock = Clock()
+    streams = {f"n{i}": [Status("connected", "x")] + [Line(x) for x in idle] for i in range(4)}
+    streams["n1"] = [Status("connected", "x")] + [Line(x) for x in busy]
+    streams["n3"] = streams["n3"] + [Status("lost", "connection to n3 lost; reconnecting")]
+    streams["n4"] = [Status("connected", "x"), Line(b"this is not telemetry\n")]
+    m = _monitor(streams, clock)
+    rows = {r.name: r for r in m.rows()}
+    assert [rows[n].state for n in ("n0", "n1", "n2", "n3", "n4")] == ["LIVE", "LIVE", "LIVE", "STALE", "ERROR"]
+    assert "not neuron-monitor telemetry" in rows["n4"].detail and rows["n0"].util is not None
+    found = {f.cause: f for f in m.findings()}
+    assert found["slow_node"].nodes == ("n1",)
+    assert found["node_down"].nodes == ("n3",) and found["node_down"].severity == "warning"
+    clock.t += DOWN_AFTER_S + 1  # nothing from anyone since: every node is DOWN now
+    assert {r.state for r in m.rows() if r.name != "n4"} == {"DOWN"}
+
+
+def test_connect_takes_a_list_or_a_folder_of_node_sockets(tmp_path) -> None:
+    assert addresses("a.sock, 127.0.0.1:9000") == ["a.sock", "127.0.0.1:9000"]
+    for i in (1, 0):
+        (tmp_path / f"node-0{i}.sock").write_text("")
+    assert addresses(str(tmp_path)) == [str(tmp_path / "node-00.sock"), str(tmp_path / "node-01.sock")]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match="no node sockets"):
+        addresses(str(empty))
+
+
+# -- the view in a real terminal ------------------------------------------------------------------------
+pytestmark_e2e = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (.ci/run installs it)")
+
+
+def _cluster(tmp_path: Path, *args: str) -> tuple[subprocess.Popen, Path]:
+    folder = tmp_path / "cl"
+    p = subprocess.Popen([bin_path("devicesim"), "cluster", "--nodes", "8", "--socket-dir", str(folder), *args],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while len(list(folder.glob("*.sock"))) < 8:
+        assert time.monotonic() < deadline and p.poll() is None
+        time.sleep(0.05)
+    return p, folder
+
+
+@pytestmark_e2e
+@pytest.mark.e2e
+def test_cluster_view_finds_the_slow_node_and_opens_it(tmp_path) -> None:
+    from .test_e2e_tmux import Tmux
+
+    sim, folder = _cluster(tmp_path, "--scenario", "slow_node", "--faulty-node", "5")
+    t = Tmux(f"{bin_path('neuron-top')} cluster --connect {folder}")
+    try:
+        screen = t.wait_for(r"node-05 holds the job back", timeout=15)
+        assert all(f"node-0{i}  LIVE" in screen for i in range(8)), screen
+        t.keys("Enter")  # the busiest node is first: its full single-node view
+        t.wait_for(r"socket \S*node-05\.sock", timeout=20)
+        t.keys("Escape")
+        t.wait_for(r"neuron-top cluster · 8 nodes")
+        t.keys("/", "node-07", "Enter")
+        screen = t.wait_for(r"filter 'node-07'")
+        assert re.findall(r"^\s*(node-\d\d)\s+LIVE", screen, re.M) == ["node-07"]
+        t.keys("q")
+        assert t.wait_exit() == 0
+    finally:
+        t.kill()
+        sim.terminate()
+        sim.wait(timeout=10)
+
+
+@pytestmark_e2e
+@pytest.mark.e2e
+def test_a_node_that_dies_turns_stale_then_down_and_comes_back(tmp_path) -> None:
+    sim, folder = _cluster(tmp_path, "--scenario", "node_down", "--faulty-node", "3", "--down", "5+16",
+                           "--preset", "trn1.2xlarge")
+    from .test_e2e_tmux import Tmux
+
+    t = Tmux(f"{bin_path('neuron-top')} cluster --connect {folder}")
+    try:
+        t.wait_for(r"8 live", timeout=15)
+        t.wait_for(r"node-03\s+STALE", timeout=15)
+        t.wait_for(r"node-03\s+DOWN", timeout=20)
+        screen = t.wait_for(r"node-03 is down")
+        assert "7 live" in screen  # the others still report (their job stalls: they wait for node-03)
+        t.wait_for(r"node-03\s+LIVE", timeout=30)
+        t.wait_for(r"8 live")
+    finally:
+        t.kill()
+        sim.terminate()
+        sim.wait(timeout=10)
