@@ -12,7 +12,7 @@ import json
 import sys
 import time
 
-from . import diagnosis, monitors, profiles_bench, simulator, telemetry
+from . import cluster_bench, diagnosis, monitors, profiles_bench, simulator, telemetry
 from .common import Results, machine
 
 SECTIONS = {
@@ -25,6 +25,7 @@ SECTIONS = {
     "export": profiles_bench.export_only,  # part of "profiles"; alone for a quick re-run
     "recording": profiles_bench.recording_only,  # part of "profiles"; alone for a quick re-run
     "diagnosis": diagnosis.run,
+    "cluster": cluster_bench.run,
 }
 
 

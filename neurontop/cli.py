@@ -154,6 +154,8 @@ def _sub_parser(cmd: str) -> argparse.ArgumentParser:
                            help="the nodes' sockets (PATH or HOST:PORT, comma-separated), or a folder of node "
                                 "sockets (devicesim cluster's)")
         where.add_argument("--hosts", metavar="FILE", help="a file of node addresses, one per line (# comments)")
+        where.add_argument("--prometheus", metavar="URL", help="a Prometheus server scraping the nodes' exporters "
+                           "(neuron-top exporter, or AWS's neuron-monitor-prometheus.py)")
         _hint_args(ap)
     elif cmd == "diagnose":
         ap.add_argument("source", help="a profile, a neuron-monitor log, or - for stdin")
@@ -275,8 +277,17 @@ def _require_tty() -> None:
 
 
 def cmd_cluster(args) -> int:
-    from .core.cluster import ClusterMonitor, addresses
+    from .core.cluster import ClusterMonitor, PrometheusCluster, addresses
 
+    if args.prometheus:
+        if not args.prometheus.startswith(("http://", "https://")):
+            raise UsageError(f"--prometheus {args.prometheus}: give the server's URL, e.g. http://127.0.0.1:9090")
+        _require_tty()
+        from .ui.cluster import ClusterApp
+
+        app = ClusterApp(PrometheusCluster(args.prometheus, _thresholds(args)))
+        app.run()
+        return app.return_code or 0
     if args.hosts:
         try:
             with open(args.hosts, encoding="utf-8") as f:

@@ -25,7 +25,7 @@ def test_quick_benchmark_run(tmp_path) -> None:
     names = {f["name"] for f in data["figures"]}
     sections = {f["section"] for f in data["figures"]}
     # (the throughput check reads ../shared/reference beside the checkout; without it, it says so)
-    expected = {"throughput", "simulator", "telemetry", "startup", "monitors", "profiles", "diagnosis"}
+    expected = {"throughput", "simulator", "telemetry", "startup", "monitors", "profiles", "diagnosis", "cluster"}
     if not THROUGHPUT_CSV.exists():
         expected.discard("throughput")
         assert any("throughput check skipped" in n for n in data["notes"])

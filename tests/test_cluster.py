@@ -184,3 +184,35 @@ def test_a_node_that_dies_turns_stale_then_down_and_comes_back(tmp_path) -> None
         t.kill()
         sim.terminate()
         sim.wait(timeout=10)
+
+
+def test_a_prometheus_url_that_is_not_prometheus_is_one_error_row(tmp_path) -> None:
+    import http.server
+    import threading
+
+    from neurontop.core.cluster import PrometheusCluster
+
+    class Html(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"<html>hello</html>")
+
+        def log_message(self, *args) -> None:  # quiet
+            pass
+
+    srv = http.server.HTTPServer(("127.0.0.1", 0), Html)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        for url, why in ((f"http://127.0.0.1:{srv.server_port}", "is it Prometheus"),
+                         ("http://127.0.0.1:1", "cannot reach")):
+            c = PrometheusCluster(url)
+            c.poll()
+            (row,) = c.rows()
+            assert row.state == "ERROR" and why in row.detail and "\n" not in row.detail
+            assert c.findings() == []
+    finally:
+        srv.shutdown()
+    r = subprocess.run([bin_path("neuron-top"), "cluster", "--prometheus", "localhost:9090"], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 2 and "give the server's URL" in r.stderr and r.stderr.count("\n") == 1

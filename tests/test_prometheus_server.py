@@ -102,3 +102,74 @@ def test_every_dashboard_query_returns_data_from_a_real_prometheus(prometheus_an
     assert {r["metric"]["neuroncore"] for r in per_core} == {"0", "1"}
     assert all(0 <= float(r["value"][1]) <= 1 for r in per_core)
     assert float(_query(base, 'sum(rate(execution_status_total{status_type="completed"}[1m]))')[0]["value"][1]) > 0
+
+
+@pytest.fixture
+def prometheus_and_a_cluster(tmp_path):
+    """A simulated 4-node job with a slow node (devicesim cluster), an exporter per node, and a real
+    Prometheus scraping the four."""
+    if PROMETHEUS is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI installs Debian's prometheus package (.ci/run); it is missing")
+        pytest.skip("Debian's prometheus package is not installed (apt-get install prometheus)")
+    folder = tmp_path / "nodes"
+    procs = [subprocess.Popen([bin_path("devicesim"), "cluster", "--nodes", "4", "--preset", "trn1.2xlarge",
+                               "--scenario", "slow_node", "--faulty-node", "2", "--socket-dir", str(folder)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        deadline = time.monotonic() + 30
+        while len(list(folder.glob("*.sock"))) < 4 if folder.exists() else True:
+            assert time.monotonic() < deadline and procs[0].poll() is None
+            time.sleep(0.05)
+        ports = [free_port() for _ in range(4)]
+        for i, port in enumerate(ports):
+            procs.append(subprocess.Popen([bin_path("neuron-top"), "exporter", "--connect", str(folder / f"node-0{i}.sock"),
+                                           "--listen", f"127.0.0.1:{port}"],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        web = free_port()
+        cfg = tmp_path / "prometheus.yml"
+        targets = ", ".join(f"'127.0.0.1:{p}'" for p in ports)
+        cfg.write_text("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n"
+                       f"  - job_name: neuron\n    static_configs:\n      - targets: [{targets}]\n")
+        procs.append(subprocess.Popen(
+            [PROMETHEUS, f"--config.file={cfg}", f"--storage.tsdb.path={tmp_path / 'data'}",
+             f"--web.listen-address=127.0.0.1:{web}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        yield f"http://127.0.0.1:{web}", procs
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def test_the_cluster_view_through_prometheus_finds_the_slow_node(prometheus_and_a_cluster) -> None:
+    from neurontop.core.cluster import PrometheusCluster
+
+    from .test_e2e_tmux import Tmux
+
+    base, procs = prometheus_and_a_cluster
+    c = PrometheusCluster(base)
+    deadline = time.monotonic() + 90
+    found: list = []
+    while time.monotonic() < deadline:
+        c.poll()
+        rows = c.rows()
+        found = c.findings(rows)
+        if len([r for r in rows if r.state == "LIVE"]) == 4 and any(f.cause == "slow_node" for f in found):
+            break
+        time.sleep(1)
+    assert [f.nodes for f in found if f.cause == "slow_node"] == [("node-02",)], (rows, found)
+    t = Tmux(f"{bin_path('neuron-top')} cluster --prometheus {base}")
+    try:
+        screen = t.wait_for(r"node-02 holds the job back", timeout=30)
+        assert "4 live" in screen
+        procs[2].terminate()  # node-01's exporter: Prometheus sees its target down
+        t.wait_for(r"node-01\s+DOWN", timeout=30)
+        t.wait_for(r"node-01 is down")
+        t.keys("q")
+        assert t.wait_exit() == 0
+    finally:
+        t.kill()

@@ -201,42 +201,170 @@ class ClusterMonitor:
 
     def findings(self, rows: list[Row] | None = None) -> list[Finding]:
         """The cluster's findings, most important first."""
-        rows = self.rows() if rows is None else rows
-        out: list[Finding] = []
-        gone = [r for r in rows if r.state in ("DOWN", "STALE")]
-        if gone:
-            down = [r.name for r in gone if r.state == "DOWN"]
+        return findings(self.rows() if rows is None else rows, self.th)
+
+
+def findings(rows: list[Row], th: Thresholds = DEFAULTS) -> list[Finding]:
+    """The cluster's findings from the nodes' rows, most important first."""
+    out: list[Finding] = []
+    gone = [r for r in rows if r.state in ("DOWN", "STALE")]
+    if gone:
+        down = [r.name for r in gone if r.state == "DOWN"]
+        out.append(Finding(
+            "node_down", "critical" if down else "warning",
+            (f"{', '.join(r.name for r in gone)} {'is' if len(gone) == 1 else 'are'} "
+             f"{'down' if down else 'not reporting'}: a data-parallel job waits for "
+             f"{'it' if len(gone) == 1 else 'them'} at every all-reduce"),
+            tuple(r.name for r in gone),
+            tuple(Evidence(f"{r.name} {r.state.lower()}", 0, "") for r in gone)))
+    live = [r for r in rows if r.state == "LIVE" and r.util is not None]
+    if len(live) >= 2:
+        utils = {r.name: float(r.util or 0.0) for r in live}
+        busiest = max(live, key=lambda r: utils[r.name])
+        others = [utils[r.name] for r in live if r is not busiest]
+        median = float(np.median(others))
+        if utils[busiest.name] - median >= SLOW_NODE_POINTS and median < th.util_below:
             out.append(Finding(
-                "node_down", "critical" if down else "warning",
-                (f"{', '.join(r.name for r in gone)} {'is' if len(gone) == 1 else 'are'} "
-                 f"{'down' if down else 'not reporting'}: a data-parallel job waits for "
-                 f"{'it' if len(gone) == 1 else 'them'} at every all-reduce"),
-                tuple(r.name for r in gone),
-                tuple(Evidence(f"{r.name} {r.state.lower()}", 0, "") for r in gone)))
-        live = [r for r in rows if r.state == "LIVE" and r.util is not None]
-        if len(live) >= 2:
-            utils = {r.name: float(r.util or 0.0) for r in live}
-            busiest = max(live, key=lambda r: utils[r.name])
-            others = [utils[r.name] for r in live if r is not busiest]
-            median = float(np.median(others))
-            if utils[busiest.name] - median >= SLOW_NODE_POINTS and median < self.th.util_below:
-                out.append(Finding(
-                    "slow_node", "critical",
-                    f"{busiest.name} holds the job back: its cores work while the other nodes wait for it",
-                    (busiest.name,),
-                    (Evidence(f"{busiest.name} utilisation", utils[busiest.name], "%"),
-                     Evidence("the other nodes' median utilisation", median, "%"))))
-            for cause, title in (("input_pipeline", "input pipeline starving on {nodes} only"),
-                                 ("hardware_errors", "hardware errors on {nodes}")):
-                hit = [r.name for r in live if r.top == cause]
-                if hit and (cause == "hardware_errors" or len(hit) <= len(live) // 2):
-                    out.append(Finding(cause, "warning", title.format(nodes=", ".join(hit)), tuple(hit),
-                                       (Evidence("nodes", len(hit), "nodes"), Evidence("of", len(live), "nodes"))))
-            comm = [r.name for r in live if r.top == "communication"]
-            if len(comm) > len(live) // 2 and not any(f.cause == "slow_node" for f in out):
-                out.append(Finding(
-                    "network", "warning",
-                    "collectives are slow on every node: a degraded network (EFA) or a collective-bound job",
-                    tuple(comm), (Evidence("nodes waiting for collectives", len(comm), "nodes"),
-                                  Evidence("of", len(live), "nodes"))))
-        return out
+                "slow_node", "critical",
+                f"{busiest.name} holds the job back: its cores work while the other nodes wait for it",
+                (busiest.name,),
+                (Evidence(f"{busiest.name} utilisation", utils[busiest.name], "%"),
+                 Evidence("the other nodes' median utilisation", median, "%"))))
+        for cause, title in (("input_pipeline", "input pipeline starving on {nodes} only"),
+                             ("hardware_errors", "hardware errors on {nodes}")):
+            hit = [r.name for r in live if r.top == cause]
+            if hit and (cause == "hardware_errors" or len(hit) <= len(live) // 2):
+                out.append(Finding(cause, "warning", title.format(nodes=", ".join(hit)), tuple(hit),
+                                   (Evidence("nodes", len(hit), "nodes"), Evidence("of", len(live), "nodes"))))
+        comm = [r.name for r in live if r.top == "communication"]
+        if len(comm) > len(live) // 2 and not any(f.cause == "slow_node" for f in out):
+            out.append(Finding(
+                "network", "warning",
+                "collectives are slow on every node: a degraded network (EFA) or a collective-bound job",
+                tuple(comm), (Evidence("nodes waiting for collectives", len(comm), "nodes"),
+                              Evidence("of", len(live), "nodes"))))
+    return out
+
+
+class PrometheusCluster:
+    """The same rows from a Prometheus server (its HTTP API), reading `neuron-top exporter`'s series
+    or AWS's `neuron-monitor-prometheus.py`'s (the same names): a node is an instance label
+    (instance_name, else instance_id). A scrape target that is down (`up == 0`) is DOWN; a node whose
+    utilisation series went stale is STALE; a server that is not Prometheus is one ERROR row."""
+
+    QUERIES = {
+        "util": "avg by (instance_name, instance_id) (avg_over_time(neuroncore_utilization_ratio[10s]))",
+        "cores": "neuroncore_utilization_ratio",
+        "mem": 'sum by (instance_name, instance_id) (neuron_runtime_memory_used_bytes{memory_location="neuron_device"})',
+        "efa": "neurontop_efa_bytes_per_second",
+        "step": "neurontop_step_time_seconds",
+        "finding": "neurontop_finding",
+        "info": "instance_info",
+        "up": "up",
+    }
+
+    def __init__(self, url: str, th: Thresholds = DEFAULTS, interval_s: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.url = url.rstrip("/")
+        self.th = th
+        self.interval = interval_s
+        self.clock = clock
+        self._rows: list[Row] = []
+        self._seen: dict[str, Row] = {}  # every node met so far: a node that vanishes stays, as STALE
+        self._targets: dict[str, str] = {}  # scrape target -> node (kept: a down target's info is stale)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="cluster-prometheus", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+
+    def _query(self, q: str) -> list[dict]:
+        import json
+        import urllib.error
+        import urllib.parse
+        import urllib.request
+
+        url = f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": q})
+        try:
+            with urllib.request.urlopen(url, timeout=3) as r:
+                body = json.loads(r.read(4 << 20))
+        except urllib.error.HTTPError as exc:
+            raise ValueError(f"{self.url} answered HTTP {exc.code} to a PromQL query: is it Prometheus?") from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise ValueError(f"cannot reach {self.url}: {getattr(exc, 'reason', exc)}") from None
+        except ValueError:
+            raise ValueError(f"{self.url} did not answer with Prometheus JSON: is it Prometheus?") from None
+        if not isinstance(body, dict) or body.get("status") != "success" or not isinstance(body.get("data"), dict):
+            raise ValueError(f"{self.url} did not answer with Prometheus JSON: is it Prometheus?")
+        result = body["data"].get("result", [])
+        return result if isinstance(result, list) else []
+
+    def poll(self) -> None:
+        """One round of queries into rows (the loop's body; tests call it directly)."""
+        try:
+            got = {k: self._query(q) for k, q in self.QUERIES.items()}
+        except ValueError as exc:
+            with self._lock:
+                self._rows = [Row(self.url, self.url, "ERROR", str(exc), None, (), 0, 0, None, None, "", "")]
+            return
+
+        def node(m: dict) -> str:
+            return m.get("instance_name") or m.get("instance_id") or m.get("instance", "?")
+
+        def val(r: dict) -> float:
+            try:
+                return float(r["value"][1])
+            except (KeyError, IndexError, TypeError, ValueError):
+                return float("nan")
+
+        self._targets.update({r["metric"].get("instance", ""): node(r["metric"]) for r in got["info"] if "metric" in r})
+        down = {self._targets.get(r["metric"].get("instance", ""), r["metric"].get("instance", "?"))
+                for r in got["up"] if val(r) == 0}
+        util = {node(r["metric"]): val(r) * 100 for r in got["util"]}
+        cores: dict[str, list[tuple[int, float]]] = {}
+        for r in got["cores"]:
+            cores.setdefault(node(r["metric"]), []).append((int(r["metric"].get("neuroncore", 0) or 0), val(r) * 100))
+        mem = {node(r["metric"]): val(r) for r in got["mem"]}
+        efa = {node(r["metric"]): val(r) for r in got["efa"]}
+        step = {node(r["metric"]): val(r) for r in got["step"]}
+        top: dict[str, tuple[int, str]] = {}
+        rank = {"bottleneck": 0, "advisory": 1, "phase": 2}
+        for r in got["finding"]:
+            if val(r) == 1:
+                n, m = node(r["metric"]), r["metric"]
+                k = rank.get(m.get("kind", ""), 3)
+                if n not in top or k < top[n][0]:
+                    top[n] = (k, m.get("cause", ""))
+        rows = []
+        for n in sorted(set(util) | set(self._seen) | down):
+            if n in util:
+                state = "DOWN" if n in down else "LIVE"
+                row = Row(n, n, state, "", util[n], tuple(u for _, u in sorted(cores.get(n, []))),
+                          int(mem.get(n, 0) or 0), 0, efa.get(n), step.get(n), top.get(n, (0, ""))[1],
+                          top.get(n, (0, ""))[1].replace("_", " "))
+                self._seen[n] = row
+            else:
+                old = self._seen.get(n)
+                state = "DOWN" if n in down else "STALE"
+                row = Row(n, n, state, "its series are stale" if state == "STALE" else "its exporter is down",
+                          None, (), old.hbm_used if old else 0, 0, None, None, "", "")
+            rows.append(row)
+        with self._lock:
+            self._rows = rows
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.poll()
+            self._stop.wait(self.interval)
+
+    def rows(self) -> list[Row]:
+        with self._lock:
+            return list(self._rows)
+
+    def findings(self, rows: list[Row] | None = None) -> list[Finding]:
+        return findings(self.rows() if rows is None else rows, self.th)

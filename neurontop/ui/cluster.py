@@ -12,7 +12,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Input, Static
 
-from ..core.cluster import ClusterMonitor, Finding, Row
+from ..core.cluster import ClusterMonitor, Finding, PrometheusCluster, Row
 from ..core.telemetry.units import format_evidence
 from .render import human_bytes
 
@@ -59,9 +59,10 @@ class ClusterApp(App):
         Binding("escape", "clear_filter", "clear filter", show=False),
     ]
 
-    def __init__(self, monitor: ClusterMonitor, open_cmd: list[str] | None = None) -> None:
+    def __init__(self, monitor: ClusterMonitor | PrometheusCluster, open_cmd: list[str] | None = None) -> None:
         super().__init__()
         self.monitor = monitor
+        self.can_open = isinstance(monitor, ClusterMonitor)  # (through Prometheus there is no stream to open)
         self.open_cmd = open_cmd or [sys.executable, "-m", "neurontop", "--connect"]
         self.sort = 0
         self.filter = ""
@@ -148,6 +149,10 @@ class ClusterApp(App):
         """The node's full single-node view, in this terminal; back here when it quits."""
         table = self.query_one(DataTable)
         if not self.shown or table.cursor_row >= len(self.shown):
+            return
+        if not self.can_open:
+            self.notify("a node's full view needs its stream: neuron-top cluster --connect (or neuron-top --connect "
+                        "ADDR)", severity="warning")
             return
         addr = self.shown[table.cursor_row].addr
         with self.suspend():
