@@ -18,6 +18,7 @@ from .render import human_bytes
 
 SORTS = ("utilisation", "step time", "name")
 STATE_STYLE = {"LIVE": "green", "STALE": "yellow", "DOWN": "bold red", "ERROR": "red", "CONNECTING": "dim"}
+COLUMNS = ("node", "state", "util", "cores", "hbm", "efa", "step", "top")
 BLOCKS = "·▁▂▃▄▅▆▇█"  # (an idle core is a dot, not a blank)
 
 
@@ -67,6 +68,8 @@ class ClusterApp(App):
         self.sort = 0
         self.filter = ""
         self.shown: list[Row] = []
+        self._order: list[str] = []  # the table's rows (node addresses), in order
+        self._cells_shown: dict[str, tuple] = {}
 
     def compose(self) -> ComposeResult:
         yield Static(id="head")
@@ -78,8 +81,8 @@ class ClusterApp(App):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        for label, key in (("node", "node"), ("state", "state"), ("util", "util"), ("cores", "cores"),
-                           ("HBM", "hbm"), ("EFA", "efa"), ("step", "step"), ("top finding", "top")):
+        for label, key in zip(("node", "state", "util", "cores", "HBM", "EFA", "step", "top finding"), COLUMNS,
+                              strict=True):
             table.add_column(label, key=key)
         table.focus()
         self.monitor.start()
@@ -102,22 +105,38 @@ class ClusterApp(App):
                    Text("no cluster finding: every node reports and none holds the others back", style="green"))
         f = self.filter.lower()
         rows = [r for r in rows if not f or f in r.name.lower() or f in r.state.lower()]
-        key = (lambda r: -(r.util or 0.0), lambda r: -(r.step_time or 0.0), lambda r: r.name)[self.sort]
+        # whole points and tenths of a second, then the name: a row does not jump for a wobble
+        key = (lambda r: (-round(r.util or 0.0), r.name), lambda r: (-round(r.step_time or 0.0, 1), r.name),
+               lambda r: (r.name,))[self.sort]
         rows.sort(key=key)
         self.shown = rows
         table = self.query_one(DataTable)
-        cursor = table.cursor_row
-        table.clear()
-        for r in rows:
-            table.add_row(
-                r.name, Text(r.state, style=STATE_STYLE.get(r.state, "")),
+        cells = {r.addr: self._cells(r) for r in rows}
+        if list(cells) != self._order:  # another set or order of nodes: rebuild the table
+            cursor = table.cursor_row
+            table.clear()
+            for addr, row in cells.items():
+                table.add_row(*row, key=addr)
+            if rows:
+                table.move_cursor(row=min(cursor, len(rows) - 1))
+            self._order = list(cells)
+        else:  # the same rows: only the cells that changed (a rebuild of 64 rows took 75 ms)
+            for addr, row in cells.items():
+                old = self._cells_shown.get(addr, ())
+                for k, (col, value) in enumerate(zip(COLUMNS, row, strict=True)):
+                    if k >= len(old) or str(old[k]) != str(value):
+                        table.update_cell(addr, col, value)
+        self._cells_shown = cells
+
+    @staticmethod
+    def _cells(r: Row) -> tuple:
+        return (r.name, Text(r.state, style=STATE_STYLE.get(r.state, "")),
                 "" if r.util is None else f"{r.util:5.1f}%", strip(r.cores),
-                f"{human_bytes(r.hbm_used)}/{human_bytes(r.hbm_capacity)}" if r.hbm_capacity else "",
+                f"{human_bytes(r.hbm_used)}/{human_bytes(r.hbm_capacity)}" if r.hbm_capacity else
+                human_bytes(r.hbm_used) if r.hbm_used else "",
                 "" if r.efa_rate is None else f"{r.efa_rate / 1e9:.2f} GB/s",
                 "" if r.step_time is None else f"{r.step_time:.2f} s",
-                r.top_title or r.detail, key=r.addr)
-        if rows:
-            table.move_cursor(row=min(cursor, len(rows) - 1))
+                r.top_title or r.detail)
 
     def action_sort(self) -> None:
         self.sort = (self.sort + 1) % len(SORTS)
