@@ -114,9 +114,12 @@ def _sub_parser(cmd: str) -> argparse.ArgumentParser:
     if cmd == "record":
         _source_args(ap, "'-' (stdin), a socket PATH or HOST:PORT; default: the running simulator, else a "
                          "built-in one")
-        ap.add_argument("-o", "--output", required=True, help="profile file to create (.ntprof)")
+        ap.add_argument("-o", "--output", required=True, help="profile file to create (.ntprof); with --cluster, "
+                                                                 "a new folder (a profile per node and cluster.json)")
         ap.add_argument("--duration", type=parse_duration, help="stop after this long (e.g. 10m)")
-        ap.add_argument("--count", type=int, help="stop after this many reports")
+        ap.add_argument("--count", type=int, help="stop after this many reports (from every node with --cluster)")
+        ap.add_argument("--cluster", metavar="A,B,...|DIR", help="record every node of a cluster (as `neuron-top "
+                                                                  "cluster --connect`)")
         _sim_args(ap)
     elif cmd == "exporter":
         _source_args(ap, "'-' (stdin), a socket PATH or HOST:PORT; default: the running simulator, else a "
@@ -126,10 +129,12 @@ def _sub_parser(cmd: str) -> argparse.ArgumentParser:
         _sim_args(ap)
         _hint_args(ap)
     elif cmd == "replay":
-        ap.add_argument("file", help="a profile or a neuron-monitor log (.jsonl, .gz, .zst)")
+        ap.add_argument("file", help="a profile, a neuron-monitor log (.jsonl, .gz, .zst), or a recorded cluster's "
+                                     "folder")
         ap.add_argument("--speed", type=float, default=1.0, help="1/16 to 64 (default 1)")
         ap.add_argument("--start", type=parse_time, help="start position (seconds, 1:30, 5m)")
         ap.add_argument("--skip-bad", action="store_true", help="skip unreadable lines of a log")
+        ap.add_argument("--escape-quits", action="store_true", help="escape quits too (the cluster view's node screen)")
         _hint_args(ap)
     elif cmd == "export":
         ap.add_argument("source", help="a profile, a neuron-monitor log, or - for stdin")
@@ -348,15 +353,28 @@ def _warn_skip(lineno: int, msg: str) -> None:
 
 
 def cmd_replay(args) -> int:
+    from .core.cluster_profiles import ClusterReplay, is_cluster
     from .core.store.replay import SPEEDS, ReplayClock
-    from .ui.app import NeuronTopApp
+    from .ui.app import NeuronTopApp, NodeApp
 
     if args.speed < SPEEDS[0] or args.speed > SPEEDS[-1]:
         raise UsageError(f"--speed must be between 1/16 and 64, not {args.speed:g}")
+    if is_cluster(args.file):
+        rep = ClusterReplay(args.file, _thresholds(args))
+        rep.speed = args.speed
+        if args.start:
+            rep.seek(args.start)
+        _require_tty()
+        from .ui.cluster import ClusterApp
+
+        capp = ClusterApp(rep)
+        capp.run()
+        return capp.return_code or 0
     tl = _load_timeline(args.file, args.skip_bad)
     _require_tty()
     clock = ReplayClock(tl, speed=args.speed, start_s=args.start)
-    app = NeuronTopApp(replay=clock, source_label=f"replay {os.path.basename(args.file)}", th=_thresholds(args))
+    app = (NodeApp if args.escape_quits else NeuronTopApp)(replay=clock, source_label=f"replay {os.path.basename(args.file)}",
+                                                         th=_thresholds(args))
     app.run()
     return app.return_code or 0
 
@@ -388,14 +406,18 @@ def cmd_export(args) -> int:
     if args.t_from is not None and args.t_to is not None and args.t_to <= args.t_from:
         raise UsageError(f"--to {args.t_to:g} s is not after --from {args.t_from:g} s")
     th = _thresholds(args)
-    inp = open_input(args.source, args.skip_bad, _warn_skip)
+    from .core.cluster_profiles import is_cluster
+
+    cluster = is_cluster(args.source)
+    inp = None if cluster else open_input(args.source, args.skip_bad, _warn_skip)
     out = sys.stdout if args.output == "-" else None
     tmp = None
     if out is None:
         tmp = args.output + ".part"
         out = open(tmp, "wb", buffering=1 << 20)  # noqa: SIM115
     sink = CsvSink(out) if fmt == "csv" else FileSink(out, fmt)
-    ex = Exporter(sink, groups, layout=args.layout, every_s=args.every, t_from=args.t_from, t_to=args.t_to, th=th)
+    opts = dict(layout=args.layout, every_s=args.every, t_from=args.t_from, t_to=args.t_to, th=th)
+    ex = None if cluster else Exporter(sink, groups, **opts)
     progress = None
     if tmp is not None and sys.stderr.isatty():
         from rich.progress import BarColumn, Progress, TextColumn
@@ -406,7 +428,13 @@ def cmd_export(args) -> int:
         if progress:
             progress.start()
             task = progress.add_task("export", total=None)
-        rows = feed(inp, ex, (lambda k: progress.update(task, completed=k)) if progress else None)
+        if cluster:  # every node's rows, a `node` column first
+            from .core.cluster_profiles import export as export_cluster
+
+            rows = export_cluster(args.source, sink, groups, **opts)
+        else:
+            assert inp is not None and ex is not None
+            rows = feed(inp, ex, (lambda k: progress.update(task, completed=k)) if progress else None)
         sink.close()
         if rows == 0:
             raise UsageError(_empty_export(args))
@@ -483,9 +511,33 @@ def cmd_import(args) -> int:
     return 0
 
 
+def _diagnose_cluster(args) -> int:
+    from .core.cluster_profiles import diagnose as diagnose_cluster
+    from .core.cluster_profiles import read_index
+
+    try:
+        nodes = read_index(args.source)
+        found = diagnose_cluster(args.source, _thresholds(args))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if args.json:
+        print(json.dumps({"source": args.source, "nodes": [n["name"] for n in nodes], "findings": found}, indent=2))
+    else:
+        print(f"{args.source}: a cluster of {len(nodes)} nodes")
+        if not found:
+            print("  no cluster finding: every node reported and none held the others back")
+        for f in found:
+            print(f"  {f['start_s']:.0f}-{f['end_s']:.0f} s ({f['share_of_run'] * 100:.0f} % of the run) "
+                  f"{f['severity']}: {f['title']}")
+    return 1 if found else 0
+
+
 def cmd_diagnose(args) -> int:
     from .core.analysis.diagnose import diagnose, format_text
+    from .core.cluster_profiles import is_cluster
 
+    if is_cluster(args.source):
+        return _diagnose_cluster(args)
     samples, _ = _samples_of(args.source, args.skip_bad)
     try:
         d = diagnose(samples, _thresholds(args))
@@ -564,7 +616,40 @@ def cmd_exporter(args) -> int:
     return 0
 
 
+def _record_cluster(args) -> int:
+    import threading
+
+    from .core.cluster import addresses
+    from .core.cluster_profiles import record
+
+    chosen = [n for n, v in (("SOURCE", args.source), ("--connect", args.connect), ("--exec", args.exec_cmd)) if v]
+    if chosen or _sim_given(args):
+        raise UsageError(f"--cluster names the sources; {', '.join(chosen + _sim_given(args))} do not apply to it")
+    try:
+        addrs = addresses(args.cluster)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        counts = record(addrs, args.output, stop, args.duration, args.count)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    from .core.telemetry.units import plural
+
+    empty = [n for n, c in counts.items() if c == 0]
+    print(f"neuron-top: recorded {plural(len(counts), 'node')} to {args.output} "
+          f"({', '.join(f'{n} {c}' for n, c in counts.items())} reports)", file=sys.stderr)
+    if empty:
+        print(f"neuron-top record: nothing from {', '.join(empty)}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_record(args) -> int:
+    if args.cluster:
+        return _record_cluster(args)
     from .core.session import Session
     from .core.store.recorder import Recorder
     from .core.telemetry.sample import DecodeError

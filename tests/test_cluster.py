@@ -216,3 +216,45 @@ def test_a_prometheus_url_that_is_not_prometheus_is_one_error_row(tmp_path) -> N
     r = subprocess.run([bin_path("neuron-top"), "cluster", "--prometheus", "localhost:9090"], capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 2 and "give the server's URL" in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_record_replay_export_and_diagnose_a_cluster(tmp_path) -> None:
+    """record --cluster writes a profile per node and an index; diagnose names the slow node; export
+    writes every node's rows with a node column; the replay source puts the nodes on one clock."""
+    import csv
+    import io
+
+    from neurontop.core.cluster_profiles import ClusterReplay
+
+    from .conftest import run_cli
+
+    sim, folder = _cluster(tmp_path, "--scenario", "slow_node", "--faulty-node", "6", "--preset", "trn1.2xlarge",
+                           "--speed", "4")
+    out = tmp_path / "run"
+    try:
+        r = run_cli("record", "--cluster", str(folder), "-o", str(out), "--count", "40", timeout=120)
+    finally:
+        sim.terminate()
+        sim.wait(timeout=10)
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["cluster.json", *[f"node-0{i}.ntprof" for i in range(8)]]
+    d = run_cli("diagnose", str(out), "--json")
+    assert d.returncode == 1, d.stderr
+    found = json.loads(d.stdout)["findings"]
+    assert found[0]["cause"] == "slow_node" and found[0]["nodes"] == ["node-06"] and found[0]["share_of_run"] > 0.5
+    e = run_cli("export", str(out), "-o", "-", "--fields", "util")
+    rows = list(csv.DictReader(io.StringIO(e.stdout.decode())))
+    assert e.returncode == 0 and list(rows[0])[:2] == ["node", "time_s"]
+    assert {r["node"] for r in rows} == {f"node-0{i}" for i in range(8)} and len(rows) == 8 * 40
+    rep = ClusterReplay(str(out))
+    rep.paused = True
+    rep.seek(rep.length / 2)
+    assert {f.cause: f.nodes for f in rep.findings()}["slow_node"] == ("node-06",)
+    assert {r.state for r in rep.rows()} == {"LIVE"}
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "cluster.json").write_text("{nope")
+    b = run_cli("diagnose", str(bad))
+    assert b.returncode == 2 and "not a neuron-top cluster index" in b.stderr.decode() and b"Traceback" not in b.stderr
+    again = run_cli("record", "--cluster", "127.0.0.1:1", "-o", str(out), "--count", "1")
+    assert again.returncode == 2 and b"not empty" in again.stderr

@@ -107,8 +107,12 @@ def addresses(spec: str) -> list[str]:
 class ClusterMonitor:
     def __init__(self, addrs: list[str], th: Thresholds = DEFAULTS,
                  source: Callable[[str], Iterator] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 on_report: Callable[[Node, bytes, Sample], None] | None = None) -> None:
+        """`on_report(node, line, sample)` is called in the node's reader thread for every report
+        (`neuron-top record --cluster` writes each node's profile there)."""
         self.th = th
+        self.on_report = on_report
         self.clock = clock
         self.nodes = [Node(a, node_name(a)) for a in addrs]
         if len({n.name for n in self.nodes}) < len(self.nodes):
@@ -163,6 +167,8 @@ class ClusterMonitor:
                     n.state, n.detail = "ERROR", f"not neuron-monitor telemetry: {str(exc)[:80]}"
                 continue
             mon.feed_sample(s)
+            if self.on_report is not None:
+                self.on_report(n, ev.data, s)
             with self._lock:
                 n.last, n.last_at, n.lost_at = s, self.clock(), None
                 n.period_s = s.period_s or n.period_s

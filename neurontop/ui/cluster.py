@@ -13,6 +13,7 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Input, Static
 
 from ..core.cluster import ClusterMonitor, Finding, PrometheusCluster, Row
+from ..core.cluster_profiles import ClusterReplay
 from ..core.telemetry.units import format_evidence
 from .render import human_bytes
 
@@ -58,12 +59,16 @@ class ClusterApp(App):
         Binding("s", "sort", "sort"),
         Binding("slash", "filter", "filter"),
         Binding("escape", "clear_filter", "clear filter", show=False),
+        Binding("space", "pause", "pause (replay)", show=False),
+        Binding("left", "seek(-10)", "-10 s", show=False),
+        Binding("right", "seek(10)", "+10 s", show=False),
     ]
 
-    def __init__(self, monitor: ClusterMonitor | PrometheusCluster, open_cmd: list[str] | None = None) -> None:
+    def __init__(self, monitor: ClusterMonitor | PrometheusCluster | ClusterReplay,
+                 open_cmd: list[str] | None = None) -> None:
         super().__init__()
         self.monitor = monitor
-        self.can_open = isinstance(monitor, ClusterMonitor)  # (through Prometheus there is no stream to open)
+        self.can_open = not isinstance(monitor, PrometheusCluster)  # (through Prometheus there is no stream)
         self.open_cmd = open_cmd or [sys.executable, "-m", "neurontop", "--connect"]
         self.sort = 0
         self.filter = ""
@@ -96,9 +101,14 @@ class ClusterApp(App):
         rows = self.monitor.rows()
         findings = self.monitor.findings(rows)
         live = sum(r.state == "LIVE" for r in rows)
+        where = ""
+        if isinstance(self.monitor, ClusterReplay):
+            m = self.monitor
+            where = (f" · REPLAY {_clock(m.position)} / {_clock(m.length)}"
+                     f"{' PAUSED' if m.paused else ''} (space, left/right)")
         self.query_one("#head", Static).update(Text.assemble(
             ("neuron-top cluster ", "bold"), f"· {len(rows)} nodes · {live} live · sorted by {SORTS[self.sort]}",
-            (f" · filter {self.filter!r}" if self.filter else "", "yellow")))
+            (where, "cyan"), (f" · filter {self.filter!r}" if self.filter else "", "yellow")))
         box = self.query_one("#findings", Static)
         box.border_title = "Cluster findings"
         box.update(Text("\n").join(finding_text(f) for f in findings) if findings else
@@ -175,5 +185,25 @@ class ClusterApp(App):
             return
         addr = self.shown[table.cursor_row].addr
         with self.suspend():
-            subprocess.run([*self.open_cmd, addr, "--escape-quits"], check=False)
+            if isinstance(self.monitor, ClusterReplay):  # the node's profile, at the same moment
+                subprocess.run([*self.open_cmd[:-1], "replay", addr, "--start", f"{self.monitor.position:.1f}",
+                                "--escape-quits"], check=False)
+            else:
+                subprocess.run([*self.open_cmd, addr, "--escape-quits"], check=False)
         self.refresh_rows()
+
+    def action_pause(self) -> None:
+        if isinstance(self.monitor, ClusterReplay):
+            self.monitor.toggle()
+            self.refresh_rows()
+
+    def action_seek(self, seconds: float) -> None:
+        if isinstance(self.monitor, ClusterReplay):
+            self.monitor.seek(seconds)
+            self.refresh_rows()
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
