@@ -125,7 +125,10 @@ def _sub_parser(cmd: str) -> argparse.ArgumentParser:
         _source_args(ap, "'-' (stdin), a socket PATH or HOST:PORT; default: the running simulator, else a "
                          "built-in one")
         ap.add_argument("--listen", default="127.0.0.1:8000", metavar="HOST:PORT",
-                        help="where /metrics is served (default 127.0.0.1:8000, loopback)")
+                        help="where /metrics is served (default 127.0.0.1:8000, loopback); with --cluster, node i "
+                             "on PORT+i")
+        ap.add_argument("--cluster", metavar="A,B,...|DIR", help="an exporter for every node of a cluster (as "
+                                                                  "`neuron-top cluster --connect`), in one process")
         _sim_args(ap)
         _hint_args(ap)
     elif cmd == "replay":
@@ -563,56 +566,115 @@ def _listen_address(text: str) -> tuple[str, int]:
     return (host.strip("[]") or "127.0.0.1"), int(port)
 
 
-def cmd_exporter(args) -> int:
-    """Serve /metrics for Prometheus: AWS's neuron-monitor-prometheus.py series and neuron-top's own."""
-    try:
-        from prometheus_client import CollectorRegistry, start_http_server
-    except ImportError:
-        raise UsageError("the exporter needs prometheus-client: pip install 'neuron-top[prometheus]'") from None
-    from .core.export.prometheus import NeuronCollector
-    from .core.session import Session
-    from .core.telemetry.sample import DecodeError
-    from .core.telemetry.sources import Status
+def _serve_metrics(host: str, port: int, what: str):
+    """A collector and its /metrics server on HOST:PORT; a port in use is a one-line error."""
+    from prometheus_client import CollectorRegistry, start_http_server
 
-    host, port = _listen_address(args.listen)
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"neuron-top exporter: serving on {host}, not only loopback: anyone who reaches it reads the metrics",
-              file=sys.stderr)
-    th = _thresholds(args)
+    from .core.export.prometheus import NeuronCollector
+
     collector = NeuronCollector()
     registry = CollectorRegistry()
     registry.register(collector)
     try:
         server = start_http_server(port, addr=host, registry=registry)
     except OSError as exc:
-        raise UsageError(f"--listen {args.listen}: {exc.strerror or exc}") from None
-    source, label, sim = _open_live_source(args, for_ui=False)
-    signal.signal(signal.SIGTERM, lambda *_: source.close())
+        raise UsageError(f"{what} {host}:{port}: {exc.strerror or exc}") from None
+    return collector, server
+
+
+def _export_reports(source, collector, th, who: str = "neuron-top exporter") -> None:
+    """A source's reports into a collector until the source ends (or is closed)."""
+    from .core.session import Session
+    from .core.telemetry.sample import DecodeError
+    from .core.telemetry.sources import Status
+
     session = Session(th)
-    print(f"neuron-top exporter: {label} -> http://{host}:{port}/metrics", file=sys.stderr)
 
     def bad(exc: DecodeError) -> None:
-        print(f"neuron-top exporter: skipped a bad report: {exc}", file=sys.stderr)
+        print(f"{who}: skipped a bad report: {exc}", file=sys.stderr)
 
+    for ev in session.run(source.events(), on_bad=bad):
+        if isinstance(ev, Status):
+            if ev.state in ("lost", "ended", "error"):
+                print(f"{who}: {ev.detail}", file=sys.stderr)
+                if ev.state in ("ended", "error"):
+                    break
+            continue
+        rep = session.decoder.last_report
+        if rep is not None:
+            collector.update(rep, ev, session.shown, session.hints.lost)
+
+
+def _stop_server(server) -> None:
+    if isinstance(server, tuple):  # (prometheus-client >= 0.20 returns the server and its thread)
+        server[0].shutdown()
+
+
+def cmd_exporter(args) -> int:
+    """Serve /metrics for Prometheus: AWS's neuron-monitor-prometheus.py series and neuron-top's own."""
     try:
-        for ev in session.run(source.events(), on_bad=bad):
-            if isinstance(ev, Status):
-                if ev.state in ("lost", "ended", "error"):
-                    print(f"neuron-top exporter: {ev.detail}", file=sys.stderr)
-                    if ev.state in ("ended", "error"):
-                        break
-                continue
-            rep = session.decoder.last_report
-            if rep is not None:
-                collector.update(rep, ev, session.shown, session.hints.lost)
+        import prometheus_client  # noqa: F401
+    except ImportError:
+        raise UsageError("the exporter needs prometheus-client: pip install 'neuron-top[prometheus]'") from None
+    host, port = _listen_address(args.listen)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"neuron-top exporter: serving on {host}, not only loopback: anyone who reaches it reads the metrics",
+              file=sys.stderr)
+    th = _thresholds(args)
+    if args.cluster:
+        return _exporter_cluster(args, host, port, th)
+    collector, server = _serve_metrics(host, port, "--listen")
+    source, label, sim = _open_live_source(args, for_ui=False)
+    signal.signal(signal.SIGTERM, lambda *_: source.close())
+    print(f"neuron-top exporter: {label} -> http://{host}:{port}/metrics", file=sys.stderr)
+    try:
+        _export_reports(source, collector, th)
     except KeyboardInterrupt:
         pass
     finally:
         source.close()
         if sim:
             sim.stop()
-        if isinstance(server, tuple):  # (prometheus-client >= 0.20 returns the server and its thread)
-            server[0].shutdown()
+        _stop_server(server)
+    return 0
+
+
+def _exporter_cluster(args, host: str, base: int, th) -> int:
+    """An exporter per node of a cluster, node i on port BASE+i, in one process (a thread per node)."""
+    import threading
+
+    from .core.cluster import addresses
+    from .core.telemetry.sources import SocketSource
+
+    chosen = [n for n, v in (("SOURCE", args.source), ("--connect", args.connect), ("--exec", args.exec_cmd)) if v]
+    if chosen or _sim_given(args):
+        raise UsageError(f"--cluster names the sources; {', '.join(chosen + _sim_given(args))} do not apply to it")
+    try:
+        addrs = addresses(args.cluster)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if base + len(addrs) - 1 > 65535:
+        raise UsageError(f"--listen {args.listen}: {len(addrs)} nodes need ports {base}-{base + len(addrs) - 1}")
+    served, sources = [], []
+    try:
+        for i, addr in enumerate(addrs):
+            served.append(_serve_metrics(host, base + i, f"node {addr}: port"))
+            sources.append(SocketSource(addr))
+        for addr, src, (collector, _) in zip(addrs, sources, served, strict=True):
+            threading.Thread(target=_export_reports, args=(src, collector, th, f"neuron-top exporter ({addr})"),
+                             daemon=True).start()
+            print(f"neuron-top exporter: {addr} -> http://{host}:{base + addrs.index(addr)}/metrics", file=sys.stderr)
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            stop.wait()
+        except KeyboardInterrupt:
+            pass
+    finally:
+        for src in sources:
+            src.close()
+        for _, server in served:
+            _stop_server(server)
     return 0
 
 

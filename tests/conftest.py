@@ -67,3 +67,25 @@ def free_port() -> int:
     port = s.getsockname()[1]
     s.close()
     return port
+
+
+def free_ports(n: int) -> int:
+    """The first of n consecutive free TCP ports on loopback."""
+    import random
+    import socket
+
+    for _ in range(200):
+        base = random.randint(20000, 60000 - n)
+        socks = []
+        try:
+            for p in range(base, base + n):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", p))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError(f"no {n} consecutive free ports")
