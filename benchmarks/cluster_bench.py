@@ -5,6 +5,8 @@ same nodes in the same run."""
 from __future__ import annotations
 
 import os
+import random
+import shutil
 import subprocess
 import tempfile
 import time
@@ -41,6 +43,12 @@ def run(res: Results) -> None:
                 if view:
                     res.add("cluster", f"neuron-top cluster, {n} nodes at 1 s: CPU", [view["cpu_pct"]], "% of a core")
                     res.add("cluster", f"neuron-top cluster, {n} nodes: peak RSS", [view["rss_mib"]], "MiB")
+                via = _through_prometheus(res, folder, n, tmp, secs)
+                if via:
+                    res.add("cluster", f"neuron-top cluster --prometheus, {n} nodes: CPU", [via["cpu_pct"]],
+                            "% of a core")
+                    res.add("cluster", f"neuron-top cluster --prometheus, {n} nodes: peak RSS", [via["rss_mib"]],
+                            "MiB")
                 if n == sizes[0]:
                     one = _measure_window(f"{bin_path('neuron-top')} --connect {folder}/node-00.sock", 4.0, secs,
                                           windows=4)
@@ -50,3 +58,31 @@ def run(res: Results) -> None:
                         res.add("cluster", "neuron-top single-node view: peak RSS", [one["rss_mib"]], "MiB")
             finally:
                 stop(sim)
+
+
+def _through_prometheus(res: Results, folder: str, n: int, tmp: str, secs: float) -> dict | None:
+    """The same nodes through an exporter per node (one `neuron-top exporter --cluster` process) and a
+    real Prometheus scraping them every second."""
+    prom = shutil.which("prometheus")
+    if prom is None:
+        res.note("prometheus is not installed: the cluster view through Prometheus was not measured")
+        return None
+    base = random.randint(20000, 50000)
+    web = base + n
+    cfg = os.path.join(tmp, "prometheus.yml")
+    targets = ", ".join(f"'127.0.0.1:{base + i}'" for i in range(n))
+    with open(cfg, "w") as f:
+        f.write("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: neuron\n"
+                f"    static_configs:\n      - targets: [{targets}]\n")
+    procs = [subprocess.Popen([bin_path("neuron-top"), "exporter", "--cluster", folder, "--listen",
+                               f"127.0.0.1:{base}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+             subprocess.Popen([prom, f"--config.file={cfg}", f"--storage.tsdb.path={os.path.join(tmp, 'tsdb')}",
+                               f"--web.listen-address=127.0.0.1:{web}"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)]
+    try:
+        time.sleep(15)  # the first scrapes and a 10 s window of utilisation
+        return _measure_window(f"{bin_path('neuron-top')} cluster --prometheus http://127.0.0.1:{web}", 4.0, secs,
+                               windows=4)
+    finally:
+        for p in procs:
+            stop(p)

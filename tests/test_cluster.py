@@ -166,6 +166,7 @@ def test_cluster_view_finds_the_slow_node_and_opens_it(tmp_path) -> None:
 
 @pytestmark_e2e
 @pytest.mark.e2e
+@pytest.mark.slow
 def test_a_node_that_dies_turns_stale_then_down_and_comes_back(tmp_path) -> None:
     sim, folder = _cluster(tmp_path, "--scenario", "node_down", "--faulty-node", "3", "--down", "5+16",
                            "--preset", "trn1.2xlarge")
@@ -218,6 +219,7 @@ def test_a_prometheus_url_that_is_not_prometheus_is_one_error_row(tmp_path) -> N
     assert r.returncode == 2 and "give the server's URL" in r.stderr and r.stderr.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_record_replay_export_and_diagnose_a_cluster(tmp_path) -> None:
     """record --cluster writes a profile per node and an index; diagnose names the slow node; export
     writes every node's rows with a node column; the replay source puts the nodes on one clock."""
@@ -258,3 +260,21 @@ def test_record_replay_export_and_diagnose_a_cluster(tmp_path) -> None:
     assert b.returncode == 2 and "not a neuron-top cluster index" in b.stderr.decode() and b"Traceback" not in b.stderr
     again = run_cli("record", "--cluster", "127.0.0.1:1", "-o", str(out), "--count", "1")
     assert again.returncode == 2 and b"not empty" in again.stderr
+
+
+def test_an_unreachable_node_is_down_with_the_reason_in_its_row() -> None:
+    clock = Clock()
+    m = ClusterMonitor(["127.0.0.1:1"], clock=clock)
+    m.start()
+    try:
+        deadline = time.monotonic() + 10
+        while "cannot connect" not in m.rows()[0].detail:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert m.rows()[0].state == "CONNECTING"
+        clock.t += DOWN_AFTER_S
+        (row,) = m.rows()
+        assert row.state == "DOWN" and "127.0.0.1:1" in row.detail and "\n" not in row.detail
+        assert [f.cause for f in m.findings()] == ["node_down"]
+    finally:
+        m.close()
