@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from typing import TYPE_CHECKING, cast
 
 from rich.text import Text
 from textual.app import App, ComposeResult
@@ -13,7 +14,9 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Input, Static
 
 from ..core.cluster import ClusterMonitor, Finding, PrometheusCluster, Row
-from ..core.cluster_profiles import ClusterReplay
+
+if TYPE_CHECKING:  # (not imported at run time: a recording's replay brings polars, 80 MiB, live views do not need it)
+    from ..core.cluster_profiles import ClusterReplay
 from ..core.telemetry.units import format_evidence
 from .render import human_bytes
 
@@ -69,6 +72,8 @@ class ClusterApp(App):
         super().__init__()
         self.monitor = monitor
         self.can_open = not isinstance(monitor, PrometheusCluster)  # (through Prometheus there is no stream)
+        # a recorded cluster (cluster_profiles.ClusterReplay), told by what it does
+        self.replay: ClusterReplay | None = cast("ClusterReplay", monitor) if hasattr(monitor, "seek") else None
         self.open_cmd = open_cmd or [sys.executable, "-m", "neurontop", "--connect"]
         self.sort = 0
         self.filter = ""
@@ -102,8 +107,8 @@ class ClusterApp(App):
         findings = self.monitor.findings(rows)
         live = sum(r.state == "LIVE" for r in rows)
         where = ""
-        if isinstance(self.monitor, ClusterReplay):
-            m = self.monitor
+        if self.replay is not None:
+            m = self.replay
             where = (f" · REPLAY {_clock(m.position)} / {_clock(m.length)}"
                      f"{' PAUSED' if m.paused else ''} (space, left/right)")
         self.query_one("#head", Static).update(Text.assemble(
@@ -185,21 +190,21 @@ class ClusterApp(App):
             return
         addr = self.shown[table.cursor_row].addr
         with self.suspend():
-            if isinstance(self.monitor, ClusterReplay):  # the node's profile, at the same moment
-                subprocess.run([*self.open_cmd[:-1], "replay", addr, "--start", f"{self.monitor.position:.1f}",
+            if self.replay is not None:  # the node's profile, at the same moment
+                subprocess.run([*self.open_cmd[:-1], "replay", addr, "--start", f"{self.replay.position:.1f}",
                                 "--escape-quits"], check=False)
             else:
                 subprocess.run([*self.open_cmd, addr, "--escape-quits"], check=False)
         self.refresh_rows()
 
     def action_pause(self) -> None:
-        if isinstance(self.monitor, ClusterReplay):
-            self.monitor.toggle()
+        if self.replay is not None:
+            self.replay.toggle()
             self.refresh_rows()
 
     def action_seek(self, seconds: float) -> None:
-        if isinstance(self.monitor, ClusterReplay):
-            self.monitor.seek(seconds)
+        if self.replay is not None:
+            self.replay.seek(seconds)
             self.refresh_rows()
 
 

@@ -15,8 +15,25 @@ _SPARK_CHARS = np.array(list(SPARK))
 EIGHTHS = " ▏▎▍▌▋▊▉█"
 
 
+def util_style(pct: float) -> str:
+    """Compute utilisation, where busy is what a training job wants: green from the hint threshold
+    (70 %) up, yellow below it, red when mostly idle, dim when idle."""
+    if pct >= 70:
+        return "green"
+    if pct >= 40:
+        return "yellow"
+    return "red" if pct > 0 else "bright_black"
+
+
+def fill_style(pct: float) -> str:
+    """A capacity (device memory), where full is the danger: green, yellow from 70 %, red from 90 %."""
+    if pct >= 90:
+        return "bold red"
+    return "yellow" if pct >= 70 else "green"
+
+
 def level_style(pct: float) -> str:
-    """Colour by level, as neuron-top and nvtop do: low is dim, busy is green, saturated is red."""
+    """A load (host CPUs, links): low is dim, busy is green, saturated is red."""
     if pct >= 90:
         return "bold red"
     if pct >= 70:

@@ -18,7 +18,17 @@ from ..core.telemetry.fields import ENGINE_NAMES
 from ..core.telemetry.sample import MEM_LABELS, Sample
 from ..core.telemetry.units import clock
 from .pane import Pane, style_of
-from .render import bar, bar_segments, human_bytes, human_count, human_rate, level_style, sparkline
+from .render import (
+    bar,
+    bar_segments,
+    fill_style,
+    human_bytes,
+    human_count,
+    human_rate,
+    level_style,
+    sparkline,
+    util_style,
+)
 from .state import UiState
 
 
@@ -160,7 +170,7 @@ class CoreGrid(Pane):
                 if i >= len(u):
                     break
                 pct = float(u[i])
-                st = style_of(level_style(pct))
+                st = style_of(util_style(pct))
                 if self.show_flops:
                     if s.flops is None:
                         val, frac = "n/a", 0.0
@@ -200,7 +210,7 @@ class CoreGrid(Pane):
             out.append(f"\nNC{c:<4}")
             for k in range(len(ENGINE_NAMES)):
                 f = float(s.engines[k, i])
-                out.append_text(bar(f, bar_w, level_style(f * 100)))
+                out.append_text(bar(f, bar_w, util_style(f * 100)))
                 out.append(f"{f * 100:6.1f}% ")
         return out
 
@@ -224,23 +234,23 @@ class HistoryPane(Pane):
         if h is None or not len(h.rings["util_avg"]):
             return None
         spark_w = max(10, self.size.width - 24)
-        rows = [
-            ("util avg", h.rings["util_avg"].values(spark_w)),
+        rows = [  # (utilisation: busy is good; bandwidth shares: a load)
+            ("util avg", h.rings["util_avg"].values(spark_w), util_style),
             (f"util ND{self.device}", h.device_util[self.device].values(spark_w) if self.device in h.device_util
-             else np.zeros(0)),
-            ("HBM bw", h.rings["hbm_bw_frac"].values(spark_w)),
-            ("links", h.rings["link_frac"].values(spark_w)),
+             else np.zeros(0), util_style),
+            ("HBM bw", h.rings["hbm_bw_frac"].values(spark_w), level_style),
+            ("links", h.rings["link_frac"].values(spark_w), level_style),
         ]
         bold = style_of("bold")
         lines = []
-        for name, vals in rows:
+        for name, vals, colour in rows:
             head = Segment(f"{name:<10}", bold)
             if not len(vals) or not np.isfinite(vals).any():
                 lines.append([head, Segment("n/a (not in this telemetry)", style_of("dim"))])
                 continue
             last = float(vals[-1])
             ok = np.isfinite(last)
-            lines.append([head, Segment(sparkline(vals, spark_w, 0.0, 100.0), style_of(level_style(last if ok else 0))),
+            lines.append([head, Segment(sparkline(vals, spark_w, 0.0, 100.0), style_of(colour(last if ok else 0))),
                           Segment(f" {last:6.1f}%" if ok else "      -")])
         return lines
 
@@ -311,7 +321,7 @@ class MemoryPane(Pane):
             frac = used / cap if cap else 0.0
             text = f" {human_bytes(used)}/{cap_text}"
             line.append(Segment(f"ND{d:<3}", bold))
-            line += bar_segments(frac, bar_w, style_of(level_style(frac * 100)))
+            line += bar_segments(frac, bar_w, style_of(fill_style(frac * 100)))
             line.append(Segment(text.ljust(cell - 5 - bar_w)))
         return lines
 
