@@ -147,10 +147,10 @@ def test_cluster_view_finds_the_slow_node_and_opens_it(tmp_path) -> None:
     sim, folder = _cluster(tmp_path, "--scenario", "slow_node", "--faulty-node", "5")
     t = Tmux(f"{bin_path('neuron-top')} cluster --connect {folder}")
     try:
-        screen = t.wait_for(r"node-05 holds the job back", timeout=15)
+        screen = t.wait_for(r"node-05 holds the job back", timeout=30)  # (about 5 s on a quiet machine)
         assert all(f"node-0{i}  LIVE" in screen for i in range(8)), screen
         t.keys("Enter")  # the busiest node is first: its full single-node view
-        t.wait_for(r"socket \S*node-05\.sock", timeout=20)
+        t.wait_for(r"socket \S*node-05\.sock", timeout=60)
         t.keys("Escape")
         t.wait_for(r"neuron-top cluster · 8 nodes")
         t.keys("/", "node-07", "Enter")
@@ -278,3 +278,46 @@ def test_an_unreachable_node_is_down_with_the_reason_in_its_row() -> None:
         assert [f.cause for f in m.findings()] == ["node_down"]
     finally:
         m.close()
+
+
+def _recorded_cluster(folder: Path) -> None:
+    """Two nodes recorded from simulator reports (a busy one and a starving one), with the index."""
+    from neurontop.core.store.recorder import Recorder
+    from neurontop.core.telemetry.sample import Decoder
+
+    folder.mkdir()
+    nodes = []
+    for i, scenario in enumerate(("healthy", "input_bound")):
+        rec = Recorder(str(folder / f"node-0{i}.ntprof"))
+        d = Decoder()
+        for k, x in enumerate(make_reports("trn1.2xlarge", scenario, 90, seed=i + 1)):
+            rec.append(x, d.decode(x), now=float(k))
+        rec.close()
+        nodes.append({"name": f"node-0{i}", "addr": f"node-0{i}.sock", "file": f"node-0{i}.ntprof"})
+    (folder / "cluster.json").write_text(json.dumps({"format": "neuron-top-cluster", "version": 1, "nodes": nodes}))
+
+
+async def test_a_cluster_replay_takes_the_single_node_replays_timeline_keys(tmp_path) -> None:
+    from neurontop.core.cluster_profiles import ClusterReplay
+    from neurontop.ui.cluster import ClusterApp
+
+    _recorded_cluster(tmp_path / "run")
+    clock = Clock()
+    rep = ClusterReplay(str(tmp_path / "run"), clock=clock)
+    app = ClusterApp(rep)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.press("space")  # pause
+        assert rep.paused
+        await pilot.press("right", "right_square_bracket")
+        assert rep.position == pytest.approx(11.0)
+        await pilot.press("greater_than_sign", "greater_than_sign", "less_than_sign")
+        assert rep.speed == 2.0
+        await pilot.press("j", *"1:00", "enter")
+        await pilot.pause()
+        assert rep.position == pytest.approx(60.0)
+        await pilot.press("end")
+        assert rep.position == pytest.approx(rep.length)
+        await pilot.press("home")
+        assert rep.position == 0.0
+        head = str(app.query_one("#head").render())
+        assert "REPLAY 00:00 / 01:29 2x PAUSED" in head

@@ -149,8 +149,20 @@ class ClusterReplay:
         return self._pos
 
     def seek(self, seconds: float) -> None:
-        self._pos = min(max(0.0, self.position + seconds), self.length)
+        """Move by `seconds` (negative: back)."""
+        self.go(self.position + seconds)
+
+    def go(self, position: float) -> None:
+        """Move to `position` seconds from the start."""
+        self._pos = min(max(0.0, position), self.length)
         self._at = self.clock()
+
+    def faster(self, factor: float) -> None:
+        """Halve or double the speed, within the single-node replay's range (1/16x to 64x)."""
+        from .store.replay import SPEEDS
+
+        _ = self.position
+        self.speed = min(max(self.speed * factor, SPEEDS[0]), SPEEDS[-1])
 
     def toggle(self) -> None:
         _ = self.position

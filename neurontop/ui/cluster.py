@@ -18,6 +18,7 @@ from ..core.cluster import ClusterMonitor, Finding, PrometheusCluster, Row
 if TYPE_CHECKING:  # (not imported at run time: a recording's replay brings polars, 80 MiB, live views do not need it)
     from ..core.cluster_profiles import ClusterReplay
 from ..core.telemetry.units import format_evidence
+from .bars import speed_text
 from .render import human_bytes
 
 SORTS = ("utilisation", "step time", "name")
@@ -62,9 +63,17 @@ class ClusterApp(App):
         Binding("s", "sort", "sort"),
         Binding("slash", "filter", "filter"),
         Binding("escape", "clear_filter", "clear filter", show=False),
+        # a recording's timeline: the single-node replay's keys
         Binding("space", "pause", "pause (replay)", show=False),
         Binding("left", "seek(-10)", "-10 s", show=False),
         Binding("right", "seek(10)", "+10 s", show=False),
+        Binding("left_square_bracket", "seek(-1)", "-1 s", show=False),
+        Binding("right_square_bracket", "seek(1)", "+1 s", show=False),
+        Binding("less_than_sign", "speed(0.5)", "slower", show=False),
+        Binding("greater_than_sign", "speed(2)", "faster", show=False),
+        Binding("home", "seek(-1e12)", "start", show=False, priority=True),  # (before the table scrolls)
+        Binding("end", "seek(1e12)", "end", show=False, priority=True),
+        Binding("j", "jump", "jump", show=False),
     ]
 
     def __init__(self, monitor: ClusterMonitor | PrometheusCluster | ClusterReplay,
@@ -109,8 +118,8 @@ class ClusterApp(App):
         where = ""
         if self.replay is not None:
             m = self.replay
-            where = (f" · REPLAY {_clock(m.position)} / {_clock(m.length)}"
-                     f"{' PAUSED' if m.paused else ''} (space, left/right)")
+            where = (f" · REPLAY {_clock(m.position)} / {_clock(m.length)} {speed_text(m.speed)}"
+                     f"{' PAUSED' if m.paused else ''} (space, ←/→, [/], </>, j)")
         self.query_one("#head", Static).update(Text.assemble(
             ("neuron-top cluster ", "bold"), f"· {len(rows)} nodes · {live} live · sorted by {SORTS[self.sort]}",
             (where, "cyan"), (f" · filter {self.filter!r}" if self.filter else "", "yellow")))
@@ -197,6 +206,12 @@ class ClusterApp(App):
                 subprocess.run([*self.open_cmd, addr, "--escape-quits"], check=False)
         self.refresh_rows()
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """The timeline's keys only in a replay (live, home and end scroll the table)."""
+        if action in ("pause", "seek", "speed", "jump"):
+            return self.replay is not None
+        return True
+
     def action_pause(self) -> None:
         if self.replay is not None:
             self.replay.toggle()
@@ -206,6 +221,33 @@ class ClusterApp(App):
         if self.replay is not None:
             self.replay.seek(seconds)
             self.refresh_rows()
+
+    def action_speed(self, factor: float) -> None:
+        if self.replay is not None:
+            self.replay.faster(factor)
+            self.refresh_rows()
+
+    def action_jump(self) -> None:
+        """The single-node replay's jump prompt: 90, 1:30, 1m30s, +10s, -2m."""
+        rep = self.replay
+        if rep is None:
+            return
+        from ..core.store.replay import parse_jump
+        from .screens import JumpScreen
+
+        def check(text: str) -> str | None:
+            try:
+                parse_jump(text, rep.position)
+            except ValueError as exc:
+                return str(exc)
+            return None
+
+        def done(text: str | None) -> None:
+            if text:
+                rep.go(parse_jump(text, rep.position))
+                self.refresh_rows()
+
+        self.push_screen(JumpScreen(check), done)
 
 
 def _clock(seconds: float) -> str:
