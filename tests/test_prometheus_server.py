@@ -163,6 +163,12 @@ def test_the_cluster_view_through_prometheus_finds_the_slow_node(prometheus_and_
             break
         time.sleep(1)
     assert [f.nodes for f in found if f.cause == "slow_node"] == [("node-02",)], (rows, found)
+    missing = DASHBOARD
+    while missing and time.monotonic() < deadline + 30:  # AWS's dashboard on the cluster's series
+        missing = [q for q in DASHBOARD if not _query(base, q)]
+        time.sleep(1)
+    assert not missing, f"no data for: {missing}"
+    assert float(_query(base, "count(instance_info)")[0]["value"][1]) == 4
     t = Tmux(f"{bin_path('neuron-top')} cluster --prometheus {base}")
     try:
         screen = t.wait_for(r"node-02 holds the job back", timeout=30)
