@@ -321,3 +321,45 @@ async def test_a_cluster_replay_takes_the_single_node_replays_timeline_keys(tmp_
         assert rep.position == 0.0
         head = str(app.query_one("#head").render())
         assert "REPLAY 00:00 / 01:29 2x PAUSED" in head
+
+
+def test_through_prometheus_a_node_whose_exporter_serves_old_values_goes_stale_then_down() -> None:
+    """An exporter keeps serving its last report's gauges when its stream stops; its
+    neurontop_last_report_timestamp_seconds says how old they are, and the row follows it."""
+    import http.server
+    import threading
+    import urllib.parse
+
+    from neurontop.core.cluster import PrometheusCluster
+
+    def vec(metric: dict, v: float) -> dict:
+        return {"metric": metric, "value": [0, str(v)]}
+
+    nodes = {"node-00": 1.0, "node-01": 5.0, "node-02": DOWN_AFTER_S + 2}  # seconds since each one's last report
+    answers = {q: [] for q in PrometheusCluster.QUERIES.values()}
+    for n, age in nodes.items():
+        answers[PrometheusCluster.QUERIES["util"]].append(vec({"instance_name": n}, 0.8))
+        answers[PrometheusCluster.QUERIES["age"]].append(vec({"instance_name": n}, age))
+
+    class Prom(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            q = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query)["query"][0]
+            body = json.dumps({"status": "success", "data": {"resultType": "vector", "result": answers[q]}})
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        def log_message(self, *args) -> None:
+            pass
+
+    srv = http.server.HTTPServer(("127.0.0.1", 0), Prom)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        c = PrometheusCluster(f"http://127.0.0.1:{srv.server_port}")
+        c.poll()
+        rows = {r.name: r for r in c.rows()}
+        assert [rows[n].state for n in nodes] == ["LIVE", "STALE", "DOWN"]
+        assert rows["node-02"].detail == f"no report for {DOWN_AFTER_S + 2:.0f} s"
+        assert [f.nodes for f in c.findings() if f.cause == "node_down"] == [("node-01", "node-02")]
+    finally:
+        srv.shutdown()

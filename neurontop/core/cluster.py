@@ -272,6 +272,7 @@ class PrometheusCluster:
         "finding": "neurontop_finding",
         "info": "instance_info",
         "up": "up",
+        "age": "time() - neurontop_last_report_timestamp_seconds",
     }
 
     def __init__(self, url: str, th: Thresholds = DEFAULTS, interval_s: float = 1.0,
@@ -343,6 +344,8 @@ class PrometheusCluster:
         mem = {node(r["metric"]): val(r) for r in got["mem"]}
         efa = {node(r["metric"]): val(r) for r in got["efa"]}
         step = {node(r["metric"]): val(r) for r in got["step"]}
+        # neuron-top's exporter says how old its last report is (AWS's does not: its nodes read LIVE)
+        age = {node(r["metric"]): val(r) for r in got["age"]}
         top: dict[str, tuple[int, str]] = {}
         rank = {"bottleneck": 0, "advisory": 1, "phase": 2}
         for r in got["finding"]:
@@ -354,8 +357,11 @@ class PrometheusCluster:
         rows = []
         for n in sorted(set(util) | set(self._seen) | down):
             if n in util:
-                state = "DOWN" if n in down else "LIVE"
-                row = Row(n, n, state, "", util[n], tuple(u for _, u in sorted(cores.get(n, []))),
+                old_s = age.get(n, 0.0)
+                state = ("DOWN" if n in down or old_s >= DOWN_AFTER_S else "STALE" if old_s >= STALE_AFTER_S
+                         else "LIVE")
+                row = Row(n, n, state, f"no report for {old_s:.0f} s" if state != "LIVE" and n not in down else "",
+                          util[n], tuple(u for _, u in sorted(cores.get(n, []))),
                           int(mem.get(n, 0) or 0), 0, efa.get(n), step.get(n), top.get(n, (0, ""))[1],
                           top.get(n, (0, ""))[1].replace("_", " "))
                 self._seen[n] = row

@@ -34,6 +34,7 @@ class NeuronCollector(Collector):
     def __init__(self) -> None:
         self.report: Report | None = None
         self.sample: Sample | None = None
+        self.received: float | None = None  # unix time of the last report (a stream that stops goes stale)
         self.hints: list[Hint] = []
         self.lost: dict[str, float] = {}
         self.totals: dict[tuple, float] = {}  # (metric, labels...) -> running total of a counter
@@ -45,6 +46,7 @@ class NeuronCollector(Collector):
         self.report, self.sample, self.hints = rep, sample, list(hints or [])
         self.lost = dict(lost or {})
         now = time.time()
+        self.received = now
         for rt in rep.neuron_runtime_data:
             es = rt.report.execution_stats
             if es is None:
@@ -171,6 +173,10 @@ class NeuronCollector(Collector):
             lost.add_metric([*inst, cause], points / 100)
         yield found
         yield lost
+        if self.received is not None:  # the gauges keep their last values: this says how old they are
+            g = gauge("neurontop_last_report_timestamp_seconds", "unix time the exporter received its last report")
+            g.add_metric(inst, self.received)
+            yield g
         if s is None:
             return
         cpd = max(1, s.cores_per_device)
