@@ -406,3 +406,22 @@ async def test_the_header_and_the_timeline_tell_the_same_replay_time_and_rec_sho
         app.header.recording = "/a/very/long/folder/for/recordings/neuron-top-20261202-010203.ntprof"
         assert " neuron-top-20261202-010203.ntprof" in app.header.render().plain
         assert "/a/very/long" not in app.header.render().plain
+
+
+@pytest.mark.parametrize("preset,size,per_line", [("trn1.32xlarge", (80, 24), 2), ("trn2.48xlarge", (80, 24), 2),
+                                                  ("trn1.32xlarge", (120, 40), 1)])
+async def test_every_device_fits_the_grid_on_a_short_terminal(preset, size, per_line) -> None:
+    """80x24 shows all 16 devices (two per line, the grid's bottom border on screen); a terminal
+    tall enough keeps a line each. A click selects the device under it in either layout."""
+    samples = decoded(make_reports(preset, "healthy", 3))
+    app = make_app()
+    async with app.run_test(size=size) as pilot:
+        await feed(app, pilot, samples)
+        lines = grid_text(app)
+        assert app.grid.per_line() == per_line
+        assert sum(f"ND{d} " in "\n".join(lines) for d in range(16)) == 16
+        assert len(lines) == 1 + 16 // per_line
+        region = app.grid.region
+        assert region.y + region.height <= size[1] - 4  # the bottom border above the hints and keys
+        await pilot.click("#grid", offset=(region.width - 10, 2))  # the second line, its last group
+        assert app.grid.selected == (2 if per_line == 2 else 1) + (per_line - 1)

@@ -212,7 +212,11 @@ class NeuronTopApp(App):
         # (a resize can arrive before on_mount has resolved the panes: query them here)
         self.query_one("#body").set_class(width < 110, "narrow")
         # The hints stay on screen, but never take more than ~40 % of a small terminal.
-        self.query_one(HintsPane).styles.max_height = max(3, min(11, int(height * 0.4)))
+        hints_h = max(3, min(11, int(height * 0.4)))
+        self.query_one(HintsPane).styles.max_height = hints_h
+        # The grid shows every device: the rows left after the header (2), tabs and keys (2), the
+        # all-clear hints pane (3) and the grid's borders and NC header (3); fewer: devices share lines.
+        self.query_one(CoreGrid).max_rows = max(4, height - 10) if width >= 60 else 0
         # A tall terminal gives its extra rows to the memory tree (12 rows up to 40 lines; at
         # 200x60 the right column otherwise ended a dozen rows short of the hints).
         self.query_one(MemoryTree).styles.height = 12 if width < 110 else max(12, min(40, height - 28))

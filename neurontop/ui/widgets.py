@@ -19,6 +19,7 @@ from ..core.telemetry.sample import MEM_LABELS, Sample
 from ..core.telemetry.units import clock
 from .pane import Pane, style_of
 from .render import (
+    SPARK,
     bar,
     bar_segments,
     fill_style,
@@ -102,6 +103,13 @@ class CoreGrid(Pane):
         super().__init__(**kw)
         self.util: np.ndarray | None = None
         self.border_title = "NeuronCore Utilization"
+        self.max_rows = 0  # device rows the screen has room for (0: as many as there are devices)
+
+    def per_line(self) -> int:
+        """Devices per line: one, or several when the terminal is too short for a row each (80x24
+        shows all 16 devices of a trn1.32xlarge as 8 lines of two)."""
+        n = self.sample.n_devices if self.sample is not None else 1
+        return 1 if not self.max_rows or n <= self.max_rows else -(-n // self.max_rows)
 
     def set_data(self, sample: Sample, util: np.ndarray, avg: float | None) -> None:
         """The grid, and `avg` (the utilisation's mean) in its title; None keeps the title as it is
@@ -126,7 +134,9 @@ class CoreGrid(Pane):
         s = self.sample
         if s is None:
             return
-        row = event.y - 1  # first content row is the NC header
+        k = self.per_line()
+        group = max(1, (self.size.width - 2) // k)
+        row = (event.y - 1) * k + min(k - 1, max(0, event.x - 1) // group)  # first content row: the NC header
         if 0 <= row < s.n_devices and not self.show_engines:
             self.selected = row
             self.post_message(self.DeviceSelected(row))
@@ -153,18 +163,30 @@ class CoreGrid(Pane):
         s, u = self.sample, self.util
         assert s is not None and u is not None
         cpd = max(1, s.cores_per_device)
+        k = self.per_line()
+        group_w = width // k
         label_w = 5
-        cell = max(6, (width - label_w) // cpd)
+        cell = max(2, (group_w - label_w - (1 if k > 1 else 0)) // cpd)
         num_w = 6
         bar_w = max(0, cell - num_w - 2)
         if bar_w < 3:
             bar_w = 0
         bold, sel = style_of("bold"), style_of("reverse bold")
-        head = [Segment(" " * label_w)] + [Segment(f"NC{c}".ljust(cell)[:cell], bold) for c in range(cpd)]
+        head: list[Segment] = []
+        for _ in range(k):
+            head += [Segment(" " * label_w)] + [Segment((f"NC{c}" if cell >= 4 else str(c)).ljust(cell)[:cell], bold)
+                                                for c in range(cpd)]
+            if k > 1:
+                head.append(Segment(" " * (group_w - label_w - cell * cpd)))
         lines = [head]
         peak = s.core_peak_flops
+        segs: list[Segment] = []
         for d in range(s.n_devices):
-            segs = [Segment(f"ND{d}".ljust(label_w), sel if d == self.selected else bold)]
+            if d % k == 0:
+                segs = []
+                lines.append(segs)
+            start = len("".join(x.text for x in segs))
+            segs.append(Segment(f"ND{d}".ljust(label_w), sel if d == self.selected else bold))
             for c in range(cpd):
                 i = d * cpd + c
                 if i >= len(u):
@@ -179,6 +201,9 @@ class CoreGrid(Pane):
                         frac = float(s.flops[i]) / peak if peak else 0.0
                 else:
                     val, frac = f"{pct:5.1f}%", pct / 100
+                if cell < num_w:  # too narrow for a number: a block whose height and colour are the level
+                    segs.append(Segment(SPARK[min(8, max(1, int(frac * 8 + 0.5)))] * (cell - 1) + " ", st))
+                    continue
                 used = num_w
                 if bar_w:
                     segs += bar_segments(frac, bar_w, st, gap=1)  # (the gap rides on the track)
@@ -186,7 +211,8 @@ class CoreGrid(Pane):
                 segs.append(Segment(val.rjust(num_w), st))
                 if cell > used:
                     segs.append(Segment(" " * (cell - used)))
-            lines.append(segs)
+            if k > 1 and d % k < k - 1:
+                segs.append(Segment(" " * max(0, group_w - (len("".join(x.text for x in segs)) - start))))
         if self.show_flops and s.flops is None:
             lines.append([Segment(" this telemetry has no flops field", style_of("dim"))])
         return lines
