@@ -184,3 +184,24 @@ def test_many_windows_at_once_equal_one_window_at_a_time(preset: str, scenario: 
         assert st.util == full.util
         want = full.vcpu_busy if st.util < cut else np.zeros(0)
         assert np.array_equal(st.vcpu_busy, want)
+
+
+def test_the_spread_over_time_is_a_window_signal_and_host_syncs_evidence() -> None:
+    """Device and host taking turns: at a report period shorter than a turn the utilisation swings
+    between reports (the window's spread over time); a steady stream's barely moves."""
+    from neurontop.core.analysis.hints import compute
+    from neurontop.core.analysis.window import stats_of, window_of_batches, window_rows
+    from neurontop.core.telemetry.batch import from_samples
+
+    def spread(lines) -> float:
+        d = Decoder()
+        rows = window_rows(from_samples([d.decode(x) for x in lines]), 10.0)
+        return stats_of(window_of_batches(rows)).util_swing
+
+    turns = make_reports("trn1.32xlarge", "host_sync", 200, period=0.1)
+    assert spread(turns) > 15
+    assert spread(make_reports("trn1.32xlarge", "healthy", 12, period=1.0)) < 5
+    d = Decoder()
+    hint = next(h for h in compute([d.decode(x) for x in turns]) if h.cause == "host_sync")
+    ev = {e.name: e.value for e in hint.evidence}
+    assert ev["utilisation spread over the window's reports"] > 15

@@ -478,7 +478,9 @@ def _host_sync(st: WindowStats, th: Thresholds, found: Sequence[Hint]) -> Hint |
         "host_sync", "bottleneck", severity(share, th), conf,
         "host synchronisation: device and host take turns",
         (Evidence("average utilisation", st.util, "%"), Evidence("main thread busy", hs.main * 100, "%"),
-         Evidence("device + main thread", (hs.device + hs.main) * 100, "%")),
+         Evidence("device + main thread", (hs.device + hs.main) * 100, "%"),
+         # (at a report period shorter than the turns, the utilisation swings between them)
+         Evidence("utilisation spread over the window's reports", st.util_swing, "%")),
         "remove per-step host synchronisation (loss.item(), print, tensor.cpu() in the loop); "
         "log every N steps asynchronously and keep graph building out of the step", "cores", share, hs.lacked())
 

@@ -56,6 +56,7 @@ class WindowStats:
     ecc_device: int = -1  # the device that had them (the highest index when several did)
     cores_per_device: int = 1
     mem_growth: float = 0.0  # device memory gained over the window, as a share of its value at the end
+    util_swing: float = 0.0  # points: the spread over time (std of the reports' average utilisation) in the window
 
 
 def _busy_rows(values: np.ndarray, busy: np.ndarray) -> np.ndarray:
@@ -186,7 +187,7 @@ def stats_of_windows(w: WindowArrays, bounds: Sequence[tuple[int, int]] | np.nda
     hostc_row = w.host_cores if w.host_cores is not None else nanr
     mem_row = w.mem_core.sum(axis=1).astype(np.float64) if n else np.zeros(R)
     exec_ok = np.zeros(nw, dtype=bool)
-    rate, cover, dlat, proc, hostc, idle, growth, lead = (np.zeros(nw) for _ in range(8))
+    rate, cover, dlat, proc, hostc, idle, growth, lead, swing = (np.zeros(nw) for _ in range(9))
     ecc_w = np.zeros((nw, 2))
     ecc_dev = np.full(nw, -1, dtype=np.int64)
     proc_ok = np.zeros(nw, dtype=bool)
@@ -201,6 +202,8 @@ def stats_of_windows(w: WindowArrays, bounds: Sequence[tuple[int, int]] | np.nda
 
         core_util[sel] = mean(w.util)
         util[sel] = np.add.reduce(core_util[sel], axis=1, dtype=f64) / n
+        if k > 1:  # bursts and gaps: a fine period sees the step's timeline move within the window
+            swing[sel] = rows(util_row).std(axis=1)
         mem[sel] = mean(M)
         if w.flops is not None:
             F = rows(w.flops)
@@ -275,6 +278,7 @@ def stats_of_windows(w: WindowArrays, bounds: Sequence[tuple[int, int]] | np.nda
         exec_rate=float(rate[i]) if exec_ok[i] else None, dev_cover=float(cover[i]) if has_ex[i] else None,
         dev_latency=float(dlat[i]) if has_ex[i] else None, proc_cores=float(proc[i]) if proc_ok[i] else None,
         host_cores=float(hostc[i]) if proc_ok[i] else None, idle_rows=float(idle[i]), lead_idle=float(lead[i]), mem_growth=float(growth[i]),
+        util_swing=float(swing[i]),
         dtype=w.dtype, rows=int(lengths[i]), ecc_corrected=float(ecc_w[i, 0]), ecc_uncorrected=float(ecc_w[i, 1]),
         ecc_device=int(ecc_dev[i]), cores_per_device=w.cores_per_device,
     ) for i, (u, fl, hb, hf, ta, cm, wt, bb, lf, dv) in enumerate(cols)]
