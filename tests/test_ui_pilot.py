@@ -425,3 +425,22 @@ async def test_every_device_fits_the_grid_on_a_short_terminal(preset, size, per_
         assert region.y + region.height <= size[1] - 4  # the bottom border above the hints and keys
         await pilot.click("#grid", offset=(region.width - 10, 2))  # the second line, its last group
         assert app.grid.selected == (2 if per_line == 2 else 1) + (per_line - 1)
+
+
+async def test_the_memory_summary_shows_the_hosts_ram_beside_the_runtimes_own() -> None:
+    """`Host Total` is the runtimes' host memory (as AWS neuron-top shows it); the host's RAM, used
+    and installed, is on a line of its own (512 GiB on trn1.32xlarge), from system_data, which plain
+    reports carry too."""
+    from neurontop.ui.widgets import MemoryPane
+
+    from .conftest import strip_extension
+
+    samples = decoded(make_reports("trn1.32xlarge", "healthy", 2))
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await feed(app, pilot, samples)
+        text = app.query_one(MemoryPane).render().plain
+        assert "Host   Total" in text and "of 512.0GiB used on the host" in text
+    assert samples[-1].host_mem_total == 512 * 2**30
+    plain = decoded(strip_extension(make_reports("trn1.32xlarge", "healthy", 2)))
+    assert all(s.host_mem_total > 0 for s in plain)  # (system_data carries it in plain reports too)

@@ -332,6 +332,11 @@ class MemoryPane(Pane):
             [Segment("Device ", bold), Segment(f"Total {human_bytes(tot.sum())}  " + "  ".join(
                 f"{lab} {human_bytes(tot[k])}" for k, lab in enumerate(MEM_LABELS)))],
         ]
+        if s.host_mem_total > 0:  # ("Host Total" above is the runtimes' own, as AWS neuron-top shows it)
+            used = s.host_mem_used
+            lines.insert(1, [Segment("RAM    ", bold), Segment(
+                f"{human_bytes(used)} of {human_bytes(s.host_mem_total)} used on the host "
+                f"({used / s.host_mem_total * 100:.0f} %)", style_of(fill_style(used / s.host_mem_total * 100)))])
         dm = s.device_mem()
         cap = s.hbm_capacity
         cap_text = human_bytes(cap) if cap else "?"
