@@ -26,7 +26,7 @@ from textual.worker import get_current_worker
 from ..core.analysis.hints import Hint
 from ..core.analysis.thresholds import DEFAULTS, Thresholds
 from ..core.session import Session
-from ..core.store.replay import ReplayClock, parse_jump
+from ..core.store.replay import ReplayClock
 from ..core.telemetry.batch import from_samples
 from ..core.telemetry.sample import DecodeError, Sample
 from ..core.telemetry.sources import Status
@@ -517,26 +517,12 @@ class NeuronTopApp(App):
     def action_replay_jump(self) -> None:
         replay = self.replay
         if replay:
-            def done(text: str | None) -> None:
-                if not text:
-                    return
-                try:
-                    t = parse_jump(text, replay.position)
-                except ValueError:
-                    self.header.note = f"not a time: {text!r} (try 90, 1:30, +10s, -2m)"
-                    self.header.update_content()
-                    return
-                replay.seek(replay.t0 + t)
-                self._replay_reload()
+            def done(t: float | None) -> None:
+                if t is not None:
+                    replay.seek(replay.t0 + t)
+                    self._replay_reload()
 
-            def check(text: str) -> str | None:
-                try:
-                    parse_jump(text, replay.position)
-                except ValueError as exc:
-                    return str(exc)
-                return None
-
-            self.push_screen(JumpScreen(check), done)
+            self.push_screen(JumpScreen(lambda: replay.position), done)
 
     @staticmethod
     def _close_recorder(rec) -> None:

@@ -232,22 +232,14 @@ class ClusterApp(App):
         rep = self.replay
         if rep is None:
             return
-        from ..core.store.replay import parse_jump
         from .screens import JumpScreen
 
-        def check(text: str) -> str | None:
-            try:
-                parse_jump(text, rep.position)
-            except ValueError as exc:
-                return str(exc)
-            return None
-
-        def done(text: str | None) -> None:
-            if text:
-                rep.go(parse_jump(text, rep.position))
+        def done(t: float | None) -> None:
+            if t is not None:
+                rep.go(t)
                 self.refresh_rows()
 
-        self.push_screen(JumpScreen(check), done)
+        self.push_screen(JumpScreen(lambda: rep.position), done)
 
 
 def _clock(seconds: float) -> str:

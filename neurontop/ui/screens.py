@@ -47,14 +47,15 @@ class HelpScreen(ModalScreen):
             yield Static("esc or ? closes", classes="dim")
 
 
-class JumpScreen(ModalScreen[str | None]):
-    """The jump prompt. A time `check` refuses (it returns the error) keeps the prompt open, with the error."""
+class JumpScreen(ModalScreen[float | None]):
+    """The jump prompt: dismissed with the time asked for, in seconds from the start (replay's
+    parse_jump, relative to `position()`). A time it cannot read keeps the prompt open, with the error."""
 
     BINDINGS = [Binding("escape", "cancel", "cancel")]
 
-    def __init__(self, check=None) -> None:
+    def __init__(self, position) -> None:
         super().__init__()
-        self.check = check
+        self.position = position
 
     def compose(self) -> ComposeResult:
         with Vertical(id="jump"):
@@ -63,11 +64,17 @@ class JumpScreen(ModalScreen[str | None]):
             yield Static("", id="jump-error", classes="dim")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        err = self.check(event.value) if self.check is not None and event.value.strip() else None
-        if err:
-            self.query_one("#jump-error", Static).update(f"[red]{err}[/red]")
+        from ..core.store.replay import parse_jump
+
+        if not event.value.strip():
+            self.dismiss(None)
             return
-        self.dismiss(event.value)
+        try:
+            t = parse_jump(event.value, self.position())
+        except ValueError as exc:
+            self.query_one("#jump-error", Static).update(f"[red]{exc}[/red]")
+            return
+        self.dismiss(t)
 
     def action_cancel(self) -> None:
         self.dismiss(None)
