@@ -639,20 +639,26 @@ def cmd_exporter(args) -> int:
     return 0
 
 
-def _exporter_cluster(args, host: str, base: int, th) -> int:
-    """An exporter per node of a cluster, node i on port BASE+i, in one process (a thread per node)."""
-    import threading
-
+def _cluster_sources(args) -> list[str]:
+    """The nodes `--cluster` names (record, exporter): no other source or simulator option with it."""
     from .core.cluster import addresses
-    from .core.telemetry.sources import SocketSource
 
     chosen = [n for n, v in (("SOURCE", args.source), ("--connect", args.connect), ("--exec", args.exec_cmd)) if v]
     if chosen or _sim_given(args):
         raise UsageError(f"--cluster names the sources; {', '.join(chosen + _sim_given(args))} do not apply to it")
     try:
-        addrs = addresses(args.cluster)
+        return addresses(args.cluster)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+
+
+def _exporter_cluster(args, host: str, base: int, th) -> int:
+    """An exporter per node of a cluster, node i on port BASE+i, in one process (a thread per node)."""
+    import threading
+
+    from .core.telemetry.sources import SocketSource
+
+    addrs = _cluster_sources(args)
     if base + len(addrs) - 1 > 65535:
         raise UsageError(f"--listen {args.listen}: {len(addrs)} nodes need ports {base}-{base + len(addrs) - 1}")
     served, sources = [], []
@@ -660,10 +666,10 @@ def _exporter_cluster(args, host: str, base: int, th) -> int:
         for i, addr in enumerate(addrs):
             served.append(_serve_metrics(host, base + i, f"node {addr}: port"))
             sources.append(SocketSource(addr))
-        for addr, src, (collector, _) in zip(addrs, sources, served, strict=True):
+        for i, (addr, src, (collector, _)) in enumerate(zip(addrs, sources, served, strict=True)):
             threading.Thread(target=_export_reports, args=(src, collector, th, f"neuron-top exporter ({addr})"),
                              daemon=True).start()
-            print(f"neuron-top exporter: {addr} -> http://{host}:{base + addrs.index(addr)}/metrics", file=sys.stderr)
+            print(f"neuron-top exporter: {addr} -> http://{host}:{base + i}/metrics", file=sys.stderr)
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         try:
@@ -681,16 +687,9 @@ def _exporter_cluster(args, host: str, base: int, th) -> int:
 def _record_cluster(args) -> int:
     import threading
 
-    from .core.cluster import addresses
     from .core.cluster_profiles import record
 
-    chosen = [n for n, v in (("SOURCE", args.source), ("--connect", args.connect), ("--exec", args.exec_cmd)) if v]
-    if chosen or _sim_given(args):
-        raise UsageError(f"--cluster names the sources; {', '.join(chosen + _sim_given(args))} do not apply to it")
-    try:
-        addrs = addresses(args.cluster)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    addrs = _cluster_sources(args)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

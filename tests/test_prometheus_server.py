@@ -46,6 +46,24 @@ def _query(base: str, q: str) -> list:
     return body["data"]["result"]
 
 
+def _prometheus(cfg, tmp_path, web: int) -> subprocess.Popen:
+    """Debian's Prometheus on loopback with the configuration `cfg`, its data under `tmp_path`."""
+    assert PROMETHEUS is not None
+    return subprocess.Popen([PROMETHEUS, f"--config.file={cfg}", f"--storage.tsdb.path={tmp_path / 'data'}",
+                             f"--web.listen-address=127.0.0.1:{web}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _stop_all(procs: list[subprocess.Popen]) -> None:
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
 @pytest.fixture
 def prometheus_and_two_nodes(tmp_path):
     if PROMETHEUS is None:
@@ -68,18 +86,10 @@ def prometheus_and_two_nodes(tmp_path):
         cfg.write_text("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n"
                        "  - job_name: neuron\n    static_configs:\n"
                        f"      - targets: ['127.0.0.1:{ports[0]}', '127.0.0.1:{ports[1]}']\n")
-        procs.append(subprocess.Popen(
-            [PROMETHEUS, f"--config.file={cfg}", f"--storage.tsdb.path={tmp_path / 'data'}",
-             f"--web.listen-address=127.0.0.1:{web}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        procs.append(_prometheus(cfg, tmp_path, web))
         yield f"http://127.0.0.1:{web}"
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        _stop_all(procs)
 
 
 def test_every_dashboard_query_returns_data_from_a_real_prometheus(prometheus_and_two_nodes) -> None:
@@ -132,18 +142,10 @@ def prometheus_and_a_cluster(tmp_path):
         targets = ", ".join(f"'127.0.0.1:{p}'" for p in ports)
         cfg.write_text("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n"
                        f"  - job_name: neuron\n    static_configs:\n      - targets: [{targets}]\n")
-        procs.append(subprocess.Popen(
-            [PROMETHEUS, f"--config.file={cfg}", f"--storage.tsdb.path={tmp_path / 'data'}",
-             f"--web.listen-address=127.0.0.1:{web}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        procs.append(_prometheus(cfg, tmp_path, web))
         yield f"http://127.0.0.1:{web}", procs
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        _stop_all(procs)
 
 
 def test_the_cluster_view_through_prometheus_finds_the_slow_node(prometheus_and_a_cluster) -> None:

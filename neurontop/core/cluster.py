@@ -52,7 +52,7 @@ class Node:
     last_at: float = 0.0  # monotonic time of the last report
     lost_at: float | None = None  # monotonic time the connection was lost (or never made)
     period_s: float = 1.0
-    utils: deque = field(default_factory=lambda: deque(maxlen=4096))  # (time_s, average utilisation)
+    utils: deque = field(default_factory=deque)  # (time_s, average utilisation) over the last WINDOW_S
     top: str = ""  # the node's own top finding's cause
     top_title: str = ""
     bad_lines: int = 0
@@ -173,7 +173,11 @@ class ClusterMonitor:
                 n.last, n.last_at, n.lost_at = s, self.clock(), None
                 n.period_s = s.period_s or n.period_s
                 n.state, n.detail = "LIVE", ""
+                if n.utils and s.time_s < n.utils[-1][0]:
+                    n.utils.clear()  # a new stream's clock
                 n.utils.append((s.time_s, s.avg_util))
+                while n.utils[0][0] <= s.time_s - WINDOW_S:  # (the reader keeps only the window)
+                    n.utils.popleft()
                 top = next((h for h in mon.shown if h.kind == "bottleneck"), mon.shown[0] if mon.shown else None)
                 n.top, n.top_title = (top.cause, top.title) if top else ("", "")
 
@@ -196,10 +200,7 @@ class ClusterMonitor:
         with self._lock:
             for n in self.nodes:
                 s = n.last
-                util = None
-                if n.utils:
-                    t_end = n.utils[-1][0]
-                    util = float(np.mean([u for t, u in n.utils if t > t_end - WINDOW_S]))
+                util = float(np.mean([u for _, u in n.utils])) if n.utils else None
                 out.append(Row(
                     n.name, n.addr, self._state(n, now), n.detail, util,
                     tuple(float(x) for x in s.util) if s is not None else (),

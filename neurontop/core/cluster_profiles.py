@@ -8,7 +8,6 @@ the time range it held; `export` writes every node's rows into one table with a 
 
 from __future__ import annotations
 
-import bisect
 import json
 import os
 import threading
@@ -179,7 +178,7 @@ class ClusterReplay:
         t = self.t0 + pos
         out = []
         for tr in self.tracks:
-            k = bisect.bisect_right(tr.t.tolist(), t) - 1
+            k = int(np.searchsorted(tr.t, t, side="right")) - 1
             if k < 0:
                 out.append(Row(tr.name, tr.file, "CONNECTING", "no report yet", None, (), 0, 0, None, None, "", ""))
                 continue
@@ -187,7 +186,7 @@ class ClusterReplay:
             silent = t - float(tr.t[k])
             state = "DOWN" if silent >= DOWN_AFTER_S else "STALE" if silent >= max(STALE_AFTER_S, 3 * tr.period) \
                 else "LIVE"
-            lo = bisect.bisect_right(tr.t.tolist(), t - WINDOW_S)
+            lo = int(np.searchsorted(tr.t, t - WINDOW_S, side="right"))
             util = float(tr.utils[lo:k + 1].mean()) if k + 1 > lo else None
             out.append(Row(tr.name, tr.file, state, "", util, tuple(float(x) for x in s.util), int(s.mem.sum()),
                            int(s.hbm_capacity * s.n_devices), s.efa_rate,
