@@ -81,7 +81,7 @@ class Run:
             raise ValueError(f"end {t_to:g} s is not after start {t_from:g} s")
         frames: list = []
         th = self._th(hint_threshold, hint_window)
-        ex = Exporter(lambda f, _cols: frames.append(f), groups, layout=layout,
+        ex = Exporter(lambda f, _cols: frames.append(f.collect()), groups, layout=layout,
                       every_s=_seconds(every, parse_duration), t_from=t_from, t_to=t_to, th=th)
         feed(open_input(self.path, self.skip_bad), ex)
         if not frames:

@@ -222,7 +222,7 @@ def diagnose(folder: str, th: Thresholds = DEFAULTS, step_s: float = 1.0) -> lis
 
 
 # -- export ----------------------------------------------------------------------------------------------
-def export(folder: str, sink: Callable[[pl.DataFrame, list[Column]], None], groups: tuple[str, ...],
+def export(folder: str, sink: Callable[[pl.LazyFrame, list[Column]], None], groups: tuple[str, ...],
            **opts) -> int:
     """Every node's export (the same options) into one sink, each frame with a `node` column first;
     the rows written. The nodes must have the same columns (the same instance type)."""
@@ -231,11 +231,12 @@ def export(folder: str, sink: Callable[[pl.DataFrame, list[Column]], None], grou
     for e in read_index(folder):
         path = os.path.join(folder, e["file"])
 
-        def tagged(frame: pl.DataFrame, cols: list[Column], name: str = e["name"], path: str = path) -> None:
+        def tagged(frame: pl.LazyFrame, cols: list[Column], name: str = e["name"], path: str = path) -> None:
             nonlocal first
+            names = frame.collect_schema().names()
             if first is None:
-                first = frame.columns
-            elif frame.columns != first:
+                first = names
+            elif names != first:
                 raise ValueError(f"{path}: its columns differ from the first node's (another instance type?); "
                                  "export the nodes one by one")
             sink(frame.select(pl.lit(name).alias("node"), pl.all()), cols)

@@ -11,6 +11,7 @@ A sink (writers.py) turns the frames into CSV, Parquet or Arrow; the Python API 
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -128,12 +129,16 @@ def figures(b: Batch, groups: tuple[str, ...], hints: np.ndarray | None) -> tupl
     return names, m
 
 
-Sink = Callable[[pl.DataFrame, list[Column]], None]  # a frame and the columns it holds, in order
+Sink = Callable[[pl.LazyFrame, list[Column]], None]  # a frame and the columns it holds, in order
 
 
 class Exporter:
-    """Samples or batches in, polars DataFrames out to `sink` (wide: time_s, timestamp, step and the
-    fixed columns; long: time_s, timestamp, step, device, core, link, metric, value)."""
+    """Samples or batches in, polars frames out to `sink` (wide: time_s, timestamp, step and the
+    fixed columns; long: time_s, timestamp, step, device, core, link, metric, value).
+
+    Frames are lazy: the sink adds its own casts (CSV's precisions) and polars runs them in one pass.
+    The sink runs on a writer thread, one frame at a time and in order, while this thread decodes the
+    next batches: polars writes without the GIL, so the two overlap on a second core."""
 
     def __init__(self, sink: Sink, groups: tuple[str, ...], layout: str = "wide", every_s: float | None = None,
                  t_from: float | None = None, t_to: float | None = None, start_unix: float | None = None,
@@ -154,6 +159,8 @@ class Exporter:
         self._bin: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None  # the open bin's rows
         self._out: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []  # rows waiting for a frame
         self._out_rows = 0
+        self._writer: ThreadPoolExecutor | None = None
+        self._written: Future | None = None  # the frame the writer thread is on
 
     # -- input --
     def add(self, s: Sample) -> None:
@@ -252,8 +259,19 @@ class Exporter:
         head = {"time_s": np.round(rel, 3),
                 "timestamp": ms.cast(pl.Int64).cast(pl.Datetime("ms", time_zone="UTC")),
                 "step": pl.Series(step, dtype=pl.Int64)}
-        frame = (_long if self.layout == "long" else _wide)(head, _rounded(vals, self._decimals), self.cols)
-        self.sink(frame, self.cols)
+        self._wait()  # (its error, if any, is raised here; and one frame in flight keeps memory flat)
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="export-writer")
+        self._written = self._writer.submit(self._emit, head, vals, self._decimals, self.cols)
+
+    def _emit(self, head: dict[str, Any], vals: np.ndarray, decimals: list[int], cols: list[Column]) -> None:
+        vals = _rounded(vals, decimals)
+        self.sink((_long if self.layout == "long" else _wide)(head, vals, cols), cols)
+
+    def _wait(self) -> None:
+        if self._written is not None:
+            done, self._written = self._written, None
+            done.result()
 
     def finish(self) -> int:
         """Write what is pending; the rows written."""
@@ -262,7 +280,18 @@ class Exporter:
             self._emit_bins(*self._bin, np.array([0]))
             self._bin = None
         self._flush()
+        self.close()
         return self.rows
+
+    def close(self, raise_error: bool = True) -> None:
+        """Wait for the writer thread (raising its error, unless the caller is failing already) and end it."""
+        try:
+            if raise_error:
+                self._wait()
+        finally:
+            if self._writer is not None:
+                self._writer.shutdown(wait=True, cancel_futures=True)
+                self._writer = None
 
 
 def _rounded(vals: np.ndarray, decimals: list[int]) -> np.ndarray:
@@ -275,15 +304,14 @@ def _rounded(vals: np.ndarray, decimals: list[int]) -> np.ndarray:
     return out
 
 
-def _wide(head: dict[str, Any], vals: np.ndarray, cols: list[Column]) -> pl.DataFrame:
+def _wide(head: dict[str, Any], vals: np.ndarray, cols: list[Column]) -> pl.LazyFrame:
     """Integer columns (0 decimals) as Int64, the others Float64; NaN is null."""
     ints = [c.name for c in cols if c.decimals == 0]
-    body = pl.DataFrame(dict(zip([c.name for c in cols], np.ascontiguousarray(vals.T), strict=True)))
-    body = body.with_columns(pl.all().fill_nan(None)).with_columns(pl.col(ints).cast(pl.Int64))
-    return pl.DataFrame(head).hstack(body)
+    body = pl.DataFrame(vals, schema=[c.name for c in cols], orient="row", nan_to_null=True)
+    return pl.DataFrame(head).hstack(body).lazy().with_columns(pl.col(ints).cast(pl.Int64))
 
 
-def _long(head: dict[str, Any], vals: np.ndarray, cols: list[Column]) -> pl.DataFrame:
+def _long(head: dict[str, Any], vals: np.ndarray, cols: list[Column]) -> pl.LazyFrame:
     """One row per present value, row by row, column by column; NeuronLink columns are one
     `link_bytes_per_s` metric with the link ("nd0-nd1") in its own column."""
     n, k = vals.shape
@@ -297,4 +325,4 @@ def _long(head: dict[str, Any], vals: np.ndarray, cols: list[Column]) -> pl.Data
         "link": pl.Series([f"nd{c.link[0]}-nd{c.link[1]}" if c.link else None for c in cols], dtype=pl.String),
         "metric": pl.Series(["link_bytes_per_s" if c.link else c.metric for c in cols], dtype=pl.String),
     })
-    return pl.DataFrame(head)[row].hstack(meta[col]).with_columns(value=pl.Series(flat[keep], dtype=pl.Float64))
+    return pl.DataFrame(head)[row].hstack(meta[col]).lazy().with_columns(value=pl.Series(flat[keep], dtype=pl.Float64))

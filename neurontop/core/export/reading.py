@@ -48,19 +48,23 @@ def feed(inp: ExportInput, ex: Exporter, progress: Callable[[int], None] | None 
     """Every row of the input into the exporter; the rows it wrote."""
     if ex.start_unix is None:
         ex.start_unix = inp.start_unix
-    done = 0
-    if inp.batches is not None:
-        for b in inp.batches:
-            ex.add_batch(b)
-            done += len(b)
-            if progress:
-                progress(done)
-    else:
-        assert inp.samples is not None
-        for k, s in enumerate(inp.samples):
-            if k == 0 and s.timestamp is None and inp.path != "-" and ex.start_unix is None:
-                ex.start_unix = log_start_estimate(inp.path)
-            ex.add(s)
-            if progress and k % 500 == 0:
-                progress(k)
-    return ex.finish()
+    try:
+        done = 0
+        if inp.batches is not None:
+            for b in inp.batches:
+                ex.add_batch(b)
+                done += len(b)
+                if progress:
+                    progress(done)
+        else:
+            assert inp.samples is not None
+            for k, s in enumerate(inp.samples):
+                if k == 0 and s.timestamp is None and inp.path != "-" and ex.start_unix is None:
+                    ex.start_unix = log_start_estimate(inp.path)
+                ex.add(s)
+                if progress and k % 500 == 0:
+                    progress(k)
+        return ex.finish()
+    except BaseException:
+        ex.close(raise_error=False)  # (the writer thread ends; the error raised is the first one)
+        raise

@@ -39,16 +39,16 @@ class CsvSink:
         self.header = True
         self._fixed: list[pl.Expr] | None = None
 
-    def __call__(self, frame: pl.DataFrame, cols: list[Column]) -> None:
+    def __call__(self, frame: pl.LazyFrame, cols: list[Column]) -> None:
         if self._fixed is None:  # float columns at their precision: a decimal's text keeps trailing zeros
             by_dec: dict[int, list[str]] = {3: ["time_s"]}
+            schema = frame.collect_schema()
             for c in cols:
-                if c.decimals > 0 and frame.schema.get(c.name) == pl.Float64:
+                if c.decimals > 0 and schema.get(c.name) == pl.Float64:
                     by_dec.setdefault(c.decimals, []).append(c.name)
             self._fixed = [pl.col(names).cast(pl.Decimal(38, d)) for d, names in by_dec.items()]
-        frame = frame.with_columns(self._fixed)
         buf = io.BytesIO()  # (written by Python's file: a full disk or a closed pipe is an OSError with its errno)
-        frame.write_csv(buf, include_header=self.header, datetime_format=ISO_MS)
+        frame.with_columns(self._fixed).collect().write_csv(buf, include_header=self.header, datetime_format=ISO_MS)
         if self.binary is not None:
             if self.text:
                 self.out.flush()
@@ -75,9 +75,10 @@ class FileSink:
         self.pending: list[pl.DataFrame] = []
         self.rows = 0
 
-    def __call__(self, frame: pl.DataFrame, cols: list[Column]) -> None:
-        self.pending.append(frame)
-        self.rows += frame.height
+    def __call__(self, frame: pl.LazyFrame, cols: list[Column]) -> None:
+        df = frame.collect()
+        self.pending.append(df)
+        self.rows += df.height
         if self.rows >= self.ROWS:
             self._flush()
 
