@@ -113,6 +113,36 @@ def test_live_monitor_against_a_running_simulator(tmp_path) -> None:
         sim.kill()
 
 
+def test_the_screen_at_80x24_holds_every_device_and_brings_up_each_pane(tmp_path) -> None:
+    """At 80x24 on a trn1.32xlarge: all 16 devices on screen; the health pane shows the preset's host
+    RAM (512 GiB); the jobs pane the simulator's own pid; the training chart moves with the reports."""
+    sock = tmp_path / "sim.sock"
+    sim = start_sim(sock)
+    t = Tmux(f"{bin_path('neuron-top')} --connect {sock}", width=80, height=24)
+    try:
+        screen = t.wait_for(r"ND15 .*%")
+        assert all(re.search(rf"\bND{d}\b", screen) for d in range(16)), screen
+        assert "▂" not in "".join(ln[-2:] for ln in screen.splitlines()), "no stray scrollbar in the gutter"
+        t.keys("h")
+        t.wait_for(r"host RAM .* of 512\.0GiB")
+        t.keys("h", "w")
+        t.wait_for(rf"Jobs[\s\S]*\b{sim.pid}\b")
+        t.keys("w", "t")
+        first = t.wait_for(r"tokens/s +\S")
+
+        def spark(screen: str) -> list[str]:
+            return [ln for ln in screen.splitlines() if "tokens/s" in ln]
+        deadline = time.monotonic() + 20
+        while spark(t.capture()) == spark(first):  # a new report adds a column to the chart
+            assert time.monotonic() < deadline, f"the training chart did not advance:\n{first}"
+            time.sleep(0.3)
+        t.keys("q")
+        assert t.wait_exit() == 0
+    finally:
+        t.kill()
+        sim.kill()
+
+
 def _descendants(root: int) -> set[int]:
     """Every process below `root` (from /proc, so no procps is needed)."""
     children: dict[int, list[int]] = {}

@@ -18,7 +18,7 @@ import psutil
 from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import ScrollableContainer, Vertical
+from textual.containers import Container
 from textual.message import Message
 from textual.screen import Screen
 from textual.worker import get_current_worker
@@ -33,11 +33,13 @@ from ..core.telemetry.sources import Status
 from ..core.telemetry.units import plural
 from . import textual_compat
 from .bars import KeyLegend, TabBar, TimelineBar
+from .layout import TWO_COLUMNS, Box, plan
 from .memory_tree import MemoryTree
-from .pane import ReusedLines
+from .pane import Pane, ReusedLines
+from .panels import SPANS, GraphsPane, HealthPane, JobsPane, TrainingPane
 from .screens import HelpScreen, JumpScreen
 from .state import UiState
-from .widgets import CoreGrid, HeaderBar, HintsPane, HistoryPane, InterconnectPane, MemoryPane, VcpuPane
+from .widgets import CoreGrid, HeaderBar, HintsPane, InterconnectPane, MemoryPane, VcpuPane
 
 REFRESH_STEPS = [0.1, 0.2, 0.5, 1.0, 2.0, 5.0]
 
@@ -47,12 +49,11 @@ class _Screen(ReusedLines, Screen):
     pass
 
 
-class _Body(ReusedLines, ScrollableContainer):
-    pass
+class _Body(ReusedLines, Container):
+    """The panes, each placed by layout.plan (absolute boxes): nothing scrolls, nothing overlaps."""
 
-
-class _Column(ReusedLines, Vertical):
-    pass
+    def on_resize(self) -> None:
+        self.app.relayout()  # type: ignore[attr-defined]
 
 
 class SampleReceived(Message):
@@ -89,6 +90,16 @@ class NeuronTopApp(App):
         Binding("plus,equals_sign", "refresh_rate(-1)", "faster refresh"),
         Binding("minus", "refresh_rate(1)", "slower refresh"),
         Binding("r", "record", "record on/off"),
+        Binding("g", "view('graphs')", "graphs pane"),
+        Binding("t", "view('training')", "training pane"),
+        Binding("w", "view('jobs')", "jobs pane (one row per runtime)"),
+        Binding("m", "view('memory')", "memory pane"),
+        Binding("i", "view('interconnect')", "interconnect pane"),
+        Binding("h", "view('health')", "health pane (ECC, errors, RAM, swap)"),
+        Binding("v", "view('vcpu')", "vCPU pane"),
+        Binding("escape", "view(None)", "back to the overview", show=False),
+        Binding("b", "time_base", "graphs' time base (1 min, 10 min, all)"),
+        Binding("o", "jobs_order", "jobs' order"),
         Binding("comma", "device(-1)", "previous device", show=False),
         Binding("full_stop", "device(1)", "next device", show=False),
         Binding("space", "replay_pause", "pause replay", show=False, priority=True),
@@ -136,6 +147,8 @@ class NeuronTopApp(App):
         self._slow_at = -1e18  # last repaint of the slow panes (memory, vCPU, interconnect, tree)
         self._self_at = -1e18  # last reading of neuron-top's own CPU and RSS
         self._titled_tab = -1  # the tab whose average the grid's title shows
+        self.view: str | None = None  # the pane brought up with its key (layout.plan)
+        self._boxes: dict[str, Box] = {}
 
     # -- layout ----------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -143,17 +156,15 @@ class NeuronTopApp(App):
         # One scrolling container holds both columns side by side (no extra row container: each
         # container under a changed line is re-composited every frame).
         with _Body(id="body"):
-            # Cores, their history and the links between them on the left; host and memory on
-            # the right: the two columns come out about as tall (at 120x40 the links pane used
-            # to sit below the fold of the right column while the left one had room to spare).
-            with _Column(id="left"):
-                yield CoreGrid(id="grid")
-                yield HistoryPane(id="history")
-                yield InterconnectPane(id="interconnect")
-            with _Column(id="right"):
-                yield VcpuPane(id="vcpu")
-                yield MemoryPane(id="memory")
-                yield MemoryTree(id="tree")
+            yield CoreGrid(id="grid")
+            yield GraphsPane(id="graphs")
+            yield TrainingPane(id="training")
+            yield JobsPane(id="jobs")
+            yield MemoryPane(id="memory")
+            yield InterconnectPane(id="interconnect")
+            yield HealthPane(id="health")
+            yield VcpuPane(id="vcpu")
+            yield MemoryTree(id="tree")
         yield HintsPane(id="hints")  # outside the scroll area: the answer stays on screen at 80x24
         if self.replay:
             yield TimelineBar(id="timeline")
@@ -174,12 +185,17 @@ class NeuronTopApp(App):
         # Resolved once: the per-frame and per-sample paths below must not walk the DOM.
         self.tab_bar = self.query_one(TabBar)
         self.hints_pane = self.query_one(HintsPane)
-        self.history_pane = self.query_one(HistoryPane)
+        self.graphs = self.query_one(GraphsPane)
+        self.training_pane = self.query_one(TrainingPane)
+        self.jobs_pane = self.query_one(JobsPane)
+        self.health_pane = self.query_one(HealthPane)
         self.mem_tree = self.query_one(MemoryTree)
         self.timeline = self.query_one(TimelineBar) if self.replay else None
         self.slow_panes = [self.query_one(p) for p in (VcpuPane, MemoryPane, InterconnectPane)]
         self.hint_targets = {"cores": self.grid, "memory": self.query_one(MemoryPane),
                              "interconnect": self.query_one(InterconnectPane), "vcpu": self.query_one(VcpuPane)}
+        if self.replay is not None:
+            self.graphs.end_label = "cursor"
         self._apply_size(self.size.width, self.size.height)
         self._self_usage()
         self.header.update_content()
@@ -210,16 +226,44 @@ class NeuronTopApp(App):
 
     def _apply_size(self, width: int, height: int) -> None:
         # (a resize can arrive before on_mount has resolved the panes: query them here)
-        self.query_one("#body").set_class(width < 110, "narrow")
         # The hints stay on screen, but never take more than ~40 % of a small terminal.
         hints_h = max(3, min(11, int(height * 0.4)))
         self.query_one(HintsPane).styles.max_height = hints_h
         # The grid shows every device: the rows left after the header (2), tabs and keys (2), the
         # all-clear hints pane (3) and the grid's borders and NC header (3); fewer: devices share lines.
         self.query_one(CoreGrid).max_rows = max(4, height - 10) if width >= 60 else 0
-        # A tall terminal gives its extra rows to the memory tree (12 rows up to 40 lines; at
-        # 200x60 the right column otherwise ended a dozen rows short of the hints).
-        self.query_one(MemoryTree).styles.height = 12 if width < 110 else max(12, min(40, height - 28))
+        self.relayout()
+
+    def relayout(self) -> None:
+        """Place the panes (layout.plan) for the body's size, the panes' heights and the asked-for
+        pane; a pane a hint points at comes first in the right column when nothing is asked for."""
+        body = self.query_one("#body")
+        w, h = body.size
+        if w <= 0 or h <= 0:
+            return
+        panes = {str(p.id): p for p in body.children if isinstance(p, Pane)}
+
+        def natural(pid: str, width: int) -> int:
+            return panes[pid].natural_height(width)
+
+        view = self.view
+        if view is None and w >= TWO_COLUMNS:  # (narrow, the grid stays: the hint names the pane's key)
+            view = next((p for p in (self._pane_of(hint.pane) for hint in self.hints) if p), None)
+        boxes = plan(w, h, natural, view, asked=self.view is not None)
+        if boxes == self._boxes:
+            return
+        self._boxes = boxes
+        for pid, pane in panes.items():
+            box = boxes.get(pid)
+            pane.display = box is not None
+            if box is not None:
+                pane.styles.offset = (box.x, box.y)
+                pane.styles.width = box.width
+                pane.styles.height = box.height
+
+    @staticmethod
+    def _pane_of(hint_pane: str) -> str | None:
+        return hint_pane if hint_pane in ("memory", "interconnect", "vcpu") else None
 
     # -- live data -------------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="source")
@@ -313,12 +357,18 @@ class NeuronTopApp(App):
         self.grid.set_data(s, util, avg if slow or self._titled_tab != self.tab else None)
         self._titled_tab = self.tab
         self.hints_pane.set_hints(self.hints, avg, self.threshold, self.session.hints.lost)
-        self.history_pane.set_history(self.history, s, self.device)
+        self.graphs.set_history(self.history, s, self.device)
         if slow:
             self._slow_at = now
             for pane in self.slow_panes:
                 pane.set_sample(s)
             self.mem_tree.set_sample(s)
+            self.training_pane.set_history(self.history, s)
+            tab = self.tab_bar.tabs[self.tab] if 0 < self.tab < len(self.tab_bar.tabs) else None
+            self.jobs_pane.active_tag = tab
+            self.jobs_pane.set_history(self.history, s)
+            self.health_pane.set_history(self.history, s)
+            self.relayout()
         panes = {h.pane for h in self.hints}
         for key, widget in self.hint_targets.items():
             widget.set_class(key in panes, "hinted")
@@ -432,6 +482,20 @@ class NeuronTopApp(App):
             tabs.refresh()
             self.dirty = True
             self._render_if_dirty()
+
+    def action_view(self, view: str | None) -> None:
+        """Bring a pane up (its key again, or escape, goes back to the overview)."""
+        self.view = None if view == self.view else view
+        self.relayout()
+
+    def action_time_base(self) -> None:
+        i = SPANS.index(self.graphs.span_s) if self.graphs.span_s in SPANS else 0
+        self.graphs.span_s = SPANS[(i + 1) % len(SPANS)]
+        self.graphs.update_content()
+
+    def action_jobs_order(self) -> None:
+        self.jobs_pane.sort = (self.jobs_pane.sort + 1) % len(self.jobs_pane.SORTS)
+        self.jobs_pane.update_content()
 
     def action_tree_all(self) -> None:
         self.mem_tree.toggle_all()

@@ -43,11 +43,12 @@ class KeyLegend(ReusedLines, Widget):
         self.replay = replay
 
     def render(self) -> Text:
-        keys = [("q", "quit"), ("?", "help"), ("f", "FLOPS"), ("e", "engines"), ("p", "pause"),
-                ("a/d", "tab"), ("enter/x", "tree"), ("+/-", "refresh"), ("r", "record")]
+        # (the pane keys second: at 80 columns they are what brings up the panes that do not fit)
+        keys = [("q", "quit"), ("?", "help"), ("gtwmihv", "panes"), ("f", "FLOPS"), ("e", "engines"),
+                ("p", "pause"), ("a/d", "tab"), ("+/-", "refresh"), ("r", "record"), ("b", "time base")]
         if self.replay:
-            keys = [("q", "quit"), ("?", "help"), ("space", "pause"), ("[ ]", "step"), ("←→", "10s"),
-                    ("j", "jump"), ("< >", "speed"), ("f", "FLOPS"), ("e", "engines")]
+            keys = [("q", "quit"), ("?", "help"), ("gtwmihv", "panes"), ("space", "pause"), ("[ ]", "step"),
+                    ("←→", "10s"), ("j", "jump"), ("< >", "speed"), ("f", "FLOPS")]
         t = Text()
         for k, v in keys:
             t.append(f" {k}", style="bold reverse")

@@ -132,6 +132,11 @@ class Pane(ReusedLines, Widget):
         opts = console.options.update(width=width, height=None, highlight=False)
         return console.render_lines(r, opts, pad=True)
 
+    def natural_height(self, outer_width: int) -> int:
+        """Rows the pane needs at this outer width: its lines, the border and vertical padding."""
+        gutter = self.styles.gutter
+        return len(self._make_lines(max(1, outer_width - gutter.width))) + gutter.height
+
     def update_content(self) -> None:
         width = self.content_region.width
         if width <= 0:

@@ -13,7 +13,6 @@ from textual.message import Message
 from textual.reactive import reactive
 
 from ..core.analysis.hints import Hint
-from ..core.analysis.history import History
 from ..core.telemetry.fields import ENGINE_NAMES
 from ..core.telemetry.sample import MEM_LABELS, Sample
 from ..core.telemetry.units import clock
@@ -27,7 +26,6 @@ from .render import (
     human_count,
     human_rate,
     level_style,
-    sparkline,
     util_style,
 )
 from .state import UiState
@@ -239,46 +237,6 @@ class CoreGrid(Pane):
                 out.append_text(bar(f, bar_w, util_style(f * 100)))
                 out.append(f"{f * 100:6.1f}% ")
         return out
-
-
-class HistoryPane(Pane):
-    def __init__(self, **kw) -> None:
-        super().__init__(**kw)
-        self.history: History | None = None
-        self.device = 0
-        self.border_title = "History"
-
-    def set_history(self, history: History, sample: Sample, device: int) -> None:
-        self.history, self.sample, self.device = history, sample, device
-        self.update_content()
-
-    WAITING = "no history yet"
-
-    def segment_lines(self, width: int) -> list[list[Segment]] | None:
-        # Every frame at a fast refresh: segments straight from the rings, no Rich layout.
-        h = self.history
-        if h is None or not len(h.rings["util_avg"]):
-            return None
-        spark_w = max(10, self.size.width - 24)
-        rows = [  # (utilisation: busy is good; bandwidth shares: a load)
-            ("util avg", h.rings["util_avg"].values(spark_w), util_style),
-            (f"util ND{self.device}", h.device_util[self.device].values(spark_w) if self.device in h.device_util
-             else np.zeros(0), util_style),
-            ("HBM bw", h.rings["hbm_bw_frac"].values(spark_w), level_style),
-            ("links", h.rings["link_frac"].values(spark_w), level_style),
-        ]
-        bold = style_of("bold")
-        lines = []
-        for name, vals, colour in rows:
-            head = Segment(f"{name:<10}", bold)
-            if not len(vals) or not np.isfinite(vals).any():
-                lines.append([head, Segment("n/a (not in this telemetry)", style_of("dim"))])
-                continue
-            last = float(vals[-1])
-            ok = np.isfinite(last)
-            lines.append([head, Segment(sparkline(vals, spark_w, 0.0, 100.0), style_of(colour(last if ok else 0))),
-                          Segment(f" {last:6.1f}%" if ok else "      -")])
-        return lines
 
 
 class VcpuPane(Pane):

@@ -25,6 +25,19 @@ class DecodeError(ValueError):
     """A report that is not valid neuron-monitor JSON; the message names the field."""
 
 
+@dataclass(frozen=True)
+class Job:
+    """One runtime of a report (neuron-monitor's neuron_runtime_data entry): what nvitop shows per process."""
+
+    pid: int
+    tag: str
+    cores: tuple[int, ...]  # the cores it holds (its neuroncores_in_use keys, else its memory's)
+    device_bytes: int  # device memory, every category
+    host_bytes: int  # host memory the runtime holds
+    cpu_pct: float  # its vCPU usage, user + system
+    errors: int  # execution errors in the period, every type
+
+
 @dataclass(frozen=True, eq=False)
 class Sample:
     seq: int
@@ -57,6 +70,10 @@ class Sample:
     ecc_device: int  # the device with the most events in the period, -1 when none
     runtimes: tuple[tuple[int, str], ...]  # (pid, tag)
     runtime_util: tuple[np.ndarray, ...]  # per runtime [cores]
+    jobs: tuple[Job, ...]  # per runtime, in the report's order (runtimes' order)
+    swap_total: int
+    swap_used: int
+    exec_errors: dict[str, int]  # execution errors in the period by type (error_summary), every runtime
     exec_cores: int  # cores the first runtime drives (neuroncores_in_use keys)
     executions: int
     latency_p50: float | None
@@ -188,7 +205,8 @@ class Decoder:
         mem = np.zeros((n, 5), dtype=np.int64)
         host = [0, 0, 0, 0]
         rt_user = rt_sys = 0.0
-        runtimes, rt_utils = [], []
+        runtimes, rt_utils, jobs = [], [], []
+        errors: dict[str, int] = {}
         period = 0.0
         executions = 0
         exec_cores = 0  # the cores the first runtime drives: its executions run one per core at a time
@@ -196,10 +214,14 @@ class Decoder:
         for rt in rep.neuron_runtime_data:
             r = rt.report
             u = np.zeros(n)
+            held: list[int] = []
+            j_dev = j_host = j_err = 0
+            j_cpu = 0.0
             if r.neuroncore_counters:
                 period = period or float(r.neuroncore_counters.period)
                 items = r.neuroncore_counters.neuroncores_in_use.items()
                 idx = [int(k) for k, _ in items]  # keys were checked while sizing n
+                held = idx
                 if rt is rep.neuron_runtime_data[0]:
                     exec_cores = len(idx)
                 missing = next((k for k, c in items if c.neuroncore_utilization is None), None)
@@ -224,26 +246,35 @@ class Decoder:
                     _max_core_index(nmu, "neuroncore_memory_usage")  # checks every key is a number
                 rows = [(i, cm) for i, cm in zip(map(int, nmu), nmu.values(), strict=True) if i < n]
                 if rows:
-                    mem[[i for i, _ in rows]] += np.array(
-                        [(cm.tensors, cm.constants, cm.model_code, cm.model_shared_scratchpad, cm.runtime_memory)
-                         for _, cm in rows], dtype=np.int64)
+                    per = np.array([(cm.tensors, cm.constants, cm.model_code, cm.model_shared_scratchpad,
+                                     cm.runtime_memory) for _, cm in rows], dtype=np.int64)
+                    mem[[i for i, _ in rows]] += per
+                    j_dev = int(per.sum())
+                    held = held or [i for i, _ in rows]
                 h = ub.host
+                j_host = h.application_memory + h.constants + h.dma_buffers + h.tensors
                 host = [host[0] + h.application_memory, host[1] + h.constants, host[2] + h.dma_buffers,
                         host[3] + h.tensors]
             if r.neuron_runtime_vcpu_usage:
-                rt_user += float(r.neuron_runtime_vcpu_usage.vcpu_usage.user)
-                rt_sys += float(r.neuron_runtime_vcpu_usage.vcpu_usage.system)
+                vu = r.neuron_runtime_vcpu_usage.vcpu_usage
+                rt_user += float(vu.user)
+                rt_sys += float(vu.system)
+                j_cpu = float(vu.user) + float(vu.system)
             if r.execution_stats:
                 executions += int(r.execution_stats.execution_summary.get("completed", 0))
+                for kind, cnt in r.execution_stats.error_summary.items():
+                    errors[kind] = errors.get(kind, 0) + int(cnt)
+                    j_err += int(cnt)
                 ls = r.execution_stats.latency_stats
                 if ls.total_latency is not None:
                     lat = float(ls.total_latency.p50)
                 if ls.device_latency is not None:
                     dlat = float(ls.device_latency.p50)
+            jobs.append(Job(rt.pid, runtimes[-1][1], tuple(sorted(held)), j_dev, j_host, j_cpu, j_err))
         sd = rep.system_data
         su = ss = si = sw = 0.0
         busy = np.zeros(0)
-        mt = mu = 0
+        mt = mu = st = su_ = 0
         if sd and sd.vcpu_usage:
             v = sd.vcpu_usage
             if v.average_usage:
@@ -254,6 +285,7 @@ class Decoder:
             period = period or float(v.period)
         if sd and sd.memory_info:
             mt, mu = sd.memory_info.memory_total_bytes, sd.memory_info.memory_used_bytes
+            st, su_ = sd.memory_info.swap_total_bytes, sd.memory_info.swap_used_bytes
         ecc_c = ecc_u = 0.0
         ecc_dev, ecc_top = -1, 0
         for dev in sd.neuron_hw_counters.neuron_devices if sd and sd.neuron_hw_counters else []:
@@ -288,7 +320,8 @@ class Decoder:
             runtime_user=rt_user, runtime_system=rt_sys, sys_user=su, sys_system=ss, sys_idle=si,
             sys_iowait=sw, vcpu_busy=busy, host_mem_total=mt, host_mem_used=mu,
             ecc_corrected=ecc_c, ecc_uncorrected=ecc_u, ecc_device=ecc_dev, runtimes=tuple(runtimes),
-            runtime_util=tuple(rt_utils), exec_cores=exec_cores, executions=executions, latency_p50=lat, device_latency_p50=dlat,
+            runtime_util=tuple(rt_utils), jobs=tuple(jobs), swap_total=st, swap_used=su_, exec_errors=errors,
+            exec_cores=exec_cores, executions=executions, latency_p50=lat, device_latency_p50=dlat,
             instance_id=rep.instance_info.instance_id if rep.instance_info else "", extras=_extras(rep), **kw,
         )
 
