@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
+
 from devicesim.engine import Engine, SimConfig, encode
 from devicesim.presets import get_preset
 

@@ -101,7 +101,7 @@ async def test_tabs_tree_help_and_hints() -> None:
         await pilot.pause()
         assert tree.is_expanded("dev", 1) and not tree.is_expanded("dev", 0)
         text = tree.render().plain
-        assert "▼ ND 1 · " in text and "NC 2 · " in text and "NC 3 · " in text
+        assert "▼ ND 1 · " in text and "ND1/NC0 [2] · " in text and "ND1/NC1 [3] · " in text
         await pilot.press("down", "enter", "down")
         assert tree.is_expanded("core", 2) and "Tensors" in tree.render().plain
         await pilot.click(MemoryTree, offset=(3, 1))  # the first row: ND 0

@@ -456,9 +456,11 @@ class NeuronTopApp(App):
 
     def action_toggle_flops(self) -> None:
         self.grid.show_flops = not self.grid.show_flops
+        self.relayout()
 
     def action_toggle_engines(self) -> None:
         self.grid.show_engines = not self.grid.show_engines
+        self.relayout()
 
     def action_pause_display(self) -> None:
         if self.replay:

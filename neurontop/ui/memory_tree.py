@@ -7,6 +7,7 @@ from textual.binding import Binding
 from textual.events import Click
 
 from ..core.telemetry.sample import MEM_LABELS, Sample
+from ..core.telemetry.units import core_name
 from .pane import Pane, style_of
 from .render import human_bytes
 
@@ -68,7 +69,7 @@ class MemoryTree(Pane):
         if kind == "dev":
             return f"ND {ident} · {human_bytes(int(s.mem[ident * cpd:(ident + 1) * cpd].sum()))}"
         if kind == "core":
-            return f"NC {ident} · {human_bytes(int(s.mem[ident].sum()))}"
+            return f"{core_name(ident, cpd)} · {human_bytes(int(s.mem[ident].sum()))}"
         i, k = divmod(ident, len(MEM_LABELS))
         return f"{MEM_LABELS[k]:<17}{human_bytes(int(s.mem[i, k]))}"
 

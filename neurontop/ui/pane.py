@@ -51,6 +51,14 @@ def _crop_columns(strips: list[Strip], crop: Region, width: int) -> list[Strip]:
     return [strip.crop(x1, x2) for strip in strips]
 
 
+def _shape(s: Sample | None) -> tuple:
+    """What a pane's number of lines depends on (its figures change every report, its shape rarely)."""
+    if s is None:
+        return ()
+    return (s.n_devices, s.cores_per_device, len(s.jobs), len(s.collectives), s.training is None,
+            s.link_rate is None, s.efa_rate is None, s.host_mem_total > 0, s.has_extension, bool(s.exec_errors))
+
+
 class ReusedLines:
     """A mixin: a widget's styled lines, while none is dirty, handed back without re-deriving its
     styles.
@@ -87,6 +95,7 @@ class Pane(ReusedLines, Widget):
         self._frame_cache: tuple | None = None  # None: not made yet; (): Textual's path
         self._framed: dict[int, tuple] = {}  # y -> (content line, frame key, widths, framed strip)
         self._edges: dict[tuple, Strip] = {}
+        self._natural: tuple[tuple, int] | None = None  # ((width, sample), lines) for natural_height
 
     WAITING = "waiting…"
 
@@ -133,11 +142,25 @@ class Pane(ReusedLines, Widget):
         return console.render_lines(r, opts, pad=True)
 
     def natural_height(self, outer_width: int) -> int:
-        """Rows the pane needs at this outer width: its lines, the border and vertical padding."""
+        """Rows the pane needs at this outer width: its lines, the border and vertical padding (the
+        lines it holds when they are for this width and current, else made once per sample)."""
         gutter = self.styles.gutter
-        return len(self._make_lines(max(1, outer_width - gutter.width))) + gutter.height
+        width = max(1, outer_width - gutter.width)
+        if width == self._width and not self._stale and self._lines:
+            return len(self._lines) + gutter.height
+        key = (width, self.shape_key())
+        if self._natural is None or self._natural[0] != key:
+            self._natural = (key, len(self._make_lines(width)))
+        return self._natural[1] + gutter.height
+
+    def shape_key(self) -> tuple:
+        """What the number of lines depends on (natural_height's cache key, with the width)."""
+        return _shape(self.sample)
 
     def update_content(self) -> None:
+        if not self.display:  # a pane the layout does not show: made when it is shown again
+            self._stale = True
+            return
         width = self.content_region.width
         if width <= 0:
             self._width = -1

@@ -119,6 +119,9 @@ class CoreGrid(Pane):
             self.set_title(f"NeuronCore {cv + ' ' if cv else ''}Utilization (Avg: {avg:.2f}%)")
         self.update_content()
 
+    def shape_key(self) -> tuple:
+        return (*super().shape_key(), self.show_engines, self.show_flops, self.max_rows)
+
     def watch_show_engines(self) -> None:
         self.update_content()
 

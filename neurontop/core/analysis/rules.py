@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ..telemetry.units import format_evidence, plural
+from ..telemetry.units import core_name, format_evidence, plural
 from .thresholds import DEFAULTS, Thresholds
 from .window import WindowStats
 
@@ -418,13 +418,14 @@ def _straggler(st: WindowStats, th: Thresholds, found: Sequence[Hint]) -> Hint |
     if any(h.cause == "hardware_errors" and h.kind == "bottleneck" for h in found):
         return None  # the slow core is on the device with ECC errors: the hardware finding says so
     share = (float(cu[core]) - peers) / 100  # the time its peers wait for it
+    name = core_name(core, st.cores_per_device)
     return Hint(
         "straggler", "bottleneck", severity(share, th), 0.85,
-        f"core {core} is a straggler: busy {cu[core]:.1f} % while its peers wait",
-        (Evidence(f"NC{core} utilisation", float(cu[core]), "%"),
+        f"core {name} is a straggler: busy {cu[core]:.1f} % while its peers wait",
+        (Evidence(f"{name} utilisation", float(cu[core]), "%"),
          Evidence("peer cores' utilisation", peers, "%"),
          Evidence("cores this slow", k, "")),
-        f"inspect core {core} (throttling, ECC errors, a different input shape or kernel); "
+        f"inspect core {name} (throttling, ECC errors, a different input shape or kernel); "
         f"exclude it or rebalance work so that its {plural(int(working.sum()) - k, 'peer')} stop "
         f"waiting at each collective", "cores", share)
 
@@ -683,10 +684,11 @@ def _hardware_errors(st: WindowStats, th: Thresholds, found: Sequence[Hint]) -> 
     if found_slow is not None and found_slow[0] // max(1, st.cores_per_device) == dev:
         core, peers, _ = found_slow
         share = (float(st.core_util[core]) - peers) / 100
+        name = core_name(core, st.cores_per_device)
         return Hint(
             "hardware_errors", "bottleneck", severity(share, th), 0.85,
-            f"hardware errors: ND{dev} corrects ECC errors and its core {core} is a straggler",
-            (*ev, Evidence(f"NC{core} utilisation", float(st.core_util[core]), "%"),
+            f"hardware errors: ND{dev} corrects ECC errors and its core {name} is a straggler",
+            (*ev, Evidence(f"{name} utilisation", float(st.core_util[core]), "%"),
              Evidence("peer cores' utilisation", peers, "%")),
             f"drain the node or exclude ND{dev} (NEURON_RT_VISIBLE_CORES) and report the device; its peers wait for "
             "it at every collective", "cores", share)

@@ -12,6 +12,13 @@ def plural(n: float, word: str) -> str:
     return f"{n:g} {word}" if n == 1 else f"{n:g} {word}s"
 
 
+def core_name(core: int, cores_per_device: int) -> str:
+    """One core's name everywhere (grid, tree, hints, diagnose): its device and its place on it, then
+    the global index neuron-monitor keys it by: "ND1/NC1 [3]"."""
+    d, c = divmod(core, max(1, cores_per_device))
+    return f"ND{d}/NC{c} [{core}]"
+
+
 def clock(seconds: float) -> str:
     """hh:mm:ss of a time from the start of a stream."""
     seconds = max(0.0, seconds)
