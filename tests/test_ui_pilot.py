@@ -405,6 +405,9 @@ async def test_the_header_and_the_timeline_tell_the_same_replay_time_and_rec_sho
         header = app.header.render().plain
         shown = re.search(r"(\d\d:\d\d:\d\d) / ", app.timeline.render().plain).group(1)
         assert f" {shown} · " in header and "t=" not in header
+        graphs = app.graphs.render().plain.splitlines()
+        axis = next(ln for ln in graphs if ln.lstrip().startswith("└"))
+        assert axis.rstrip().endswith(shown)  # the graphs end at the cursor, told as the timeline tells it
         app.header.recording = "/a/very/long/folder/for/recordings/neuron-top-20261202-010203.ntprof"
         assert " neuron-top-20261202-010203.ntprof" in app.header.render().plain
         assert "/a/very/long" not in app.header.render().plain
@@ -446,3 +449,68 @@ async def test_the_memory_summary_shows_the_hosts_ram_beside_the_runtimes_own() 
     assert samples[-1].host_mem_total == 512 * 2**30
     plain = decoded(strip_extension(make_reports("trn1.32xlarge", "healthy", 2)))
     assert all(s.host_mem_total > 0 for s in plain)  # (system_data carries it in plain reports too)
+
+
+async def test_help_at_80x24_scrolls_visibly_and_says_what_the_colours_mean() -> None:
+    from rich.console import Console
+
+    app = make_app(replay=None)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("question_mark")
+        await pilot.pause()
+        box = app.screen.query_one("#help")
+        assert app.screen.region.contains_region(box.region)
+        assert box.max_scroll_y > 0 and box.show_vertical_scrollbar  # longer than the screen: a scrollbar
+        await pilot.press("end")
+        await pilot.pause()
+        assert box.scroll_y > 0
+        console = Console(width=80, record=True, file=io.StringIO())
+        for st in app.screen.query("Static"):
+            console.print(st.content)
+        text = console.export_text()
+        assert "green from 70 %" in text and "heavy red" in text and "graphs pane" in text
+
+
+async def test_pane_keys_time_base_jobs_order_and_the_health_pane() -> None:
+    from neurontop.ui.panels import GraphsPane, HealthPane, JobsPane
+
+    samples = decoded(make_reports("trn1.32xlarge", "hw_errors", 20))
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await feed(app, pilot, samples)
+        graphs, jobs = app.query_one(GraphsPane), app.query_one(JobsPane)
+        assert app.grid.display and not jobs.display  # (the hint takes the rows the graphs would have)
+        await pilot.press("w")  # the jobs pane in the body; the grid is one key away
+        assert jobs.display and not app.grid.display
+        text = jobs.render().plain
+        assert "4242" in text and "0-31" in text and "by pid (o)" in str(jobs.border_title)
+        await pilot.press("o")
+        jobs.render()
+        assert "by cores (o)" in str(jobs.border_title)
+        await pilot.press("2")  # the runtime's tab: its row is marked
+        app._render_if_dirty()
+        assert "▶" in jobs.render().plain
+        await pilot.press("escape")
+        assert app.grid.display and not jobs.display
+        await pilot.press("h")
+        health = app.query_one(HealthPane).render()
+        assert "ECC" in health.plain and "since start" in health.plain and "of 512.0GiB" in health.plain
+        assert any("yellow" in str(sp.style) or "red" in str(sp.style) for sp in health.spans), "ECC is coloured"
+        await pilot.press("h", "g")
+        assert graphs.display and "last 1 min" in str(graphs.border_title)
+        await pilot.press("b")
+        assert "last 10 min" in str(graphs.border_title)
+        await pilot.press("b")
+        assert "last 20 s" in str(graphs.border_title)  # everything kept: 20 reports of 1 s
+
+
+@needs_shared
+async def test_the_training_and_graphs_panes_on_plain_neuron_monitor_reports_say_what_is_missing() -> None:
+    from neurontop.ui.panels import GraphsPane, TrainingPane
+
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await feed(app, pilot, decoded(SAMPLE_JSONL.read_bytes().splitlines()))
+        training = app.query_one(TrainingPane).render().plain
+        assert "not in this telemetry" in training and "executions/s" in training
+        assert "not in this telemetry: " in app.query_one(GraphsPane).render().plain

@@ -30,7 +30,7 @@ from ..core.store.replay import ReplayClock
 from ..core.telemetry.batch import from_samples
 from ..core.telemetry.sample import DecodeError, Sample
 from ..core.telemetry.sources import Status
-from ..core.telemetry.units import plural
+from ..core.telemetry.units import clock, plural
 from . import textual_compat
 from .bars import KeyLegend, TabBar, TimelineBar
 from .layout import TWO_COLUMNS, Box, plan
@@ -194,8 +194,6 @@ class NeuronTopApp(App):
         self.slow_panes = [self.query_one(p) for p in (VcpuPane, MemoryPane, InterconnectPane)]
         self.hint_targets = {"cores": self.grid, "memory": self.query_one(MemoryPane),
                              "interconnect": self.query_one(InterconnectPane), "vcpu": self.query_one(VcpuPane)}
-        if self.replay is not None:
-            self.graphs.end_label = "cursor"
         self._apply_size(self.size.width, self.size.height)
         self._self_usage()
         self.header.update_content()
@@ -357,6 +355,8 @@ class NeuronTopApp(App):
         self.grid.set_data(s, util, avg if slow or self._titled_tab != self.tab else None)
         self._titled_tab = self.tab
         self.hints_pane.set_hints(self.hints, avg, self.threshold, self.session.hints.lost)
+        if self.replay is not None:  # the graphs end at the cursor: its time, as the timeline writes it
+            self.graphs.end_label = clock(self.replay.position)
         self.graphs.set_history(self.history, s, self.device)
         if slow:
             self._slow_at = now
@@ -493,7 +493,9 @@ class NeuronTopApp(App):
     def action_time_base(self) -> None:
         i = SPANS.index(self.graphs.span_s) if self.graphs.span_s in SPANS else 0
         self.graphs.span_s = SPANS[(i + 1) % len(SPANS)]
-        self.graphs.update_content()
+        self.graphs.redraw()
+        self.dirty = True
+        self._render_if_dirty()
 
     def action_jobs_order(self) -> None:
         self.jobs_pane.sort = (self.jobs_pane.sort + 1) % len(self.jobs_pane.SORTS)

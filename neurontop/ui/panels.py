@@ -31,11 +31,23 @@ class GraphsPane(Pane):
         self.device = 0
         self.span_s = SPANS[0]
         self.end_label = "now"
+        self._drawn_at = -1e18  # the stream time of the sample the graphs were last drawn for
         self.border_title = "Graphs"
 
     def set_history(self, history: History, sample: Sample, device: int) -> None:
+        # A chart moves by whole columns: redraw when time has moved by one (a column is 0.6 s of a
+        # 1 min base on 100 cells), not on every frame of a fast refresh; a new device at once.
+        col_s = (self.span_s or 600.0) / max(1, self.size.width - SCALE_W)
+        if (device == self.device and self.history is history and self.sample is not None
+                and sample.time_s - self._drawn_at < col_s and sample.time_s >= self._drawn_at):
+            return
+        self._drawn_at = sample.time_s
         self.history, self.sample, self.device = history, sample, device
         self.update_content()
+
+    def redraw(self) -> None:
+        """Draw at the next set_history whatever the time (a new time base)."""
+        self._drawn_at = -1e18
 
     def _series(self, h: History) -> list[tuple[str, np.ndarray, object, tuple | None]]:
         r = h.rings
@@ -56,7 +68,8 @@ class GraphsPane(Pane):
             return None
         times = h.rings["time_s"].values()
         t_end = float(times[-1])
-        span = self.span_s or max(1.0, t_end - float(times[0]))
+        # everything kept: from the first report's period (its start) to the last
+        span = self.span_s or max(1.0, t_end - float(times[0]) + (float(times[1] - times[0]) if len(times) > 1 else 1.0))
         self.set_title(f"Graphs · last {span_label(span)} (b: time base)")
         series = self._series(h)
         present = [s for s in series if len(s[1]) == len(times) and np.isfinite(s[1]).any()]
@@ -226,7 +239,8 @@ class JobsPane(_HistoryPane):
             fit.append(c)
             used += c[1] + 1
         head = "  " + " ".join(f"{n:<{w}}" if n in ("TAG", "CORES") else f"{n:>{w}}" for n, w, _ in fit)
-        lines = [[Segment(head, bold), Segment(f" by {key} (o)" if used + 14 <= width else "", dim)]]
+        self.set_title(f"{self.TITLE} · by {key} (o)")
+        lines = [[Segment(head, bold)]]
         for j in jobs:
             mark = "▶ " if self.active_tag == j.tag else "  "
             row = mark + " ".join(f"{get(j):<{w}}" if n in ("TAG", "CORES") else f"{get(j):>{w}}" for n, w, get in fit)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.table import Table
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
+from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
@@ -16,6 +16,12 @@ KEY_NAMES = {"question_mark": "?", "plus,equals_sign": "+", "minus": "-", "comma
 EXTRA = [("↑ ↓", "move the tree selection (or the device, when the grid has focus)"),
          ("enter", "expand/collapse the tree item"), ("tab", "move focus between the grid and the tree"),
          ("click", "select a device row in the grid")]
+# What the colours mean (render.py's util_style, fill_style, level_style); never the only signal:
+# every level is also a number and a bar's length, so NO_COLOR and colour-blind readers lose nothing.
+COLOURS = [("utilisation", "green from 70 % (the hint threshold), yellow from 40 %, red below, grey idle"),
+           ("memory", "yellow from 70 % of capacity, red from 90 %"),
+           ("links, HBM, vCPUs", "loads: plain until busy, red when saturated"),
+           ("borders", "heavy red: the pane a hint points at; round accent: the focused pane")]
 
 
 class HelpScreen(ModalScreen):
@@ -42,9 +48,15 @@ class HelpScreen(ModalScreen):
             t.add_row(key, desc)
         for k, d in EXTRA:
             t.add_row(k, d)
-        with Vertical(id="help"):
+        c = Table(title="colours", show_header=False, box=None)
+        c.add_column(style="bold")
+        c.add_column()
+        for k, d in COLOURS:
+            c.add_row(k, d)
+        with VerticalScroll(id="help"):  # (a short terminal scrolls it, with a scrollbar)
             yield Static(t)
-            yield Static("esc or ? closes", classes="dim")
+            yield Static(c)
+            yield Static("esc or ? closes · ↑↓ pgup pgdn scroll", classes="dim")
 
 
 class JumpScreen(ModalScreen[float | None]):
