@@ -77,17 +77,20 @@ class GraphsPane(Pane):
         rows = max(1, self.size.height)  # (the content height: size excludes the border)
         bold, dim = style_of("bold"), style_of("dim")
         foot = [[Segment(f"{NOT_HERE}: {', '.join(absent)}", dim)]] if absent else []
-        avail = rows - len(foot) - 1  # (the time axis)
         k = len(present)
-        while k and avail // k < 5:  # a chart needs its title and four rows at least (0, 50, 100 %)
+
+        def room(k: int) -> int:  # rows for k charts: less the time axis, the foot, and "taller for" if some wait
+            return rows - len(foot) - 1 - (1 if k < len(present) else 0)
+        while k and room(k) // k < 5:  # a chart needs its title and four rows at least (0, 50, 100 %)
             k -= 1
         if k == 0:
             return (self._sparklines(present, width) + foot)[:rows]
-        per = avail // k
+        avail = room(k)
+        sizes = [avail // k + (1 if i < avail % k else 0) for i in range(k)]  # (the spare rows: the first)
         plot_w = max(4, width - SCALE_W)
         lines: list[list[Segment]] = []
         axis = style_of("dim")
-        for name, vals, colour, band in present[:k]:
+        for (name, vals, colour, band), per in zip(present[:k], sizes, strict=True):
             cols = columns(times, vals, t_end, span, plot_w)
             last = float(vals[-1]) if np.isfinite(vals[-1]) else float("nan")
             head = f"{name}" + (f"  {last:.1f}%" if np.isfinite(last) else "")
