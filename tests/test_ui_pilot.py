@@ -390,7 +390,7 @@ async def test_help_names_every_key_in_words() -> None:
         from rich.console import Console
 
         console = Console(width=120, record=True, file=io.StringIO())
-        console.print(app.screen.query_one("Static").content)
+        console.print(app.screen.query_one("#help-body Static").content)
         text = console.export_text()
         assert "select that runtime's tab" in text and "select_tab(" not in text and "1-9" in text
 
@@ -458,8 +458,8 @@ async def test_help_at_80x24_scrolls_visibly_and_says_what_the_colours_mean() ->
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("question_mark")
         await pilot.pause()
-        box = app.screen.query_one("#help")
-        assert app.screen.region.contains_region(box.region)
+        box = app.screen.query_one("#help-body")
+        assert app.screen.region.contains_region(app.screen.query_one("#help").region)
         assert box.max_scroll_y > 0 and box.show_vertical_scrollbar  # longer than the screen: a scrollbar
         await pilot.press("end")
         await pilot.pause()
@@ -469,6 +469,7 @@ async def test_help_at_80x24_scrolls_visibly_and_says_what_the_colours_mean() ->
             console.print(st.content)
         text = console.export_text()
         assert "green from 70 %" in text and "heavy red" in text and "graphs pane" in text
+        assert "esc or ? closes" in text  # (outside the scrolled part: always on screen)
 
 
 async def test_pane_keys_time_base_jobs_order_and_the_health_pane() -> None:
@@ -487,9 +488,11 @@ async def test_pane_keys_time_base_jobs_order_and_the_health_pane() -> None:
         await pilot.press("o")
         jobs.render()
         assert "by cores (o)" in str(jobs.border_title)
-        await pilot.press("2")  # the runtime's tab: its row is marked
+        await pilot.press("2")  # the runtime's tab: its row is marked, the memory pane shows its devices
         app._render_if_dirty()
         assert "▶" in jobs.render().plain
+        app.memory_pane.render()
+        assert "runtime 4242 (16 devices)" in str(app.memory_pane.border_title)
         await pilot.press("escape")
         assert app.grid.display and not jobs.display
         await pilot.press("h")

@@ -191,6 +191,7 @@ class NeuronTopApp(App):
         self.health_pane = self.query_one(HealthPane)
         self.mem_tree = self.query_one(MemoryTree)
         self.timeline = self.query_one(TimelineBar) if self.replay else None
+        self.memory_pane = self.query_one(MemoryPane)
         self.slow_panes = [self.query_one(p) for p in (VcpuPane, MemoryPane, InterconnectPane)]
         self.hint_targets = {"cores": self.grid, "memory": self.query_one(MemoryPane),
                              "interconnect": self.query_one(InterconnectPane), "vcpu": self.query_one(VcpuPane)}
@@ -360,12 +361,15 @@ class NeuronTopApp(App):
         self.graphs.set_history(self.history, s, self.device)
         if slow:
             self._slow_at = now
+            # The tab's runtime (the jobs pane marks it; the memory pane shows its devices only).
+            tab = self.tab_bar.tabs[self.tab] if 0 < self.tab < len(self.tab_bar.tabs) else None
+            self.jobs_pane.active_tag = tab
+            job = next((j for j in s.jobs if j.tag == tab), None)
+            self.memory_pane.only = (job.tag, job.cores) if job is not None else None
             for pane in self.slow_panes:
                 pane.set_sample(s)
             self.mem_tree.set_sample(s)
             self.training_pane.set_history(self.history, s)
-            tab = self.tab_bar.tabs[self.tab] if 0 < self.tab < len(self.tab_bar.tabs) else None
-            self.jobs_pane.active_tag = tab
             self.jobs_pane.set_history(self.history, s)
             self.health_pane.set_history(self.history, s)
             self.relayout()
@@ -614,4 +618,12 @@ __all__ = ["NeuronTopApp", "SampleReceived", "SourceStatus"]
 class NodeApp(NeuronTopApp):
     """One node of the cluster view (`neuron-top --connect ADDR --escape-quits`): escape goes back."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [*NeuronTopApp.BINDINGS, Binding("escape", "quit", "back to the cluster")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        *(b for b in NeuronTopApp.BINDINGS if not (isinstance(b, Binding) and b.key == "escape")),
+        Binding("escape", "back", "back to the overview, then to the cluster")]
+
+    async def action_back(self) -> None:
+        if self.view is not None:
+            self.action_view(None)
+        else:
+            await self.action_quit()

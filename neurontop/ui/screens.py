@@ -53,9 +53,10 @@ class HelpScreen(ModalScreen):
         c.add_column()
         for k, d in COLOURS:
             c.add_row(k, d)
-        with VerticalScroll(id="help"):  # (a short terminal scrolls it, with a scrollbar)
-            yield Static(t)
-            yield Static(c)
+        with Vertical(id="help"):
+            with VerticalScroll(id="help-body"):  # (a short terminal scrolls it, with a scrollbar)
+                yield Static(t)
+                yield Static(c)
             yield Static("esc or ? closes · ↑↓ pgup pgdn scroll", classes="dim")
 
 

@@ -276,6 +276,7 @@ class MemoryPane(Pane):
     def __init__(self, **kw) -> None:
         super().__init__(**kw)
         self.border_title = "Memory Usage Summary"
+        self.only: tuple[str, tuple[int, ...]] | None = None  # (tag, cores): the tab's runtime's devices only
 
     CELL = 27  # one device's bar and figures; wide panes put several devices on a line
 
@@ -306,8 +307,14 @@ class MemoryPane(Pane):
         text_w = 2 + 2 * max(len(cap_text), 6)  # " 16.5GB/32.0GB"
         bar_w = max(4, cell - 5 - text_w - 1)
         line: list[Segment] = []
-        for d, used in enumerate(dm):
-            if d % per_line == 0:
+        shown: list[int] | range = range(len(dm))
+        if self.only is not None:  # the tab's runtime: the devices holding its cores
+            cpd = max(1, s.cores_per_device)
+            shown = sorted({c // cpd for c in self.only[1] if c // cpd < len(dm)})
+        self.set_title(f"Memory Usage Summary{f' · runtime {self.only[0]} ({len(shown)} devices)' if self.only else ''}")
+        for k, d in enumerate(shown):
+            used = dm[d]
+            if k % per_line == 0:
                 line = []
                 lines.append(line)
             frac = used / cap if cap else 0.0
