@@ -307,6 +307,7 @@ def test_csv_cells_are_the_value_at_its_columns_precision(vals: list[float], d: 
             assert cell == (want[1:] if want.startswith("-") and float(want) == 0 else want), (v, d)
 
 
+@pytest.mark.slow  # (about 20 s: exports of every group of a long profile and its log through the CLI)
 def test_cli_export_of_a_profile_equals_export_of_the_same_log(tmp_path, monkeypatch) -> None:
     """The column path (profile) and the report path (log) write the same bytes."""
     from neurontop.core.store.recorder import Recorder

@@ -38,6 +38,7 @@ def _diag(path) -> tuple[int, object]:
     return r.returncode, out
 
 
+@pytest.mark.slow  # (about 20 s: 12 damaged copies, each exported and diagnosed by the CLI)
 def test_bit_flips_are_errors_or_change_nothing(base, tmp_path) -> None:
     ref_csv = run_cli("export", str(base), "-o", "-", "--fields", "all").stdout
     ref_diag = _diag(base)
