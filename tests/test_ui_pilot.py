@@ -498,6 +498,7 @@ async def test_pane_keys_time_base_jobs_order_and_the_health_pane() -> None:
         await pilot.press("h")
         health = app.query_one(HealthPane).render()
         assert "ECC" in health.plain and "since start" in health.plain and "of 512.0GiB" in health.plain
+        assert re.search(r"ECC by dev +ND\d+ \d+", health.plain), health.plain  # the faulty device, by name
         assert any("yellow" in str(sp.style) or "red" in str(sp.style) for sp in health.spans), "ECC is coloured"
         await pilot.press("h", "g")
         assert graphs.display and "last 1 min" in str(graphs.border_title)

@@ -258,6 +258,10 @@ class HealthPane(_HistoryPane):
 
     TITLE = "Health"
 
+    def shape_key(self) -> tuple:  # (the per-device ECC line appears with the first event of the stream)
+        h = self.history
+        return (*super().shape_key(), h is not None and any(k.startswith("ecc_nd") for k in h.totals))
+
     def lines(self, s: Sample, h: History, width: int) -> list[list[Segment]]:
         bold, plain = style_of("bold"), style_of("")
         tot = h.totals
@@ -268,6 +272,11 @@ class HealthPane(_HistoryPane):
         lines = [[Segment("ECC        ", bold), Segment(
             f"corrected {c_now / max(s.period_s, 1e-9):.1f}/s ({c_all:.0f} since start) · uncorrected "
             f"{u_now:.0f} this period ({u_all:.0f} since start){where}", ecc_style)]]
+        per_dev = sorted(((int(k[6:]), v) for k, v in tot.items() if k.startswith("ecc_nd")), key=lambda x: -x[1])
+        if per_dev:  # the devices with events since the start, most first
+            lines.append([Segment("ECC by dev ", bold), Segment(
+                " " + "  ".join(f"ND{d} {v:.0f}" for d, v in per_dev[:8]) + (" …" if len(per_dev) > 8 else ""),
+                ecc_style)])
         errs = {k[len("errors_"):]: v for k, v in tot.items() if k.startswith("errors_")}
         if errs:
             bad = {k: v for k, v in errs.items() if v}

@@ -67,6 +67,8 @@ class History:
         for key, v in (("ecc_corrected", s.ecc_corrected), ("ecc_uncorrected", s.ecc_uncorrected),
                        *((f"errors_{k}", float(c)) for k, c in s.exec_errors.items())):
             tot[key] = tot.get(key, 0.0) + v
+        for d, (c, u) in s.ecc_by_device.items():
+            tot[f"ecc_nd{d}"] = tot.get(f"ecc_nd{d}", 0.0) + c + u
         for job in s.jobs:
             self.first_seen.setdefault(job.pid, s.time_s)
         bw = s.hbm_bw * s.n_devices

@@ -68,6 +68,7 @@ class Sample:
     ecc_corrected: float  # ECC events corrected in the period, every device (mem + sram)
     ecc_uncorrected: float  # and uncorrected
     ecc_device: int  # the device with the most events in the period, -1 when none
+    ecc_by_device: dict[int, tuple[float, float]]  # device -> (corrected, uncorrected) in the period, where any
     runtimes: tuple[tuple[int, str], ...]  # (pid, tag)
     runtime_util: tuple[np.ndarray, ...]  # per runtime [cores]
     jobs: tuple[Job, ...]  # per runtime, in the report's order (runtimes' order)
@@ -288,10 +289,13 @@ class Decoder:
             st, su_ = sd.memory_info.swap_total_bytes, sd.memory_info.swap_used_bytes
         ecc_c = ecc_u = 0.0
         ecc_dev, ecc_top = -1, 0
+        ecc_by: dict[int, tuple[float, float]] = {}
         for dev in sd.neuron_hw_counters.neuron_devices if sd and sd.neuron_hw_counters else []:
             e_c = dev.mem_ecc_corrected + dev.sram_ecc_corrected
             e_u = dev.mem_ecc_uncorrected + dev.sram_ecc_uncorrected
             ecc_c, ecc_u = ecc_c + e_c, ecc_u + e_u
+            if e_c or e_u:
+                ecc_by[int(dev.neuron_device_index)] = (float(e_c), float(e_u))
             if e_c + e_u > ecc_top:
                 ecc_dev, ecc_top = int(dev.neuron_device_index), e_c + e_u
         ext = rep.neuron_top
@@ -319,7 +323,8 @@ class Decoder:
             util=np.clip(util, 0.0, 100.0), flops=flops, mem=mem, host_mem=tuple(host),  # type: ignore[arg-type]
             runtime_user=rt_user, runtime_system=rt_sys, sys_user=su, sys_system=ss, sys_idle=si,
             sys_iowait=sw, vcpu_busy=busy, host_mem_total=mt, host_mem_used=mu,
-            ecc_corrected=ecc_c, ecc_uncorrected=ecc_u, ecc_device=ecc_dev, runtimes=tuple(runtimes),
+            ecc_corrected=ecc_c, ecc_uncorrected=ecc_u, ecc_device=ecc_dev, ecc_by_device=ecc_by,
+            runtimes=tuple(runtimes),
             runtime_util=tuple(rt_utils), jobs=tuple(jobs), swap_total=st, swap_used=su_, exec_errors=errors,
             exec_cores=exec_cores, executions=executions, latency_p50=lat, device_latency_p50=dlat,
             instance_id=rep.instance_info.instance_id if rep.instance_info else "", extras=_extras(rep), **kw,
