@@ -38,11 +38,11 @@ class GraphsPane(Pane):
         # A chart moves by whole columns: redraw when time has moved by one (a column is 0.6 s of a
         # 1 min base on 100 cells), not on every frame of a fast refresh; a new device at once.
         col_s = (self.span_s or 600.0) / max(1, self.size.width - SCALE_W)
-        if (device == self.device and self.history is history and self.sample is not None
-                and sample.time_s - self._drawn_at < col_s and sample.time_s >= self._drawn_at):
+        same = device == self.device and self.history is history and self.sample is not None
+        self.history, self.sample, self.device = history, sample, device  # (what a rebuild draws)
+        if same and 0 <= sample.time_s - self._drawn_at < col_s:
             return
         self._drawn_at = sample.time_s
-        self.history, self.sample, self.device = history, sample, device
         self.update_content()
 
     def redraw(self) -> None:
