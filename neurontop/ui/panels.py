@@ -111,7 +111,7 @@ class GraphsPane(Pane):
         out = []
         for name, vals, colour, _ in present:
             short = name.replace("utilisation, average (░ min-max of the cores)", "util avg") \
-                .replace("utilisation, ", "util ").replace(" (mean of links)", "")
+                .replace("utilisation, ", "util ").replace(" (mean of links)", "").replace(" bandwidth", " bw")
             v = vals[-spark_w:]
             last = float(v[-1]) if len(v) and np.isfinite(v[-1]) else float("nan")
             ok = np.isfinite(last)
