@@ -132,7 +132,9 @@ def by_columns(lines: list[bytes], parts: int = 1) -> list[B.Batch]:
 
 @pytest.mark.parametrize("preset,scenario,strip", [
     ("trn1.2xlarge", "input_bound", False), ("trn1.32xlarge", "straggler", False),
-    ("trn2.48xlarge", "comm_bound", False), ("trn1.32xlarge", "hbm_pressure", False),
+    # (the largest machine and a second trn1.32xlarge case: 8-16 s each, in the slow set)
+    pytest.param("trn2.48xlarge", "comm_bound", False, marks=pytest.mark.slow),
+    pytest.param("trn1.32xlarge", "hbm_pressure", False, marks=pytest.mark.slow),
     ("trn1.2xlarge", "healthy", True), ("trn1.32xlarge", "idle_cores", True)])
 def test_columns_read_like_reports(preset: str, scenario: str, strip: bool) -> None:
     lines = make_reports(preset, scenario, 90, period=0.5)
