@@ -518,3 +518,15 @@ async def test_the_training_and_graphs_panes_on_plain_neuron_monitor_reports_say
         training = app.query_one(TrainingPane).render().plain
         assert "not in this telemetry" in training and "executions/s" in training
         assert "not in this telemetry: " in app.query_one(GraphsPane).render().plain
+
+
+async def test_a_short_grid_leaves_its_rows_to_the_hint_so_its_action_is_on_screen() -> None:
+    samples = decoded(make_reports("trn1.2xlarge", "input_bound", 15, seed=7))
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await feed(app, pilot, samples)
+        await pilot.pause()
+        hints = app.query_one(HintsPane)
+        # its 8 wrapped lines and border: more than 40 % of the screen, the rows the 4-row grid leaves
+        assert hints.region.height == 10, hints.region
+        assert app.grid.display and app.screen.region.contains_region(hints.region)

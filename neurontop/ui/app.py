@@ -19,6 +19,7 @@ from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Container
+from textual.css.scalar import Scalar
 from textual.message import Message
 from textual.screen import Screen
 from textual.worker import get_current_worker
@@ -245,6 +246,16 @@ class NeuronTopApp(App):
         def natural(pid: str, width: int) -> int:
             return panes[pid].natural_height(width)
 
+        # The hints take up to 40 % of a small terminal, or more where the grid leaves the rows
+        # (a trn1.2xlarge's grid is 4 rows: at 80x24 its hint's action line stays on screen);
+        # the graphs give way first, the grid never.
+        sw, sh = self.size
+        bars = 4 + (1 if self.replay else 0)  # header, tabs, keys (and the timeline)
+        grid = natural("grid", sw if sw < TWO_COLUMNS else sw // 2)
+        hints_max = max(3, min(11, max(int(sh * 0.4), sh - bars - grid)))
+        hints = self.query_one(HintsPane)
+        if hints.styles.max_height != Scalar.parse(str(hints_max)):
+            hints.styles.max_height = hints_max  # (if the body changes size, its resize calls this again)
         view = self.view
         if view is None and w >= TWO_COLUMNS:  # (narrow, the grid stays: the hint names the pane's key)
             view = next((p for p in (self._pane_of(hint.pane) for hint in self.hints) if p), None)
