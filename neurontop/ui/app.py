@@ -19,7 +19,6 @@ from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Container
-from textual.css.scalar import Scalar
 from textual.message import Message
 from textual.screen import Screen
 from textual.worker import get_current_worker
@@ -34,7 +33,7 @@ from ..core.telemetry.sources import Status
 from ..core.telemetry.units import clock, plural
 from . import textual_compat
 from .bars import KeyLegend, TabBar, TimelineBar
-from .layout import TWO_COLUMNS, Box, plan
+from .layout import PRIORITY, TWO_COLUMNS, Box, plan
 from .memory_tree import MemoryTree
 from .pane import Pane, ReusedLines
 from .panels import SPANS, GraphsPane, HealthPane, JobsPane, TrainingPane
@@ -150,11 +149,12 @@ class NeuronTopApp(App):
         self._titled_tab = -1  # the tab whose average the grid's title shows
         self.view: str | None = None  # the pane brought up with its key (layout.plan)
         self._boxes: dict[str, Box] = {}
+        self._hints_max = 0  # the hints pane's max height, set by relayout
 
     # -- layout ----------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         yield HeaderBar(id="header")
-        # One scrolling container holds both columns side by side (no extra row container: each
+        # One container holds every pane, each placed by relayout() (no containers per column: each
         # container under a changed line is re-composited every frame).
         with _Body(id="body"):
             yield CoreGrid(id="grid")
@@ -194,7 +194,7 @@ class NeuronTopApp(App):
         self.timeline = self.query_one(TimelineBar) if self.replay else None
         self.memory_pane = self.query_one(MemoryPane)
         self.slow_panes = [self.query_one(p) for p in (VcpuPane, MemoryPane, InterconnectPane)]
-        self.hint_targets = {"cores": self.grid, "memory": self.query_one(MemoryPane),
+        self.hint_targets = {"cores": self.grid, "memory": self.memory_pane,
                              "interconnect": self.query_one(InterconnectPane), "vcpu": self.query_one(VcpuPane)}
         self._apply_size(self.size.width, self.size.height)
         self._self_usage()
@@ -226,9 +226,6 @@ class NeuronTopApp(App):
 
     def _apply_size(self, width: int, height: int) -> None:
         # (a resize can arrive before on_mount has resolved the panes: query them here)
-        # The hints stay on screen, but never take more than ~40 % of a small terminal.
-        hints_h = max(3, min(11, int(height * 0.4)))
-        self.query_one(HintsPane).styles.max_height = hints_h
         # The grid shows every device: the rows left after the header (2), tabs and keys (2), the
         # all-clear hints pane (3) and the grid's borders and NC header (3); fewer: devices share lines.
         self.query_one(CoreGrid).max_rows = max(4, height - 10) if width >= 60 else 0
@@ -253,9 +250,9 @@ class NeuronTopApp(App):
         bars = 4 + (1 if self.replay else 0)  # header, tabs, keys (and the timeline)
         grid = natural("grid", sw if sw < TWO_COLUMNS else sw // 2)
         hints_max = max(3, min(11, max(int(sh * 0.4), sh - bars - grid)))
-        hints = self.query_one(HintsPane)
-        if hints.styles.max_height != Scalar.parse(str(hints_max)):
-            hints.styles.max_height = hints_max  # (if the body changes size, its resize calls this again)
+        if hints_max != self._hints_max:
+            self._hints_max = hints_max
+            self.query_one(HintsPane).styles.max_height = hints_max  # (a body resize calls this again)
         view = self.view
         if view is None and w >= TWO_COLUMNS:  # (narrow, the grid stays: the hint names the pane's key)
             view = next((p for p in (self._pane_of(hint.pane) for hint in self.hints) if p), None)
@@ -273,7 +270,8 @@ class NeuronTopApp(App):
 
     @staticmethod
     def _pane_of(hint_pane: str) -> str | None:
-        return hint_pane if hint_pane in ("memory", "interconnect", "vcpu") else None
+        """The right-column pane a hint points at (the grid, its "cores", has its place already)."""
+        return hint_pane if hint_pane in PRIORITY else None
 
     # -- live data -------------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="source")

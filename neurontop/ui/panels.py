@@ -4,10 +4,12 @@ none keeps figures of its own."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from rich.segment import Segment
 
-from ..core.analysis.history import History
+from ..core.analysis.history import History, Ring
 from ..core.telemetry.sample import Sample
 from ..core.telemetry.units import clock
 from .charts import SCALE_W, chart, columns, span_label, time_axis
@@ -154,16 +156,18 @@ class TrainingPane(_HistoryPane):
         bold, dim = style_of("bold"), style_of("dim")
         tr = s.training
         lines: list[list[Segment]] = []
+        rows: list[tuple[str, Ring, Callable[[float], str]]]
         if tr is None:
             lines.append([Segment(f"step, loss, tokens/s, MFU: {NOT_HERE} (neuron-monitor counts executions, "
                                   "not steps)", dim)])
-            rows = [("executions/s", h.rings["executions_per_s"], "{:.1f}")]
+            rows = [("executions/s", h.rings["executions_per_s"], "{:.1f}".format)]
         else:
             loss = f" · loss {tr.loss:.3f}" if tr.loss is not None else ""
             st = f"{tr.step_time_s.p50:.2f} s (p50)" if tr.step_time_s.p50 else "- (no step completed yet)"
             lines.append([Segment(f"step {tr.step}{loss} · step time {st} · {tr.workload} {tr.dtype}", bold)])
-            rows = [("step time s", h.rings["step_time_s"], "{:.2f}"), ("tokens/s", h.rings["tokens_per_s"], "{}"),
-                    ("MFU %", h.rings["mfu"], "{:.1f}"), ("loss", h.rings["loss"], "{:.3f}")]
+            rows = [("step time s", h.rings["step_time_s"], "{:.2f}".format),
+                    ("tokens/s", h.rings["tokens_per_s"], human_count),
+                    ("MFU %", h.rings["mfu"], "{:.1f}".format), ("loss", h.rings["loss"], "{:.3f}".format)]
         spark_w = max(8, width - 13 - 26)
         for name, ring, fmt in rows:
             v = ring.values(spark_w)
@@ -173,9 +177,7 @@ class TrainingPane(_HistoryPane):
                                                                     dim)])
                 continue
             lo, hi = float(fin.min()), float(fin.max())
-
-            def f(x: float, fmt: str = fmt) -> str:
-                return human_count(x) if fmt == "{}" else fmt.format(x)
+            f = fmt
             lines.append([Segment(f"{name:<13}", bold), Segment(sparkline(v, spark_w, lo - (hi - lo) * 0.1 if hi > lo
                                                                            else 0.0, hi), style_of("cyan")),
                           Segment(f" {f(float(fin[-1])):>7} {f(lo)}–{f(hi)}")])

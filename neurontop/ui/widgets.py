@@ -186,7 +186,6 @@ class CoreGrid(Pane):
             if d % k == 0:
                 segs = []
                 lines.append(segs)
-            start = len("".join(x.text for x in segs))
             segs.append(Segment(f"ND{d}".ljust(label_w), sel if d == self.selected else bold))
             for c in range(cpd):
                 i = d * cpd + c
@@ -212,8 +211,8 @@ class CoreGrid(Pane):
                 segs.append(Segment(val.rjust(num_w), st))
                 if cell > used:
                     segs.append(Segment(" " * (cell - used)))
-            if k > 1 and d % k < k - 1:
-                segs.append(Segment(" " * max(0, group_w - (len("".join(x.text for x in segs)) - start))))
+            if k > 1 and d % k < k - 1:  # (a device's block is label_w + cpd x cell wide)
+                segs.append(Segment(" " * max(0, group_w - label_w - cell * cpd)))
         if self.show_flops and s.flops is None:
             lines.append([Segment(" this telemetry has no flops field", style_of("dim"))])
         return lines
