@@ -124,7 +124,8 @@ def test_the_screen_at_80x24_holds_every_device_and_brings_up_each_pane(tmp_path
     sim = start_sim(sock)
     t = Tmux(f"{bin_path('neuron-top')} --connect {sock}", width=80, height=24)
     try:
-        screen = t.wait_for(r"ND15 .*%")
+        t.wait_for(r"ND15 .*%")
+        screen = t.wait_for("(?s)" + "".join(rf"(?=.*\bND{d}\b)" for d in range(16)))  # (a whole frame)
         assert all(re.search(rf"\bND{d}\b", screen) for d in range(16)), screen
         assert "▂" not in "".join(ln[-2:] for ln in screen.splitlines()), "no stray scrollbar in the gutter"
         t.keys("h")
@@ -229,7 +230,9 @@ def test_closing_the_terminal_stops_the_embedded_simulator() -> None:
 def test_stdin_pipe_in_a_real_terminal() -> None:
     t = Tmux(f"cat {SAMPLE_JSONL} | {bin_path('neuron-top')} -", 200, 60)
     try:
-        screen = t.wait_for(r"ND15 .*%")
+        t.wait_for(r"ND15 .*%")
+        # (the first reports move the panes to their places: wait for a whole frame, not one drawn halfway)
+        screen = t.wait_for(r"│ ND0 (?:.*?\d+\.\d%){4}")
         assert "ENDED" in screen or "LIVE" in screen
         assert len(re.findall(r"\d+\.\d%", grid_rows(screen)[0])) == 4
         t.keys("q")
