@@ -409,9 +409,11 @@ def cmd_export(args) -> int:
     if args.t_from is not None and args.t_to is not None and args.t_to <= args.t_from:
         raise UsageError(f"--to {args.t_to:g} s is not after --from {args.t_from:g} s")
     th = _thresholds(args)
-    from .core.cluster_profiles import is_cluster
+    cluster = os.path.isdir(args.source)  # (the cluster module only for a folder: it costs the import)
+    if cluster:
+        from .core.cluster_profiles import is_cluster
 
-    cluster = is_cluster(args.source)
+        cluster = is_cluster(args.source)
     inp = None if cluster else open_input(args.source, args.skip_bad, _warn_skip)
     out = sys.stdout if args.output == "-" else None
     tmp = None

@@ -136,7 +136,8 @@ class HintMonitor:
             tail = []
         self._stream = stream
         # the stream restarted (time went back), or the job was changed (a simulator's scenario event)
-        cuts = [r for r in range(1, n) if tl[r] < tl[r - 1] or _changed(b, r)]
+        back = (np.flatnonzero(np.diff(b.time_s) < 0) + 1).tolist()
+        cuts = sorted({*back, *(r for r in b.events if 0 < r < n and _changed(b, r))})
         for a, e in zip([0, *cuts], [*cuts, n], strict=True):
             if a:
                 self._restart(a)
