@@ -23,7 +23,7 @@ from ..analysis.hints import HintMonitor
 from ..analysis.rules import bottleneck_causes, causes
 from ..analysis.thresholds import DEFAULTS, Thresholds
 from ..telemetry import fields as catalogue
-from ..telemetry.batch import Batch, Layout, from_samples, layout_of
+from ..telemetry.batch import Batch, Layout, concat, from_samples, layout_of
 from ..telemetry.fields import ENGINE_NAMES
 from ..telemetry.sample import Sample
 
@@ -154,6 +154,8 @@ class Exporter:
         self.rows = 0
         self.hintmon = HintMonitor(th) if "hints" in groups else None
         self._pending: list[Sample] = []
+        self._gathered: list[Batch] = []  # batches not evaluated yet (add_batch)
+        self._gathered_rows = 0
         self._plans: dict[Layout, np.ndarray | None] = {}
         self._decimals: list[int] = []
         self._bin: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None  # the open bin's rows
@@ -175,9 +177,20 @@ class Exporter:
         self._pending = []
 
     def add_batch(self, b: Batch) -> None:
-        """A batch of samples, in order (the hints are evaluated here, on every row)."""
-        if not len(b):
+        """A batch of samples, in order. Batches of one layout are gathered to a frame's rows before
+        they are evaluated: the hints' and figures' cost is largely per call (a profile's chunks are
+        600 rows)."""
+        if self._gathered and (b.layout != self._gathered[0].layout or self._gathered_rows >= self.FRAME_ROWS):
+            self._evaluate()
+        if len(b):
+            self._gathered.append(b)
+            self._gathered_rows += len(b)
+
+    def _evaluate(self) -> None:
+        if not self._gathered:
             return
+        b = concat(self._gathered)
+        self._gathered, self._gathered_rows = [], 0
         if self.t0 is None:
             self.t0 = float(b.time_s[0])
         hints = self.hintmon.feed(b, with_lost=True) if self.hintmon is not None else None
@@ -276,6 +289,7 @@ class Exporter:
     def finish(self) -> int:
         """Write what is pending; the rows written."""
         self._drain()
+        self._evaluate()
         if self._bin is not None and len(self._bin[0]):
             self._emit_bins(*self._bin, np.array([0]))
             self._bin = None

@@ -273,8 +273,8 @@ def _group_raw(lg: colcodec.LazyGroup) -> tuple[Sample, _Raw]:
             ks = [k for k in _get(mu, "neuron_runtime_used_bytes", "usage_breakdown", "neuroncore_memory_usage") or {}
                   if int(k) < nc]
             if ks:
-                cats = c.is_([(*pre, k, cat) for k in ks for cat in _MEM]).reshape(n, len(ks), len(_MEM))
-                mem[:, [int(k) for k in ks]] += cats.sum(axis=2)
+                cats = c.is_([(*pre, k, cat) for cat in _MEM for k in ks]).reshape(n, len(_MEM), len(ks))
+                mem[:, [int(k) for k in ks]] += cats.sum(axis=1)  # (over a middle axis: a few whole-row adds)
         if rep.get("neuron_runtime_vcpu_usage") is not None:
             pre = (*base, "neuron_runtime_vcpu_usage", "vcpu_usage")
             rt_user = rt_user + c.f((*pre, "user"))
@@ -373,7 +373,7 @@ def _sig(s0: Sample, raw: _Raw) -> tuple:
 def from_chunk(chunk: colcodec.LazyChunk, dec: Decoder) -> Batch:
     """A columnar chunk as one batch; `dec` carries the counters across chunks (and to the report by
     report path). Raises Unsupported, leaving `dec` untouched, for chunks this does not cover."""
-    parts = [(lg.g.rows, *_group_raw(lg)) for lg in chunk.groups]
+    parts = [(np.asarray(lg.g.rows, dtype=np.intp), *_group_raw(lg)) for lg in chunk.groups]
     sig = _sig(parts[0][1], parts[0][2])
     if any(_sig(s0, raw) != sig for _, s0, raw in parts[1:]):
         raise Unsupported("report shapes of different layouts in one chunk")
@@ -387,7 +387,7 @@ def from_chunk(chunk: colcodec.LazyChunk, dec: Decoder) -> Batch:
         if f.name == "events":  # -> {row: events}
             ev: dict[int, tuple] = {}
             for rows, _, r in parts:
-                ev.update({i: tuple(e) for i, e in zip(rows, r.events or [()] * len(rows), strict=True) if e})
+                ev.update({i: tuple(e) for i, e in zip(rows.tolist(), r.events or [()] * len(rows), strict=True) if e})
             merged[f.name] = ev
         elif isinstance(v0, np.ndarray):  # each shape's rows into their places in the chunk
             a = np.empty((n, *v0.shape[1:]), dtype=v0.dtype)

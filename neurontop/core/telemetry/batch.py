@@ -101,6 +101,25 @@ class Batch:
         return Batch(**out)
 
 
+def concat(batches: list[Batch]) -> Batch:
+    """Batches of one layout as one, in order."""
+    if len(batches) == 1:
+        return batches[0]
+    first = batches[0]
+    out: dict[str, Any] = {}
+    for k, v in first.__dict__.items():
+        if isinstance(v, np.ndarray):
+            out[k] = np.concatenate([getattr(b, k) for b in batches])
+        elif k == "events":
+            starts = np.cumsum([0, *(len(b) for b in batches)]).tolist()
+            out[k] = {a + i: e for a, b in zip(starts, batches, strict=False) for i, e in b.events.items()}
+        elif k == "extra":
+            out[k] = {name: np.concatenate([b.extra[name] for b in batches]) for name in v}
+        else:
+            out[k] = v
+    return Batch(**out)
+
+
 def layout_of(s: Sample) -> Layout:
     return Layout(
         s.n_cores, s.cores_per_device, s.n_devices, s.hbm_capacity, s.hbm_bw, s.core_peak_flops, s.link_pairs,
