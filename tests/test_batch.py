@@ -397,3 +397,30 @@ def test_plain_reports_without_periods_advance_a_second_each() -> None:
     want = by_reports(out)
     assert np.array_equal(np.concatenate([b.time_s for b in want]), np.arange(1.0, 13.0))
     assert_same(by_columns(out, parts=2), want)
+
+
+def test_later_chunks_of_a_shape_replay_its_column_requests(monkeypatch) -> None:
+    """From the third chunk of a shape (and kinds) on, the reader replays the requests the second
+    recorded instead of looking paths up; what it reads must not change. Chunks alternate between
+    two kinds lists (period 1 vs 1.0), so each has its own script."""
+    lines = make_reports("trn1.2xlarge", "input_bound", 120)
+    mixed = [x.replace(b'"period_s":1.0', b'"period_s":1') if (k // 20) % 2 == 0 else x for k, x in enumerate(lines)]
+    replayed = []
+    init = CR._Cols.__init__
+
+    def spy(self, *a, **kw) -> None:
+        init(self, *a, **kw)
+        replayed.append(self.script is not None)
+
+    monkeypatch.setattr(CR._Cols, "__init__", spy)
+    CR._SHAPES.clear()
+    assert_same(by_columns(mixed, parts=6), by_reports(mixed))
+    assert sum(replayed) >= 2, replayed
+
+
+def test_concat_of_a_batchs_pieces_is_the_batch() -> None:
+    b = by_reports(make_reports("trn1.2xlarge", "healthy", 30))[0]
+    b.events = {3: ({"type": "scenario"},), 25: ({"type": "x"},)}
+    whole = B.concat([b.rows(0, 10), b.rows(10, 11), b.rows(11, 30)])
+    assert_same([whole], [b])
+    assert whole.events == b.events
