@@ -22,6 +22,8 @@ def bin_path(name: str) -> str:
 class Results:
     def __init__(self, quick: bool) -> None:
         self.quick = quick
+        self.baseline: str | None = None  # (the export section's options: see __main__)
+        self.burner = False
         self.figures: list[dict] = []
         self.notes: list[str] = []
 
