@@ -36,3 +36,11 @@ def test_quick_benchmark_run(tmp_path) -> None:
     lat = next(f for f in data["figures"] if f["name"].startswith("end-to-end latency p50"))
     assert 0 <= lat["median"] < 5000  # a timestamp from the future would be a clock bug
     assert "| section | figure |" in r.stdout
+
+
+def test_baseline_must_be_a_source_tree(tmp_path) -> None:
+    r = subprocess.run([sys.executable, "-m", "benchmarks", "--only", "export", "--baseline", str(tmp_path)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert f"--baseline {tmp_path}: not a neuron-top source tree" in r.stderr
+    assert "Traceback" not in r.stderr
