@@ -530,3 +530,29 @@ async def test_a_short_grid_leaves_its_rows_to_the_hint_so_its_action_is_on_scre
         # its 8 wrapped lines and border: more than 40 % of the screen, the rows the 4-row grid leaves
         assert hints.region.height == 10, hints.region
         assert app.grid.display and app.screen.region.contains_region(hints.region)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (200, 60)])
+async def test_hints_that_do_not_fit_are_named_on_a_last_line_not_cut_off(size) -> None:
+    import dataclasses
+
+    samples = decoded(make_reports("trn1.32xlarge", "input_bound", 15, seed=7))
+    app = make_app()
+    async with app.run_test(size=size) as pilot:
+        await feed(app, pilot, samples)
+        hp = app.query_one(HintsPane)
+        assert hp.hints
+        h = hp.hints[0]
+        many = [dataclasses.replace(h, cause=f"c{k}", title=f"cause number {k}") for k in range(5)]
+        hp.set_hints(many, 30.0, 70.0, {"input_pipeline": 25.0})
+        await pilot.pause()
+        lines = hp.render().plain.splitlines()
+        # every line on screen, inside the border, within the rows the layout gives the pane
+        assert len(hp._lines) == hp.region.height - 2 <= hp.room == app._hints_max - 2
+        assert app.screen.region.contains_region(hp.region)
+        assert lines[-1].startswith("+") and "more: " in lines[-1]
+        shown = [k for k in range(5) if f"cause number {k}" in "\n".join(lines[:-1])]
+        assert shown == list(range(len(shown))) and shown  # whole hints first, in order
+        hidden = int(lines[-1][1:].split()[0])
+        assert hidden == 5 - len(shown)
+        assert sum(line.lstrip().startswith("→") for line in lines) == len(shown)  # each shown hint's action

@@ -252,7 +252,11 @@ class NeuronTopApp(App):
         hints_max = max(3, min(11, max(int(sh * 0.4), sh - bars - grid)))
         if hints_max != self._hints_max:
             self._hints_max = hints_max
-            self.query_one(HintsPane).styles.max_height = hints_max  # (a body resize calls this again)
+            hp = self.query_one(HintsPane)
+            hp.styles.max_height = hints_max  # (a body resize calls this again)
+            hp.room = hints_max - hp.styles.gutter.height
+            if hp.hints:
+                hp.update_content()
         view = self.view
         if view is None and w >= TWO_COLUMNS:  # (narrow, the grid stays: the hint names the pane's key)
             view = next((p for p in (self._pane_of(hint.pane) for hint in self.hints) if p), None)

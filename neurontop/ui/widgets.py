@@ -373,7 +373,8 @@ class InterconnectPane(Pane):
 
 
 class HintsPane(Pane):
-    FAST_FRAME = False  # it scrolls when the hints outgrow it; it rarely changes anyway
+    FAST_FRAME = False  # it rarely changes
+    room = 9  # content rows the layout gives the pane (app.relayout: its max height less the border)
 
     def __init__(self, **kw) -> None:
         super().__init__(**kw)
@@ -390,7 +391,7 @@ class HintsPane(Pane):
         below = not hints and util < threshold
         lost_key = tuple((c, round(v)) for c, v in (lost or {}).items()) if hints else ()
         key = (tuple(hints), threshold, util >= threshold, round(util, 1) if below else None, lost_key,
-               self.content_region.width)
+               self.content_region.width, self.room)
         if key == self._key and self._lines:
             return
         self.hints, self.util, self.threshold, self.lost = hints, util, threshold, dict(lost or {})
@@ -411,18 +412,49 @@ class HintsPane(Pane):
                             style="green")
             return Text(f"… utilisation {self.util:.1f} % < {self.threshold:.0f} % (confirming for a few seconds)",
                         style="yellow")
-        out = Text()
+        # Whole hints while they fit the pane's rows (the first always), then one line naming the
+        # rest: a hint is never cut off below the pane's edge unseen. The time-loss line goes
+        # first when even one hint does not fit with it.
+        width = max(1, self.content_region.width)
+        head = Text()
         if self.lost and any(h.kind == "bottleneck" for h in self.hints):
             total = sum(self.lost.values())
             parts = " · ".join(f"{c.replace('_', ' ')} {v:.0f}" for c, v in self.lost.items())
-            out.append(f"of the {total:.0f} % lost: {parts}\n", style="dim")
-        for k, h in enumerate(self.hints[:3]):
-            if k:
-                out.append("\n")
-            sev = {"critical": "bold red", "warning": "bold yellow", "info": "cyan"}[h.severity]
-            out.append("● ", style=sev)
-            out.append(h.title, style="bold")
-            out.append(f"  [{h.kind}, {h.severity}, confidence {h.confidence:.0%}]", style="dim")
-            out.append("\n  " + " · ".join(e.text() for e in h.evidence[:4]), style="")
-            out.append("\n  → " + h.action, style="italic")
+            head.append(f"of the {total:.0f} % lost: {parts}", style="dim")
+        out, rows = self._fill(head, width)
+        if rows > self.room and head:
+            out, rows = self._fill(Text(), width)
         return out
+
+    def _fill(self, head: Text, width: int) -> tuple[Text, int]:
+        out, shown = head, 0
+        for k, h in enumerate(self.hints):
+            trial = out.copy()
+            if trial:
+                trial.append("\n")
+            trial.append_text(_hint_text(h))
+            if k and self._rows(trial, width) + (1 if k + 1 < len(self.hints) else 0) > self.room:
+                break
+            out, shown = trial, k + 1
+        rest = self.hints[shown:]
+        if rest:
+            more = Text(f"+{len(rest)} more: " + " · ".join(h.title for h in rest) + " (`diagnose` lists every hint)",
+                        style="dim")
+            more.truncate(width, overflow="ellipsis")
+            out.append("\n")
+            out.append_text(more)
+        return out, self._rows(out, width)
+
+    def _rows(self, text: Text, width: int) -> int:
+        return len(text.wrap(self.app.console, width))
+
+
+def _hint_text(h: Hint) -> Text:
+    sev = {"critical": "bold red", "warning": "bold yellow", "info": "cyan"}[h.severity]
+    out = Text()
+    out.append("● ", style=sev)
+    out.append(h.title, style="bold")
+    out.append(f"  [{h.kind}, {h.severity}, confidence {h.confidence:.0%}]", style="dim")
+    out.append("\n  " + " · ".join(e.text() for e in h.evidence[:4]), style="")
+    out.append("\n  → " + h.action, style="italic")
+    return out
