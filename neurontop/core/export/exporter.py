@@ -217,7 +217,9 @@ class Exporter:
         ts = b.timestamp.copy()
         if self.start_unix is not None:
             ts = np.where(np.isnan(ts), self.start_unix + rel, ts)
-        rel, ts, step, vals = rel[keep], ts[keep], b.step[keep], vals[keep]
+        step = b.step
+        if not keep.all():  # (no copies of the figure matrix without --from/--to)
+            rel, ts, step, vals = rel[keep], ts[keep], step[keep], vals[keep]
         if self.every:
             self._binned(rel, ts, step, vals)
         else:
@@ -265,7 +267,7 @@ class Exporter:
         if not self._out:
             return
         assert self.cols is not None
-        rel, ts, step, vals = (np.concatenate(x) for x in zip(*self._out, strict=True))
+        rel, ts, step, vals = (x[0] if len(x) == 1 else np.concatenate(x) for x in zip(*self._out, strict=True))
         self._out, self._out_rows = [], 0
         self.rows += len(rel)
         ms = pl.Series(np.where(np.isfinite(ts), np.rint(ts * 1000.0), np.nan), nan_to_null=True)
