@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 
@@ -49,22 +48,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="a short smoke run (used as a test)")
     ap.add_argument("--only", help=f"comma-separated sections: {', '.join(SECTIONS)}")
     ap.add_argument("--out", help="write the JSON results here")
-    ap.add_argument("--baseline", metavar="DIR",
-                    help="export: another neuron-top source tree (e.g. `git worktree add /tmp/before COMMIT`); "
-                         "its CSV export of the hour alternates with this one's, 7 runs each")
     ap.add_argument("--burner", action="store_true", help="export: a busy loop on one CPU while the exports run")
     args = ap.parse_args(argv)
-    if args.baseline and not os.path.isfile(os.path.join(args.baseline, "neurontop", "cli.py")):
-        print(f"benchmarks: --baseline {args.baseline}: not a neuron-top source tree (no neurontop/cli.py)",
-              file=sys.stderr)
-        return 2
     only = [s.strip() for s in args.only.split(",")] if args.only else list(SECTIONS)
     bad = [s for s in only if s not in SECTIONS]
     if bad:
         print(f"benchmarks: unknown section(s) {', '.join(bad)}; choose from {', '.join(SECTIONS)}", file=sys.stderr)
         return 2
     res = Results(quick=args.quick)
-    res.baseline, res.burner = args.baseline, args.burner
+    res.burner = args.burner
     _compile_installed()
     t0 = time.monotonic()
     for name in only:

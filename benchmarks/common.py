@@ -22,8 +22,7 @@ def bin_path(name: str) -> str:
 class Results:
     def __init__(self, quick: bool) -> None:
         self.quick = quick
-        self.baseline: str | None = None  # (the export section's options: see __main__)
-        self.burner = False
+        self.burner = False  # (the export section's option: see __main__)
         self.figures: list[dict] = []
         self.notes: list[str] = []
 

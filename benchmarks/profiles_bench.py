@@ -7,11 +7,12 @@ import importlib
 import os
 import random
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from devicesim.engine import FIXED_EPOCH, Engine, SimConfig, encode
@@ -55,13 +56,13 @@ print(os.waitstatus_to_exitcode(status), os.times().elapsed - t0, ru.ru_maxrss)
 """
 
 
-def _run_measured(args: list[str], env: dict | None = None, cwd: str | None = None) -> tuple[float, float]:
+def _run_measured(args: list[str]) -> tuple[float, float]:
     """(wall seconds, peak RSS MiB) of a command, from wait4's rusage.
 
     A small launcher forks it: a child forked straight from this (large) process would report
     this process's memory as its own peak (Linux keeps the pre-exec high-water mark).
     """
-    out = subprocess.run([sys.executable, "-c", _LAUNCH, *args], capture_output=True, text=True, env=env, cwd=cwd)
+    out = subprocess.run([sys.executable, "-c", _LAUNCH, *args], capture_output=True, text=True)
     code, wall, rss_kib = out.stdout.split()
     if int(code) != 0:
         raise RuntimeError(f"{args[:3]} exited {code}: {out.stderr.strip()[-300:]}")
@@ -214,49 +215,23 @@ def _parquet(res: Results, path: str, out: str, table) -> None:
         res.add("profiles", "polars write_parquet of the same table (zstd)", [time.perf_counter() - t0], "s")
 
 
+@contextmanager
+def burner(on: bool) -> Iterator[None]:
+    """A busy loop on one CPU for the block (`--burner`: the export under load)."""
+    proc = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if on else None
+    try:
+        yield
+    finally:
+        if proc is not None:
+            proc.kill()
+            proc.wait()
+
+
 def export_only(res: Results) -> None:
-    with tempfile.TemporaryDirectory(prefix="nt-export-bench-") as tmp:
-        burner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if res.burner else None
-        try:
-            if burner is not None:
-                res.note("a busy loop ran on one CPU during this section (--burner)")
-            export_bench(res, tmp)
-        finally:
-            if burner is not None:
-                burner.kill()
-                burner.wait()
-
-
-def _against_baseline(res: Results, path: str, out: str) -> None:
-    """This tree's CSV export of the hour and the baseline tree's, alternating (7 runs each): the
-    baseline's modules compiled first, as an installed copy would be (under PYTHONDONTWRITEBYTECODE
-    an uncompiled tree pays for compiling every module in every run)."""
-    import compileall
-
-    assert res.baseline is not None
-    base_dir = os.path.abspath(res.baseline)
-    compileall.compile_dir(os.path.join(base_dir, "neurontop"), quiet=1)
-    env = {**os.environ, "PYTHONPATH": base_dir}
-    # (`python -m` puts the working directory first on the path: run it from the baseline's folder)
-    where = subprocess.run([sys.executable, "-c", "import neurontop; print(neurontop.__file__)"], env=env,
-                           cwd=base_dir, capture_output=True, text=True).stdout.strip()
-    if not where.startswith(base_dir + os.sep):
-        raise RuntimeError(f"--baseline {base_dir}: python imports neurontop from {where}, not from there")
-    args = ["export", path, "-o", out, "--fields", "all"]
-    this, base, this_rss, base_rss = [], [], [], []
-    for _ in range(7):
-        w, r = _run_measured([bin_path("neuron-top"), *args])
-        this.append(w)
-        this_rss.append(r)
-        w, r = _run_measured([sys.executable, "-m", "neurontop", *args], env=env, cwd=base_dir)
-        base.append(w)
-        base_rss.append(r)
-    res.add("profiles", "export to CSV, this tree, alternating with the baseline", this, "s")
-    res.add("profiles", f"export to CSV, baseline ({res.baseline})", base, "s")
-    res.add("profiles", "export to CSV, this tree / baseline (medians)",
-            [statistics.median(this) / statistics.median(base)], "x", target="<= 1")
-    res.add("profiles", "export to CSV peak RSS, this tree", this_rss, "MiB")
-    res.add("profiles", "export to CSV peak RSS, baseline", base_rss, "MiB")
+    with tempfile.TemporaryDirectory(prefix="nt-export-bench-") as tmp, burner(res.burner):
+        if res.burner:
+            res.note("a busy loop ran on one CPU during this section (--burner)")
+        export_bench(res, tmp)
 
 
 def export_bench(res: Results, tmp: str) -> None:
@@ -271,8 +246,6 @@ def export_bench(res: Results, tmp: str) -> None:
         walls.append(w)
         rss.append(r)
     size = os.path.getsize(out)
-    if res.baseline and not res.quick:
-        _against_baseline(res, path, out[:-4] + "-base.csv")
     with open(out) as f:
         header = f.readline().count(",") + 1
     res.add("profiles", f"export {n} samples at 0.1 s to CSV, --fields all ({header} columns, {size / 1e6:.0f} MB), "

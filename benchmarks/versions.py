@@ -2,8 +2,9 @@
 
 For a change that must not cost speed (a refactor): the live view's CPU at a 1 s and a 0.5 s
 refresh (trn1.32xlarge, three 20 s windows each, the median) and the export of one hour at 0.1 s
-(36,000 samples, --fields all, three runs, the median), each for the `--before` install and this
-one, alternating, with btop's CPU and pyarrow's write time of the same table measured in the same
+(36,000 samples, --fields all, `--runs` each, the median, the two installs' runs alternating;
+`--only-export` for the export alone, `--burner` for it under load), each for the `--before`
+install and this one, with btop's CPU and pyarrow's write time of the same table measured in the same
 run. Prints each figure and its ratio to the peer, and the after/before change.
 """
 
@@ -11,12 +12,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 
 from .common import start_sim, stop
 from .monitors import _ensure_debian, _home_with_configs, _measure_window
-from .profiles_bench import _ensure, _run_measured, make_profile, pyarrow_writes
+from .profiles_bench import _ensure, _run_measured, burner, make_profile, pyarrow_writes
 
 
 def _live(bin_dir: str, sock: str, refresh: float) -> float:
@@ -28,22 +30,33 @@ def _live(bin_dir: str, sock: str, refresh: float) -> float:
     return float("nan") if m is None else m["cpu_pct"]
 
 
-def _export(bin_dir: str, path: str, out: str) -> float:
-    walls = sorted(_run_measured([f"{bin_dir}/neuron-top", "export", path, "-o", out, "--fields", "all"])[0]
-                   for _ in range(3))
-    return walls[1]
+def _exports(before: str, after: str, path: str, out: str, runs: int) -> dict[str, list[tuple[float, float]]]:
+    """(wall s, peak RSS MiB) of each install's CSV export of the profile, the two alternating."""
+    got: dict[str, list[tuple[float, float]]] = {before: [], after: []}
+    for _ in range(runs):
+        for bin_dir in (before, after):
+            got[bin_dir].append(_run_measured([f"{bin_dir}/neuron-top", "export", path, "-o", out, "--fields", "all"]))
+    return got
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.versions")
     ap.add_argument("--before", required=True, help="the bin folder of the install to compare with")
     ap.add_argument("--after", default=os.path.dirname(sys.executable), help="default: this venv's bin folder")
+    ap.add_argument("--only-export", action="store_true", help="the export alone (not the live view)")
+    ap.add_argument("--runs", type=int, default=3, help="exports per install, alternating (default 3)")
+    ap.add_argument("--burner", action="store_true", help="a busy loop on one CPU while the exports run")
     args = ap.parse_args(argv)
+    for name in ("before", "after"):
+        if not os.access(os.path.join(getattr(args, name), "neuron-top"), os.X_OK):
+            print(f"benchmarks.versions: --{name} {getattr(args, name)}: no neuron-top program in that folder",
+                  file=sys.stderr)
+            return 2
     rows: list[tuple[str, float, float, str]] = []
     tmp = tempfile.mkdtemp(prefix="ntbench-versions-")
     sock = os.path.join(tmp, "sim.sock")
-    btop = _ensure_debian("btop")
-    for refresh in (1.0, 0.5):
+    btop = _ensure_debian("btop") if not args.only_export else None
+    for refresh in () if args.only_export else (1.0, 0.5):
         before = _live(args.before, sock, refresh)
         after = _live(args.after, sock, refresh)
         peer = float("nan")
@@ -55,8 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     path = os.path.join(tmp, "hour.ntprof")
     make_profile(path, "trn1.32xlarge", 0.1, 36000, seed=3)
     out = os.path.join(tmp, "hour.csv")
-    before = _export(args.before, path, out)
-    after = _export(args.after, path, out)
+    with burner(args.burner):
+        got = _exports(args.before, args.after, path, out, args.runs)
+    before = statistics.median(w for w, _ in got[args.before])
+    after = statistics.median(w for w, _ in got[args.after])
     t_pa = float("nan")
     pa = _ensure("pyarrow", install=True)
     if pa is not None:
@@ -65,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         t_pa = sorted(pyarrow_writes(pacsv.read_csv(out), out + ".pa"))[1]
     rows.append(("export of the hour (s)", before, after, f"pyarrow {t_pa:.3f}"))
     rows.append(("  / pyarrow", before / t_pa, after / t_pa, ""))
+    rows.append(("export peak RSS (MiB)", max(r for _, r in got[args.before]), max(r for _, r in got[args.after]), ""))
     print("| figure | before | after | after / before | peer |\n|---|---|---|---|---|")
     for name, b, a, peer in rows:
         print(f"| {name} | {b:.3f} | {a:.3f} | {a / b:.3f} | {peer} |")

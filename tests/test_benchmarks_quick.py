@@ -38,9 +38,9 @@ def test_quick_benchmark_run(tmp_path) -> None:
     assert "| section | figure |" in r.stdout
 
 
-def test_baseline_must_be_a_source_tree(tmp_path) -> None:
-    r = subprocess.run([sys.executable, "-m", "benchmarks", "--only", "export", "--baseline", str(tmp_path)],
+def test_versions_before_must_be_an_install(tmp_path) -> None:
+    r = subprocess.run([sys.executable, "-m", "benchmarks.versions", "--before", str(tmp_path), "--only-export"],
                        cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2
-    assert f"--baseline {tmp_path}: not a neuron-top source tree" in r.stderr
+    assert f"--before {tmp_path}: no neuron-top program in that folder" in r.stderr
     assert "Traceback" not in r.stderr
