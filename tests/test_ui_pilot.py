@@ -556,3 +556,14 @@ async def test_hints_that_do_not_fit_are_named_on_a_last_line_not_cut_off(size) 
         hidden = int(lines[-1][1:].split()[0])
         assert hidden == 5 - len(shown)
         assert sum(line.lstrip().startswith("→") for line in lines) == len(shown)  # each shown hint's action
+
+
+async def test_a_long_source_label_keeps_its_end_in_the_header() -> None:
+    """A cluster's node view: the socket's name tells the nodes apart, so a long path loses its middle."""
+    label = "socket /tmp/pytest-of-root/pytest-145/test_cluster_view_finds_the_sl0/cl/node-05.sock"
+    app = make_app(source_label=label)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await feed(app, pilot, decoded(make_reports("trn1.32xlarge", "healthy", 3)))
+        first = app.query_one("#header").render().plain.splitlines()[0]
+        assert first.endswith("/cl/node-05.sock") and "socket …" in first, first
+        assert len(first) <= 120

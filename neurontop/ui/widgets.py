@@ -63,7 +63,7 @@ class HeaderBar(Pane):
             dev = s.device_type or "neuron device"
             t.append(f" {s.instance_type or 'unknown instance'} · {s.n_devices}x {dev}"
                      f" ({s.n_cores} cores{', NC-' + s.core_version if s.core_version else ''})")
-        t.append(f" · {self.source}", style="dim")
+        t.append(f" · {_elide_middle(self.source, self.size.width - t.cell_len - 3)}", style="dim")
         line1, t = t, Text(no_wrap=True, overflow="ellipsis")
         tr = s.training if s else None
         if tr is not None:
@@ -82,6 +82,16 @@ class HeaderBar(Pane):
         if self.show_self:
             t.append(f"   self CPU {self.self_cpu:.1f}% RSS {self.self_rss / 2**20:.0f} MiB", style="dim")
         return Text("\n", no_wrap=True, overflow="ellipsis").join([line1, t])
+
+
+def _elide_middle(label: str, room: int) -> str:
+    """A source label cut in its middle, not at its end: a socket's or file's name is what tells
+    nodes and runs apart ("socket …/cl/node-05.sock")."""
+    if len(label) <= room or room <= 0:
+        return label
+    kind, _, rest = label.partition(" ")
+    keep = room - len(kind) - 2
+    return f"{kind} …{rest[-keep:]}" if keep > 8 else label
 
 
 class CoreGrid(Pane):
