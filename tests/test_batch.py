@@ -205,6 +205,53 @@ def test_json_lines_chunks_between_columnar_ones() -> None:
     assert_same(list(CR.iter_profile(_FakeProfile(chunks))), by_reports(lines))
 
 
+def test_columns_decoded_ahead_are_used_and_change_nothing(monkeypatch) -> None:
+    """The worker thread decodes the chunks after the first of a shape; the reader uses what it
+    decoded, and the batches are the ones it makes decoding every chunk itself, or report by report."""
+    import threading
+
+    lines = make_reports("trn1.2xlarge", "straggler", 60, period=0.5)
+
+    def chunks():
+        return [colcodec.decode_lazy(colcodec.encode(lines[a:a + 10])) for a in range(0, 60, 10)]
+
+    ready, by_reader = [], []
+    group_raw, columns = CR._group_raw, colcodec.LazyGroup.columns
+    monkeypatch.setattr(CR, "_group_raw", lambda lg: (ready.append(lg.ahead is not None), group_raw(lg))[1])
+
+    def counted(lg, cols):
+        by_reader.append(threading.current_thread() is threading.main_thread())
+        return columns(lg, cols)
+
+    monkeypatch.setattr(colcodec.LazyGroup, "columns", counted)
+    monkeypatch.setattr(CR, "_SHAPES", {})  # (shapes another test read would be known from the start)
+    ahead = list(CR.iter_profile(_FakeProfile(chunks())))
+    # the chunks read before the first was derived (the shapes unknown yet) are decoded by the reader
+    first = sum(len(c.groups) for c in chunks()[:CR._AHEAD + 1])
+    assert ready == [False] * first + [True] * (len(ready) - first) and len(ready) > first
+    reader_ahead = sum(by_reader)
+    ready.clear()
+    by_reader.clear()
+    monkeypatch.setattr(CR, "_prefetch", lambda chunk: None)
+    monkeypatch.setattr(CR, "_SHAPES", {})
+    itself = list(CR.iter_profile(_FakeProfile(chunks())))
+    assert not any(ready)
+    assert sum(by_reader) == reader_ahead + (len(ready) - first)  # the decoded-ahead groups: none by the reader
+    assert_same(ahead, itself)
+    assert_same(ahead, by_reports(lines))
+
+
+def test_a_chunk_the_worker_cannot_decode_is_reported_by_the_reader(monkeypatch) -> None:
+    from neurontop.core.store.profile import ProfileError
+
+    lines = make_reports("trn1.2xlarge", "healthy", 40)
+    chunks = [colcodec.decode_lazy(colcodec.encode(lines[a:a + 10])) for a in range(0, 40, 10)]
+    bad = chunks[3].groups[0]
+    bad.body = bad.body[:10]  # its columns' bytes cut short: numpy cannot read them
+    with pytest.raises(ProfileError, match="the chunk from sample 30 is corrupt"):
+        list(CR.iter_profile(_FakeProfile(chunks)))
+
+
 @pytest.mark.parametrize("scenario", ["straggler", "input_bound", "comm_bound", "hbm_pressure", "idle_cores"])
 def test_batch_hints_equal_the_live_monitor(scenario: str) -> None:
     lines = make_reports("trn1.32xlarge", scenario, 80, period=0.5)

@@ -7,8 +7,10 @@ import io
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from neurontop.core.export.exporter import parse_fields
+from neurontop.core.export.exporter import Exporter, parse_fields
 from neurontop.core.export.writers import csv_exporter
 from neurontop.core.telemetry.sample import Decoder
 
@@ -139,3 +141,36 @@ def test_stdout_closing_early_is_quiet_but_a_pipe_of_our_own_is_an_error() -> No
     assert r.returncode == 2
     lines = r.stderr.decode().strip().splitlines()
     assert len(lines) == 1 and "pipe" in lines[0] and "Traceback" not in lines[0]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 3), st.lists(st.floats(-1e12, 1e12, allow_nan=False), min_size=1, max_size=50),
+       st.integers(-20_000, 20_000))
+def test_csv_decimal_cast_rounds_as_numpy_does(decimals: int, xs: list[float], tie: int) -> None:
+    """The CSV sink casts float columns to decimals without rounding them first (CsvSink.rounds):
+    the cast must give np.round's digits, ties (half to even) and near-ties included."""
+    import polars as pl
+
+    x = np.array([*xs, (tie + 0.5) / 10**decimals, *np.round(xs, decimals + 1)])
+    as_text = lambda v: pl.Series(v).cast(pl.Decimal(38, decimals)).cast(pl.String).to_list()  # noqa: E731
+    assert as_text(x) == as_text(np.round(x, decimals))
+
+
+def test_csv_with_and_without_the_exporters_rounding_is_the_same() -> None:
+    """The same rows exported by a sink that rounds its floats itself and by one that does not (means
+    over 3 s bins: integer columns with fractions to round too)."""
+    from neurontop.core.export.writers import CsvSink
+
+    lines = make_reports("trn1.2xlarge", "hbm_bound", 12)
+    plain = export_lines(lines, groups=parse_fields("all"), every_s=3.0)
+
+    class Unrounded(CsvSink):
+        rounds = False  # the exporter rounds every column first
+
+    out = io.StringIO()
+    ex = Exporter(Unrounded(out), parse_fields("all"), every_s=3.0)
+    d = Decoder()
+    for x in lines:
+        ex.add(d.decode(x))
+    ex.finish()
+    assert out.getvalue() == plain

@@ -32,6 +32,8 @@ class CsvSink:
     """Frames to CSV text on `out` (a binary file, or a text stream such as sys.stdout or StringIO),
     the header before the first frame."""
 
+    rounds = True  # its casts to decimals round each float column as np.round does (rint of x * 10^d)
+
     def __init__(self, out: IO) -> None:
         self.text = isinstance(out, io.TextIOBase)
         self.binary: IO[bytes] | None = getattr(out, "buffer", None) if self.text else out

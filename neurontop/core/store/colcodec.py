@@ -702,6 +702,7 @@ class LazyGroup:
             self._start[cols] = off + np.arange(len(cols)) * width * n
             off += len(cols) * width * n
         self._w = w
+        self.ahead: tuple | None = None  # what a reader decoded ahead on another thread (colread)
 
     def full(self) -> np.ndarray:
         return _unpredict(self._residuals(np.arange(len(self._w)), self.n), self.g.spec)

@@ -6,16 +6,19 @@ sample.Decoder's, applied to whole columns, and both share the decoder's counter
 this cannot read (an unexpected shape, a JSON-lines chunk) is decoded report by report and stacked
 (batch.from_samples) with the same result, only slower. tests/test_batch.py checks that both agree.
 
-(About 440 lines: it mirrors sample.Decoder rule for rule, column-wise; the two halves, reading a
-shape's columns and deriving rates from them, share the shape's bookkeeping. It exists for speed:
-the benchmark hour (36,000 trn1.32xlarge reports) becomes batches in 1.0 s this way and in 32 s
-report by report, on the 2-vCPU VM, 2026-12-02.)
+(About 500 lines: it mirrors sample.Decoder rule for rule, column-wise; the two halves, reading a
+shape's columns and deriving rates from them, share the shape's bookkeeping; a worker thread
+decodes the next chunks' columns. It exists for speed: the benchmark hour (36,000 trn1.32xlarge
+reports) becomes batches in 1.0 s this way and in 32 s report by report, on the 2-vCPU VM,
+2026-12-02; 0.6 s with the worker thread, 2026-12-06.)
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,14 +44,14 @@ class _Cols:
     chunk; most of what the reader spent outside numpy)."""
 
     def __init__(self, g, xt: colcodec._Texts, index: dict[tuple, int], n: int, mat: np.ndarray,
-                 cols: np.ndarray, pos: dict[int, int], script: list | None = None) -> None:
+                 cols: np.ndarray, pos: dict[int, int], script: list | None = None,
+                 fmat: np.ndarray | None = None) -> None:
         self.g, self.xt, self.index, self.n, self.mat, self.pos = g, xt, index, n, mat, pos
         self.used: set[int] = set()
         self.script, self.k = script, 0  # a script to replay, or None: record one in `rec`
         self.rec: list[tuple] = []
-        # every column as the double its text parses to, in one division (correctly rounded, as
-        # float() of the text is); text columns ('x') are parsed cell by cell when asked
-        self.fmat = mat / 10.0 ** colcodec.decimals_of(g.kinds)[cols]
+        # every column as a double (text columns, 'x', are parsed cell by cell when asked)
+        self.fmat = _floats(mat, g.kinds, cols) if fmat is None else fmat
 
     def _op(self, make) -> tuple:
         if self.script is not None:
@@ -108,6 +111,12 @@ class _Cols:
         return self._run(self._op(lambda: self._many([self._iop(p, 0) for p in paths], "i", np.int64)))
 
 
+def _floats(mat: np.ndarray, kinds: list[str], cols: np.ndarray) -> np.ndarray:
+    """Columns `cols` of a group as the doubles their text parses to, in one division (correctly
+    rounded, as float() of the text is)."""
+    return mat / 10.0 ** colcodec.decimals_of(kinds)[cols]
+
+
 @dataclass
 class _Shape:
     """What a report shape tells once: its first report (layout, validation), the path of each
@@ -127,16 +136,40 @@ class _Shape:
 _SHAPES: dict[tuple, _Shape] = {}
 
 
-def _shape(lg: colcodec.LazyGroup) -> _Shape:
-    g = lg.g
-    real, nonreal, joined = colcodec.derived(g.lits, "shape", lambda lits: (
+def _key(lg: colcodec.LazyGroup) -> tuple[tuple, list[bool]]:
+    """The shape's key: the text between the numbers, and the (constant) text inside strings; a
+    column's kind (integer, decimals) may differ from chunk to chunk and is read per chunk."""
+    real, nonreal, joined = colcodec.derived(lg.g.lits, "shape", lambda lits: (
         (r := colcodec._real(lits)), [j for j, x in enumerate(r) if not x], b"\x00".join(lits)))
     for j in nonreal:
         if not lg.xt.constant(j):
             raise Unsupported("text inside strings changes within the shape")
-    # the structure: the text between the numbers, and the (constant) text inside strings; a
-    # column's kind (integer, decimals) may differ from chunk to chunk and is read per chunk
-    key = (joined, tuple(lg.xt.cell(j, 0) for j in nonreal), tuple(f.path for f in path_fields()))
+    return (joined, tuple(lg.xt.cell(j, 0) for j in nonreal), tuple(f.path for f in path_fields())), real
+
+
+def _needed(needed: list[int]) -> tuple[np.ndarray, dict[int, int]]:
+    """A shape's needed columns as an array, and each one's place among them."""
+    return colcodec.derived(needed, "pos", lambda need: (
+        np.asarray(need, dtype=np.int64), {j: i for i, j in enumerate(need)}))
+
+
+def _prefetch(chunk: colcodec.LazyChunk) -> None:
+    """On a worker thread: the columns (and their doubles) that a chunk's known shapes need, for
+    _group_raw. numpy releases the GIL for most of this, so it runs beside the reader's own work.
+    A chunk it cannot decode is left to the reader, which says what is wrong with it."""
+    for lg in chunk.groups:
+        try:
+            sh = _SHAPES.get(_key(lg)[0])
+            if sh is not None and sh.needed is not None and not sh.events:
+                mat = lg.columns(sh.needed)
+                lg.ahead = (sh.needed, mat, _floats(mat, lg.g.kinds, _needed(sh.needed)[0]))
+        except Exception:  # noqa: BLE001, S112 - the reader decodes the group itself, and reports
+            continue
+
+
+def _shape(lg: colcodec.LazyGroup) -> _Shape:
+    g = lg.g
+    key, real = _key(lg)
     sh = _SHAPES.get(key)
     if sh is not None and sh.needed is not None:
         return sh  # the caller checks the hardware figures against the shape's (_group_raw)
@@ -216,14 +249,15 @@ def _group_raw(lg: colcodec.LazyGroup) -> tuple[Sample, _Raw]:
     """One shape's rows: its first report decoded as a Sample (the layout) and the raw per-row figures
     (counters, not yet rates), following Decoder.from_report."""
     sh = _shape(lg)
+    ahead = None
     if sh.needed is None or sh.events:
         mat = lg.full()
         cols = np.arange(mat.shape[1])
         pos = {j: j for j in range(mat.shape[1])}
     else:
-        mat = lg.columns(sh.needed)
-        cols, pos = colcodec.derived(sh.needed, "pos", lambda need: (
-            np.asarray(need, dtype=np.int64), {j: i for i, j in enumerate(need)}))
+        ahead = lg.ahead if lg.ahead is not None and lg.ahead[0] is sh.needed else None
+        mat = ahead[1] if ahead is not None else lg.columns(sh.needed)
+        cols, pos = _needed(sh.needed)
         if (mat[0, [pos[j] for j in sh.layout_cols]] != sh.layout_vals).any():
             _SHAPES.pop(sh.key, None)  # same text, other hardware figures: read this shape afresh
             return _group_raw(lg)
@@ -233,7 +267,8 @@ def _group_raw(lg: colcodec.LazyGroup) -> tuple[Sample, _Raw]:
     g, xt, fl, doc, s0 = lg.g, lg.xt, lg.fl, sh.doc, sh.s0
     # a chunk of a known shape (and kinds) replays the requests its first such chunk recorded
     hit = sh.scripts.get(id(g.kinds)) if sh.needed is not None and not sh.events else None
-    c = _Cols(g, xt, sh.index, lg.n, mat, cols, pos, hit[1] if hit is not None and hit[0] is g.kinds else None)
+    c = _Cols(g, xt, sh.index, lg.n, mat, cols, pos, hit[1] if hit is not None and hit[0] is g.kinds else None,
+              ahead[2] if ahead is not None else None)
     n, nc = lg.n, s0.n_cores
     util = np.zeros((n, nc))
     nm_flops: np.ndarray | None = None
@@ -493,7 +528,34 @@ def _derive(s0: Sample, raw: _Raw, n: int, dec: Decoder) -> Batch:
 
 
 def iter_profile(prof, skip_bad: bool = False, rows: int = 600, on_skip=None) -> Iterator[Batch]:
-    """A profile's samples as batches: columnar chunks read as columns, others report by report."""
+    """A profile's samples as batches: columnar chunks read as columns, others report by report.
+    A worker thread decodes the columns of the next chunks while this one derives the batches."""
+    chunks = prof.iter_chunks(lazy=True, on_bad=(on_skip or (lambda _msg: None)) if skip_bad else None)
+    with ThreadPoolExecutor(1, thread_name_prefix="profile-columns") as pool:
+        yield from _batches(prof, _ahead(chunks, pool), skip_bad, rows)
+
+
+_AHEAD = 2  # chunks decoded ahead (one alone left the reader waiting for it at times)
+
+
+def _ahead(chunks: Iterator[tuple[int, object]], pool: ThreadPoolExecutor) -> Iterator[tuple[int, object]]:
+    """The chunks in order, each once its columns are decoded on `pool` (_prefetch)."""
+    queue: deque = deque()
+    for first, chunk in chunks:
+        queue.append((first, chunk, pool.submit(_prefetch, chunk) if isinstance(chunk, colcodec.LazyChunk) else None))
+        if len(queue) > _AHEAD:
+            yield _ready(*queue.popleft())
+    while queue:
+        yield _ready(*queue.popleft())
+
+
+def _ready(first: int, chunk: object, fut: Future | None) -> tuple[int, object]:
+    if fut is not None:
+        fut.result()
+    return first, chunk
+
+
+def _batches(prof, chunks: Iterator[tuple[int, object]], skip_bad: bool, rows: int) -> Iterator[Batch]:
     from ..telemetry.sample import DecodeError
     from .profile import ProfileError
 
@@ -504,7 +566,7 @@ def iter_profile(prof, skip_bad: bool = False, rows: int = 600, on_skip=None) ->
         yield from from_samples(pending)
         pending.clear()
 
-    for first, chunk in prof.iter_chunks(lazy=True, on_bad=(on_skip or (lambda _msg: None)) if skip_bad else None):
+    for first, chunk in chunks:
         if isinstance(chunk, colcodec.LazyChunk):
             try:
                 b = from_chunk(chunk, dec)
@@ -517,6 +579,7 @@ def iter_profile(prof, skip_bad: bool = False, rows: int = 600, on_skip=None) ->
                 yield from flush()
                 yield b
                 continue
+        assert isinstance(chunk, list)
         for k, line in enumerate(chunk):
             try:
                 pending.append(dec.decode(line))
