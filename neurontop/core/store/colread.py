@@ -539,12 +539,15 @@ _AHEAD = 2  # chunks decoded ahead (one alone left the reader waiting for it at 
 
 
 def _ahead(chunks: Iterator[tuple[int, object]], pool: ThreadPoolExecutor) -> Iterator[tuple[int, object]]:
-    """The chunks in order, each once its columns are decoded on `pool` (_prefetch)."""
+    """The chunks in order, each once its columns are decoded on `pool` (_prefetch). The first goes
+    out at once: the reader learns the shapes from it, which the worker needs for the next ones."""
     queue: deque = deque()
+    ahead = 0
     for first, chunk in chunks:
         queue.append((first, chunk, pool.submit(_prefetch, chunk) if isinstance(chunk, colcodec.LazyChunk) else None))
-        if len(queue) > _AHEAD:
+        if len(queue) > ahead:
             yield _ready(*queue.popleft())
+            ahead = _AHEAD
     while queue:
         yield _ready(*queue.popleft())
 
