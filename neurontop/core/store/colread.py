@@ -256,6 +256,7 @@ def _group_raw(lg: colcodec.LazyGroup) -> tuple[Sample, _Raw]:
         pos = {j: j for j in range(mat.shape[1])}
     else:
         ahead = lg.ahead if lg.ahead is not None and lg.ahead[0] is sh.needed else None
+        lg.ahead = None  # (its arrays go with this call, not with the chunk)
         mat = ahead[1] if ahead is not None else lg.columns(sh.needed)
         cols, pos = _needed(sh.needed)
         if (mat[0, [pos[j] for j in sh.layout_cols]] != sh.layout_vals).any():
