@@ -98,7 +98,7 @@ def _knobs_for(cause: str, severe: bool, rng: np.random.Generator, base, preset)
 
 def sample_cases(n: int, seed: int = 0) -> list[Case]:
     rng = np.random.default_rng(seed)
-    cases = []
+    cases: list[Case] = []
     while len(cases) < n:
         preset_name, lnc = PRESETS[int(rng.integers(len(PRESETS)))]
         preset = get_preset(preset_name, lnc=lnc) if lnc else get_preset(preset_name)

@@ -7,6 +7,7 @@ import subprocess
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from devicesim.presets import get_preset
 from devicesim.timing import Knobs, step_model
@@ -20,7 +21,7 @@ CSV = ROOT.parent / "shared" / "reference" / "trn1-training-throughput.csv"
 
 # Public architecture figures. The GPT3-23B/46B shapes are not in the table; the layer counts here
 # are chosen so that 12 L d^2 matches the named size (an assumption, said in BENCHMARKS.md).
-ARCH = {
+ARCH: dict[str, dict[str, Any]] = {
     "Llama-3.1-8B": dict(layers=32, d_model=4096, heads=32, kv_heads=8, d_ff=14336, vocab=128256, gated_mlp=True),
     "Llama-3.1-70B": dict(layers=80, d_model=8192, heads=64, kv_heads=8, d_ff=28672, vocab=128256, gated_mlp=True),
     "Llama2-7B": dict(layers=32, d_model=4096, heads=32, kv_heads=32, d_ff=11008, vocab=32000, gated_mlp=True),

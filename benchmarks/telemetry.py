@@ -55,12 +55,15 @@ def scrape(res: Results) -> None:
         res.note("prometheus-client unavailable: scrape latency skipped")
         return
     from neurontop.core.session import Session
+    from neurontop.core.telemetry.sample import Sample
     from neurontop.core.telemetry.sources import Line
 
     eng = Engine(SimConfig(get_preset("trn2.48xlarge"), numerics=False, seed=1))
     session, c = Session(), NeuronCollector()
     for s in session.run(iter([Line(encode(eng.step_window())) for _ in range(15)])):
-        c.update(session.decoder.last_report, s, session.shown)
+        rep = session.decoder.last_report
+        if rep is not None and isinstance(s, Sample):  # (a source of lines only: no statuses)
+            c.update(rep, s, session.shown)
     reg = CollectorRegistry()
     reg.register(c)
     times = []

@@ -82,8 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     rows.append(("  / pyarrow", before / t_pa, after / t_pa, ""))
     rows.append(("export peak RSS (MiB)", max(r for _, r in got[args.before]), max(r for _, r in got[args.after]), ""))
     print("| figure | before | after | after / before | peer |\n|---|---|---|---|---|")
-    for name, b, a, peer in rows:
-        print(f"| {name} | {b:.3f} | {a:.3f} | {a / b:.3f} | {peer} |")
+    for name, b, a, note in rows:
+        print(f"| {name} | {b:.3f} | {a:.3f} | {a / b:.3f} | {note} |")
     return 0
 
 
