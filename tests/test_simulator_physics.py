@@ -39,6 +39,8 @@ def check_laws(eng: Engine, windows: int) -> None:
         assert (per_dev <= p.hbm_bytes).all(), "HBM used above capacity"
         for e in ext["cores"]["engines"].values():
             assert all(0 <= x <= 1 for x in e)
+        for lat in (rep["execution_stats"]["latency_stats"] or {}).values():  # percentiles never decrease
+            assert lat is None or list(lat.values()) == sorted(lat.values()), lat
         if prev is not None:
             dt = ext["time_s"] - prev[0]
             for k, v in cum.items():
