@@ -6,7 +6,7 @@ sample.Decoder's, applied to whole columns, and both share the decoder's counter
 this cannot read (an unexpected shape, a JSON-lines chunk) is decoded report by report and stacked
 (batch.from_samples) with the same result, only slower. tests/test_batch.py checks that both agree.
 
-(About 500 lines: it mirrors sample.Decoder rule for rule, column-wise; the two halves, reading a
+(About 600 lines: it mirrors sample.Decoder rule for rule, column-wise; the two halves, reading a
 shape's columns and deriving rates from them, share the shape's bookkeeping; a worker thread
 decodes the next chunks' columns. It exists for speed: the benchmark hour (36,000 trn1.32xlarge
 reports) becomes batches in 1.0 s this way and in 32 s report by report, on the 2-vCPU VM,
