@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from neurontop.core.export.exporter import Exporter, parse_fields
+from neurontop.core.export.exporter import Column, Exporter, parse_fields
 from neurontop.core.export.writers import csv_exporter
 from neurontop.core.telemetry.sample import Decoder
 
@@ -119,6 +119,24 @@ def test_export_to_a_full_disk_is_one_clear_line() -> None:
                            stdout=full, stderr=subprocess.PIPE, timeout=120)
     assert r.returncode == 2
     assert r.stderr.decode().strip() == "neuron-top: error: stdout: write failed: No space left on device"
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/dev/full"), reason="needs /dev/full")
+def test_a_full_disk_under_the_csv_file_is_an_oserror_with_its_errno() -> None:
+    """polars writes an output file through its descriptor and reports a failed write as an OSError
+    without an errno ("... (os error 28)"); the sink gives it back its errno, which the command line's
+    one-line error names ("write failed: No space left on device")."""
+    import errno
+
+    import polars as pl
+
+    from neurontop.core.export.writers import CsvSink
+
+    cols = [Column("x", "util", 2)]
+    frame = pl.DataFrame({"time_s": np.arange(200_000) * 0.1, "x": np.ones(200_000)}).lazy()
+    with open("/dev/full", "wb") as full, pytest.raises(OSError) as err:
+        CsvSink(full)(frame, cols)
+    assert err.value.errno == errno.ENOSPC and err.value.strerror == "No space left on device"
 
 
 def test_stdout_closing_early_is_quiet_but_a_pipe_of_our_own_is_an_error() -> None:

@@ -280,8 +280,10 @@ class Exporter:
         self._written = self._writer.submit(self._emit, head, vals, self._decimals, self.cols)
 
     def _emit(self, head: dict[str, Any], vals: np.ndarray, decimals: list[int], cols: list[Column]) -> None:
-        # (a sink that rounds the floats itself, CSV's decimal casts, needs only the integers rounded)
-        vals = _rounded(vals, decimals, floats=self.layout != "wide" or not getattr(self.sink, "rounds", False))
+        # (a sink that rounds the floats itself, CSV's decimal casts, needs no copy: polars rounds the
+        # integer columns of a wide frame as it casts them)
+        if self.layout != "wide" or not getattr(self.sink, "rounds", False):
+            vals = _rounded(vals, decimals)
         self.sink((_long if self.layout == "long" else _wide)(head, vals, cols), cols)
 
     def _wait(self) -> None:
@@ -311,26 +313,26 @@ class Exporter:
                 self._writer = None
 
 
-def _rounded(vals: np.ndarray, decimals: list[int], floats: bool = True) -> np.ndarray:
-    """Each column rounded to its precision (one numpy call per precision; NaN stays NaN); with
-    floats=False only the integer columns (the others are copied as they are)."""
+def _rounded(vals: np.ndarray, decimals: list[int]) -> np.ndarray:
+    """Each column rounded to its precision (one numpy call per precision; NaN stays NaN)."""
     dec = np.asarray(decimals)
-    out = np.empty_like(vals) if floats else vals.copy()
-    for d in sorted(set(decimals)) if floats else [0]:
+    out = np.empty_like(vals)
+    for d in sorted(set(decimals)):
         js = np.flatnonzero(dec == d)
         out[:, js] = np.round(vals[:, js], d)
     return out
 
 
 def _wide(head: dict[str, Any], vals: np.ndarray, cols: list[Column]) -> pl.LazyFrame:
-    """Integer columns (0 decimals) as Int64, the others Float64; NaN is null."""
+    """Integer columns (0 decimals) as Int64 (rounded half to even, as np.round does), the others
+    Float64; NaN is null."""
     ints = [c.name for c in cols if c.decimals == 0]
     # the rows as one series that polars cuts into columns (pl.DataFrame(vals) makes a Series per
     # column in Python: 4x the time, all of it holding the GIL the reader needs)
     n, k = vals.shape
     body = pl.Series(vals.ravel(), nan_to_null=True).reshape((n, k)).arr.to_struct(
         fields=[c.name for c in cols]).struct.unnest()
-    return pl.DataFrame(head).hstack(body).lazy().with_columns(pl.col(ints).cast(pl.Int64))
+    return pl.DataFrame(head).hstack(body).lazy().with_columns(pl.col(ints).round(0).cast(pl.Int64))
 
 
 def _long(head: dict[str, Any], vals: np.ndarray, cols: list[Column]) -> pl.LazyFrame:

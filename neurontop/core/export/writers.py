@@ -9,6 +9,8 @@ int64 for integer figures and float64 for the others.
 from __future__ import annotations
 
 import io
+import os
+import re
 from typing import IO, Any
 
 import polars as pl
@@ -26,6 +28,15 @@ def _pa() -> Any:
         raise ImportError("Parquet, Arrow and the Python API's pandas and Arrow tables need pyarrow: "
                           "pip install 'neuron-top[export]'") from None
     return pyarrow
+
+
+_RAW = (io.BufferedWriter, io.FileIO)  # files polars writes through their descriptor (it flushes them first)
+
+
+def _with_errno(exc: OSError) -> OSError:
+    """polars's write error as Python's: its message ends "(os error 28)" and its errno is None."""
+    m = re.search(r"\(os error (\d+)\)", str(exc))
+    return OSError(int(m.group(1)), os.strerror(int(m.group(1)))) if exc.errno is None and m else exc
 
 
 class CsvSink:
@@ -49,8 +60,16 @@ class CsvSink:
                 if c.decimals > 0 and schema.get(c.name) == pl.Float64:
                     by_dec.setdefault(c.decimals, []).append(c.name)
             self._fixed = [pl.col(names).cast(pl.Decimal(38, d)) for d, names in by_dec.items()]
-        buf = io.BytesIO()  # (written by Python's file: a full disk or a closed pipe is an OSError with its errno)
-        frame.with_columns(self._fixed).collect().write_csv(buf, include_header=self.header, datetime_format=ISO_MS)
+        df = frame.with_columns(self._fixed).collect()
+        if type(self.out) in _RAW:  # polars writes to the file's descriptor itself, without the GIL
+            try:
+                df.write_csv(self.out, include_header=self.header, datetime_format=ISO_MS)
+            except OSError as exc:
+                raise _with_errno(exc) from None
+            self.header = False
+            return
+        buf = io.BytesIO()
+        df.write_csv(buf, include_header=self.header, datetime_format=ISO_MS)
         if self.binary is not None:
             if self.text:
                 self.out.flush()

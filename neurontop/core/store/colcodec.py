@@ -184,10 +184,12 @@ def _choose(x: np.ndarray, keys: list[int], kinds: list[str], shape: bytes | Non
 class _Inverse:
     """What _unpredict needs of a spec, worked out once per spec (see derived)."""
 
-    raw: np.ndarray  # columns by mode
+    raw: np.ndarray  # RAW columns, as places in `kept`
     delta2: np.ndarray
-    refs: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]  # (mode, columns, their references, k [cols, 1])
-    sums: list[tuple[np.ndarray, np.ndarray, np.ndarray]]  # (columns, siblings [cols, s], totals [cols, 1])
+    # (mode, the columns' places in `kept`, the columns, their references, k [cols, 1])
+    refs: list[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
+    sums: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]  # (places in `kept`, columns, siblings [cols, s], totals [cols, 1])
+    kept: np.ndarray  # the columns whose residuals are needed after the running sum (raw and predicted)
 
 
 def _inverse(spec: list[list]) -> _Inverse:
@@ -203,32 +205,41 @@ def _inverse(spec: list[list]) -> _Inverse:
         by_len.setdefault(len(spec[j][1]), []).append(j)
     sums = [(np.array(cols, dtype=np.int64), np.array([spec[j][1] for j in cols], dtype=np.int64),
              np.array([spec[j][2] for j in cols], dtype=np.int64)[:, None]) for cols in by_len.values()]
-    return _Inverse(np.flatnonzero(modes == RAW), np.flatnonzero(modes == DELTA2), refs, sums)
+    raw = np.flatnonzero(modes == RAW)
+    kept = np.unique(np.concatenate([raw, *(c for _m, c, _r, _k in refs), *(c for c, _s, _t in sums)]))
+    # each column list as places in `kept` (the residuals saved before the running sum overwrites them)
+    at = {int(j): i for i, j in enumerate(kept)}
+    place = lambda cols: np.array([at[int(j)] for j in cols], dtype=np.int64)  # noqa: E731
+    return _Inverse(place(raw), np.flatnonzero(modes == DELTA2), [(m_, place(c), c, r, k) for m_, c, r, k in refs],
+                    [(place(c), c, sb, t) for c, sb, t in sums], kept)
 
 
 def _unpredict(res: np.ndarray, spec: list[list]) -> np.ndarray:
-    """The inverse of _residuals. Works on the transposed matrix (each column contiguous, as
-    LazyGroup._residuals lays it out) and returns a [rows, columns] view of it."""
+    """The inverse of _residuals, in place: `res` (the transposed matrix, each column contiguous, as
+    LazyGroup._residuals lays it out) becomes the values; returns a [rows, columns] view of it."""
     inv = derived(spec, "inverse", _inverse)
-    r = res.T
-    # Most columns are deltas: a running sum of every column at once, then the few others redone
-    # (predicted columns are overwritten below; their running sums cost less than picking columns).
-    x = np.cumsum(r, axis=1)
+    x = res.T
+    # Most columns are deltas: a running sum of every column at once, in place (a fresh matrix of
+    # megabytes per chunk is mostly page faults), then the few others redone from their residuals
+    # saved before it (predicted columns are overwritten below: their running sums cost less than
+    # picking columns).
+    r = x[inv.kept]
+    np.cumsum(x, axis=1, out=x)
     if len(inv.raw):
-        x[inv.raw] = r[inv.raw]
+        x[inv.kept[inv.raw]] = r[inv.raw]
     if len(inv.delta2):
         x[inv.delta2] = np.cumsum(x[inv.delta2], axis=1)
     # References are always base columns (_choose never refers to a predicted column), so each
     # predicted mode is one array operation over all its columns.
-    for m_, cols, ref, k in inv.refs:
+    for m_, at, cols, ref, k in inv.refs:
         refs = x[ref]
         if m_ != REF:
             refs[:, 1:] = np.diff(refs, axis=1)  # (a copy: x itself is unchanged)
-        v = r[cols] + np.rint(np.clip(k * refs.astype(np.float64), -_LIMIT, _LIMIT)).astype(np.int64)
+        v = r[at] + np.rint(np.clip(k * refs.astype(np.float64), -_LIMIT, _LIMIT)).astype(np.int64)
         x[cols] = np.cumsum(v, axis=1) if m_ == DREF_D else v
-    for cols, sib, total in inv.sums:
-        x[cols] = r[cols] + (total - x[sib].sum(axis=1))
-    return x.T
+    for at, cols, sib, total in inv.sums:
+        x[cols] = r[at] + (total - x[sib].sum(axis=1))
+    return res
 
 
 # -- packing -------------------------------------------------------------------------------------
