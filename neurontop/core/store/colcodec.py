@@ -206,7 +206,8 @@ def _inverse(spec: list[list]) -> _Inverse:
     sums = [(np.array(cols, dtype=np.int64), np.array([spec[j][1] for j in cols], dtype=np.int64),
              np.array([spec[j][2] for j in cols], dtype=np.int64)[:, None]) for cols in by_len.values()]
     raw = np.flatnonzero(modes == RAW)
-    kept = np.unique(np.concatenate([raw, *(c for _m, c, _r, _k in refs), *(c for c, _s, _t in sums)]))
+    kept = np.array(sorted({*raw.tolist(), *(j for _m, c, _r, _k in refs for j in c.tolist()),
+                            *(j for c, _s, _t in sums for j in c.tolist())}), dtype=np.int64)  # (np.unique imports numpy.ma)
     # each column list as places in `kept` (the residuals saved before the running sum overwrites them)
     at = {int(j): i for i, j in enumerate(kept)}
     place = lambda cols: np.array([at[int(j)] for j in cols], dtype=np.int64)  # noqa: E731
