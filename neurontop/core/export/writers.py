@@ -49,6 +49,7 @@ class CsvSink:
         self.text = isinstance(out, io.TextIOBase)
         self.binary: IO[bytes] | None = getattr(out, "buffer", None) if self.text else out
         self.out = out
+        self.direct = type(out) in _RAW  # polars writes to the file's descriptor itself, without the GIL
         self.header = True
         self._fixed: list[pl.Expr] | None = None
 
@@ -61,21 +62,20 @@ class CsvSink:
                     by_dec.setdefault(c.decimals, []).append(c.name)
             self._fixed = [pl.col(names).cast(pl.Decimal(38, d)) for d, names in by_dec.items()]
         df = frame.with_columns(self._fixed).collect()
-        if type(self.out) in _RAW:  # polars writes to the file's descriptor itself, without the GIL
+        if self.direct:
             try:
                 df.write_csv(self.out, include_header=self.header, datetime_format=ISO_MS)
             except OSError as exc:
                 raise _with_errno(exc) from None
-            self.header = False
-            return
-        buf = io.BytesIO()
-        df.write_csv(buf, include_header=self.header, datetime_format=ISO_MS)
-        if self.binary is not None:
-            if self.text:
-                self.out.flush()
-            self.binary.write(buf.getbuffer())
         else:
-            self.out.write(buf.getvalue().decode())
+            buf = io.BytesIO()
+            df.write_csv(buf, include_header=self.header, datetime_format=ISO_MS)
+            if self.binary is not None:
+                if self.text:
+                    self.out.flush()
+                self.binary.write(buf.getbuffer())
+            else:
+                self.out.write(buf.getvalue().decode())
         self.header = False
 
     def close(self) -> None:
