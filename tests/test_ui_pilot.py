@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from neurontop.core.telemetry.sources import StreamSource
+from neurontop.core.telemetry.units import clock as clock_text
 from neurontop.ui.bars import TabBar
 from neurontop.ui.memory_tree import MemoryTree
 from neurontop.ui.screens import HelpScreen
@@ -179,6 +180,33 @@ async def test_replay_keys_move_the_clock(tmp_path) -> None:
         assert clock.index == 30
         assert len(app.history.rings["util_avg"]) == 31  # history derived from the samples before
         np.testing.assert_allclose(app.history.rings["util_avg"].values()[-1], samples[30].avg_util)
+
+
+async def test_after_a_jump_the_totals_say_what_they_count() -> None:
+    """A seek rebuilds the history from the 600 reports before the cursor: the health pane's totals
+    then count those, and say so, and a runtime seen before them is at least that old."""
+    from neurontop.ui.panels import HealthPane, JobsPane
+
+    samples = decoded(make_reports("trn1.2xlarge", "hw_errors", 640))
+    clock, app = paused_replay(samples)
+    async with app.run_test(size=(200, 60)) as pilot:
+        await pilot.pause()
+        await pilot.press("end")  # sample 639: the history holds samples 39-639
+        await pilot.pause()
+        app._render_if_dirty()
+        counted = sum(s.ecc_corrected for s in samples[39:])
+        span = samples[-1].time_s - samples[39].time_s
+        health = app.query_one(HealthPane).render().plain
+        assert f"({counted:.0f} in the last {round(span / 60)} min)" in health and "since start" not in health, health
+        jobs = app.query_one(JobsPane).render().plain
+        assert f"≥{clock_text(span)}" in jobs, jobs
+        await pilot.press("home")  # from the first report again: totals since the start
+        await pilot.press("right")
+        await pilot.pause()
+        app._render_if_dirty()
+        health = app.query_one(HealthPane).render().plain
+        assert "since start" in health and "in the last" not in health, health
+        assert "≥" not in app.query_one(JobsPane).render().plain
 
 
 async def test_r_records_to_a_profile_with_hint_events(tmp_path) -> None:

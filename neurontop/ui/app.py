@@ -450,6 +450,7 @@ class NeuronTopApp(App):
         for s in before:
             self.history.add(s)
             self.latest = s
+        self.history.whole = start == 0  # (its totals count from `start`, not from the profile's first report)
         for b in from_samples(before):
             self.session.hints.feed(b)
         self.session.latest = self.latest

@@ -212,6 +212,22 @@ class TrainingPane(_HistoryPane):
         return out
 
 
+def _span(s: Sample, h: History) -> str:
+    """What the totals count: since the stream's start, or (a replay that jumped) over the reports
+    it rebuilt them from."""
+    if h.whole or h.since is None:
+        return "since start"
+    sec = s.time_s - h.since
+    return f"in the last {round(sec / 60)} min" if sec >= 90 else f"in the last {round(sec)} s"
+
+
+def _seen(s: Sample, h: History, pid: int) -> str:
+    """How long the stream has seen a runtime; at least that (≥) when it was there before the
+    reports the history holds (a replay that jumped)."""
+    first = h.first_seen.get(pid, s.time_s)
+    return ("" if h.whole or h.since is None or first > h.since else "≥") + clock(s.time_s - first)
+
+
 class JobsPane(_HistoryPane):
     """One row per runtime (neuron-monitor's neuron_runtime_data): pid, tag, cores held, device and
     host memory, vCPU, execution errors, and how long the stream has seen it. `o` changes the order."""
@@ -234,9 +250,8 @@ class JobsPane(_HistoryPane):
         # The columns that fit, in this order (nvitop's: the process, its device share, then the host's).
         cols = [("PID", 8, lambda j: str(j.pid)), ("TAG", 10, lambda j: j.tag[:10]),
                 ("CORES", 9, lambda j: _ranges(j.cores)[:9]), ("DEV MEM", 9, lambda j: human_bytes(j.device_bytes)),
-                ("CPU", 6, lambda j: f"{j.cpu_pct:.1f}%"), ("SEEN", 8, lambda j: clock(s.time_s - h.first_seen.get(
-                    j.pid, s.time_s))), ("HOST MEM", 9, lambda j: human_bytes(j.host_bytes)),
-                ("ERR", 4, lambda j: str(j.errors))]
+                ("CPU", 6, lambda j: f"{j.cpu_pct:.1f}%"), ("SEEN", 9, lambda j: _seen(s, h, j.pid)),
+                ("HOST MEM", 9, lambda j: human_bytes(j.host_bytes)), ("ERR", 4, lambda j: str(j.errors))]
         used, fit = 2, []
         for c in cols:
             if used + c[1] + 1 > width:
@@ -271,9 +286,10 @@ class HealthPane(_HistoryPane):
         c_all, u_all = tot.get("ecc_corrected", 0.0), tot.get("ecc_uncorrected", 0.0)
         ecc_style = style_of("bold red") if u_all else style_of("yellow") if c_all else plain
         where = f" · most on ND{s.ecc_device}" if s.ecc_device >= 0 else ""
+        span = _span(s, h)
         lines = [[Segment("ECC        ", bold), Segment(
-            f"corrected {c_now / max(s.period_s, 1e-9):.1f}/s ({c_all:.0f} since start) · uncorrected "
-            f"{u_now:.0f} this period ({u_all:.0f} since start){where}", ecc_style)]]
+            f"corrected {c_now / max(s.period_s, 1e-9):.1f}/s ({c_all:.0f} {span}) · uncorrected "
+            f"{u_now:.0f} this period ({u_all:.0f} {span}){where}", ecc_style)]]
         per_dev = sorted(((int(k[6:]), v) for k, v in tot.items() if k.startswith("ecc_nd")), key=lambda x: -x[1])
         if per_dev:  # the devices with events since the start, most first
             lines.append([Segment("ECC by dev ", bold), Segment(
@@ -283,7 +299,7 @@ class HealthPane(_HistoryPane):
         if errs:
             bad = {k: v for k, v in errs.items() if v}
             text = ", ".join(f"{k} {v:.0f}" for k, v in sorted(bad.items())) if bad else "none"
-            lines.append([Segment("exec errors", bold), Segment(f" {text} since start (by type)",
+            lines.append([Segment("exec errors", bold), Segment(f" {text} {span} (by type)",
                                                                   style_of("red") if bad else plain)])
         else:
             lines.append([Segment("exec errors", bold), Segment(f" {NOT_HERE} (no execution_stats)", style_of("dim"))])

@@ -49,6 +49,10 @@ class History:
         # counts summed over every report since the stream began (the health pane's totals)
         self.totals: dict[str, float] = {}
         self.first_seen: dict[int, float] = {}  # a runtime's pid -> the stream time it first appeared
+        self.since: float | None = None  # the stream time of the first report the totals and first_seen count
+        # False when they do not count from the stream's first report: a replay rebuilds them from the
+        # reports just before the position it jumped to (the panes then say over what span they count)
+        self.whole = True
 
     def add(self, s) -> None:  # s: Sample
         r = self.rings
@@ -63,6 +67,8 @@ class History:
         ext = s.has_extension
         r["comm_frac"].append(min(1.0, s.exposed_comm_s / s.period_s) if ext and s.period_s else np.nan)
         r["input_frac"].append(float(s.input.wait_frac) if ext and s.input is not None else np.nan)
+        if self.since is None:
+            self.since = s.time_s
         tot = self.totals
         for key, v in (("ecc_corrected", s.ecc_corrected), ("ecc_uncorrected", s.ecc_uncorrected),
                        *((f"errors_{k}", float(c)) for k, c in s.exec_errors.items())):
@@ -95,3 +101,5 @@ class History:
         self.device_util.clear()
         self.totals.clear()
         self.first_seen.clear()
+        self.since = None
+        self.whole = True
