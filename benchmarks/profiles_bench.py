@@ -190,6 +190,22 @@ def pyarrow_writes(table, path: str, runs: int = 3) -> list[float]:
     return out
 
 
+def import_seconds(mod: str, runs: int = 3) -> float | None:
+    """The best of `runs` imports of `mod` in a new interpreter, less an empty interpreter's start
+    (None if it is not installed): what the library adds to an export's start."""
+    def best(code: str) -> float | None:
+        times = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            if subprocess.run([sys.executable, "-c", code], capture_output=True).returncode != 0:
+                return None
+            times.append(time.perf_counter() - t0)
+        return min(times)
+
+    base, with_mod = best("pass"), best(f"import {mod}")
+    return None if base is None or with_mod is None else with_mod - base
+
+
 def _parquet(res: Results, path: str, out: str, table) -> None:
     """The same hour to Parquet with neuron-top (from process start), next to pyarrow and polars
     writing the same table, zstd, from memory."""
@@ -213,6 +229,11 @@ def _parquet(res: Results, path: str, out: str, table) -> None:
         t0 = time.perf_counter()
         df.write_parquet(pqf + ".pl", compression="zstd")
         res.add("profiles", "polars write_parquet of the same table (zstd)", [time.perf_counter() - t0], "s")
+    ddb = _ensure("duckdb", install=not res.quick)
+    if ddb is not None:
+        t0 = time.perf_counter()
+        ddb.from_arrow(table).write_parquet(pqf + ".ddb", compression="zstd")
+        res.add("profiles", "DuckDB write_parquet of the same table (zstd)", [time.perf_counter() - t0], "s")
 
 
 @contextmanager
@@ -275,6 +296,15 @@ def export_bench(res: Results, tmp: str) -> None:
             t0 = time.perf_counter()
             df.write_csv(out + ".pl")
             res.add("profiles", "polars write_csv of the same table", [time.perf_counter() - t0], "s")
+        ddb = _ensure("duckdb", install=not res.quick)  # (the issue's third candidate writer)
+        if ddb is not None:
+            t0 = time.perf_counter()
+            ddb.from_arrow(table).write_csv(out + ".ddb")
+            res.add("profiles", "DuckDB write_csv of the same table", [time.perf_counter() - t0], "s")
+        for mod in ("polars", "pyarrow", "duckdb"):
+            t_imp = import_seconds(mod)
+            if t_imp is not None:
+                res.add("profiles", f"import {mod} (a new process, less an empty one's start)", [t_imp], "s")
         rows = table.to_pylist()
         t0 = time.perf_counter()
         with open(out + ".csvmod", "w", newline="") as f:
