@@ -519,8 +519,8 @@ class Engine:
         jobs during warm-up; the rest of the host is nearly idle."""
         p, m, k = self.preset, self.model, self.knobs
         n = p.vcpus
-        user = np.full(n, 0.6)
-        system = np.full(n, 0.3)
+        user: np.ndarray = np.full(n, 0.6)
+        system: np.ndarray = np.full(n, 0.3)
         ph, on = self.phase_now, self.on
         main = rt = 0.0
         if ph == "compile" and not self.paused:

@@ -198,9 +198,9 @@ class HintMonitor:
         if any(sb.layout != b.layout for sb, _, _ in segs):
             out = []
             for r, th in zip(evals, thr, strict=True):
-                lo = a + int(np.searchsorted(t[a:r + 1], th, side="right"))
-                rows = [*(rows_since(tail, th) if lo == a else []), (b, lo, r + 1)]
-                out.append(stats_of(window_of_batches(rows), self.th))
+                first = a + int(np.searchsorted(t[a:r + 1], th, side="right"))
+                win = [*(rows_since(tail, th) if first == a else []), (b, first, r + 1)]
+                out.append(stats_of(window_of_batches(win), self.th))
             return out
         w = window_of_batches(segs, stream=True)
         times = np.concatenate([sb.time_s[sa:se] for sb, sa, se in segs])

@@ -271,12 +271,12 @@ def _group_raw(lg: colcodec.LazyGroup) -> tuple[Sample, _Raw]:
     c = _Cols(g, xt, sh.index, lg.n, mat, cols, pos, hit[1] if hit is not None and hit[0] is g.kinds else None,
               ahead[2] if ahead is not None else None)
     n, nc = lg.n, s0.n_cores
-    util = np.zeros((n, nc))
+    util: np.ndarray = np.zeros((n, nc))
     nm_flops: np.ndarray | None = None
     mem = np.zeros((n, nc), dtype=np.int64)  # device memory per core: every category, every runtime
     rt_user = np.zeros(n)
     rt_sys = np.zeros(n)
-    period = np.zeros(n)
+    period: np.ndarray = np.zeros(n)
     for r, rt in enumerate(doc.get("neuron_runtime_data") or []):
         rep = rt.get("report") or {}
         base = ("neuron_runtime_data", r, "report")
@@ -318,7 +318,7 @@ def _group_raw(lg: colcodec.LazyGroup) -> tuple[Sample, _Raw]:
     v = _get(doc, "system_data", "vcpu_usage")
     z = np.zeros(n)
     su = ss = si = z
-    busy = np.zeros((n, 0))
+    busy: np.ndarray = np.zeros((n, 0))
     mu = np.zeros(n, dtype=np.int64)
     if v is not None:
         pre = ("system_data", "vcpu_usage")
@@ -332,7 +332,7 @@ def _group_raw(lg: colcodec.LazyGroup) -> tuple[Sample, _Raw]:
         mu = c.i(("system_data", "memory_info", "memory_used_bytes"))
     devs = _get(doc, "system_data", "neuron_hw_counters", "neuron_devices") or []
     ecc = np.zeros((n, 2))
-    ecc_device = np.full(n, -1, dtype=np.int64)
+    ecc_device: np.ndarray = np.full(n, -1, dtype=np.int64)
     if devs:
         pre = ("system_data", "neuron_hw_counters", "neuron_devices")
         per_dev = c.fs([(*pre, d, f"{m}_ecc_{k}") for d in range(len(devs)) for k in ("corrected", "uncorrected")
@@ -459,7 +459,7 @@ def _derive(s0: Sample, raw: _Raw, n: int, dec: Decoder) -> Batch:
         time_s = np.cumsum(np.concatenate([[dec.clock], period]))[1:]
         seq, ts = count, np.full(n, np.nan)
     hbm_rate = link_rate = engines = None
-    efa_rate = np.full(n, np.nan)
+    efa_rate: np.ndarray = np.full(n, np.nan)
     new_prev = dec.prev
     if raw.ext and raw.cores:
         busy, fl, hb, links, efa = raw.busy_ns, raw.flops_total, raw.hbm_bytes, raw.link_bytes, raw.efa_bytes

@@ -201,8 +201,8 @@ class Decoder:
         cap = hw.neuron_device_memory_size if hw and hw.neuron_device_memory_size else (chip.hbm_bytes if chip else 0)
         peak = chip.bf16_flops / max(1, cpd) if chip and cpd else 0.0
 
-        util = np.zeros(n)
-        flops = None
+        util: np.ndarray = np.zeros(n)
+        flops: np.ndarray | None = None
         mem = np.zeros((n, 5), dtype=np.int64)
         host = [0, 0, 0, 0]
         rt_user = rt_sys = 0.0
@@ -274,7 +274,7 @@ class Decoder:
             jobs.append(Job(rt.pid, runtimes[-1][1], tuple(sorted(held)), j_dev, j_host, j_cpu, j_err))
         sd = rep.system_data
         su = ss = si = sw = 0.0
-        busy = np.zeros(0)
+        busy: np.ndarray = np.zeros(0)
         mt = mu = st = su_ = 0
         if sd and sd.vcpu_usage:
             v = sd.vcpu_usage
