@@ -190,9 +190,9 @@ def pyarrow_writes(table, path: str, runs: int = 3) -> list[float]:
     return out
 
 
-def import_seconds(mod: str, runs: int = 3) -> float | None:
-    """The best of `runs` imports of `mod` in a new interpreter, less an empty interpreter's start
-    (None if it is not installed): what the library adds to an export's start."""
+def import_seconds(mods: tuple[str, ...], runs: int = 3) -> dict[str, float]:
+    """The best of `runs` imports of each module in a new interpreter, less an empty interpreter's
+    start (the ones installed): what each library adds to an export's start."""
     def best(code: str) -> float | None:
         times = []
         for _ in range(runs):
@@ -202,8 +202,8 @@ def import_seconds(mod: str, runs: int = 3) -> float | None:
             times.append(time.perf_counter() - t0)
         return min(times)
 
-    base, with_mod = best("pass"), best(f"import {mod}")
-    return None if base is None or with_mod is None else with_mod - base
+    base = best("pass") or 0.0
+    return {m: t - base for m in mods if (t := best(f"import {m}")) is not None}
 
 
 def _parquet(res: Results, path: str, out: str, table) -> None:
@@ -301,10 +301,8 @@ def export_bench(res: Results, tmp: str) -> None:
             t0 = time.perf_counter()
             ddb.from_arrow(table).write_csv(out + ".ddb")
             res.add("profiles", "DuckDB write_csv of the same table", [time.perf_counter() - t0], "s")
-        for mod in ("polars", "pyarrow", "duckdb"):
-            t_imp = import_seconds(mod)
-            if t_imp is not None:
-                res.add("profiles", f"import {mod} (a new process, less an empty one's start)", [t_imp], "s")
+        for mod, t_imp in import_seconds(("polars", "pyarrow", "duckdb")).items():
+            res.add("profiles", f"import {mod} (a new process, less an empty one's start)", [t_imp], "s")
         rows = table.to_pylist()
         t0 = time.perf_counter()
         with open(out + ".csvmod", "w", newline="") as f:
