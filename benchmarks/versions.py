@@ -35,7 +35,8 @@ def _live(bin_dir: str, sock: str, refresh: float) -> float:
 
 
 def _exports(before: str, after: str, path: str, out: str, runs: int) -> dict[str, list[tuple[float, float]]]:
-    """(wall s, peak RSS MiB) of each install's CSV export of the profile, the two alternating."""
+    """(wall s, peak RSS MiB) of each install's CSV export of the profile, in pairs (which goes first
+    alternating)."""
     got: dict[str, list[tuple[float, float]]] = {before: [], after: []}
     for k in range(runs):
         for bin_dir in (before, after) if k % 2 == 0 else (after, before):
@@ -62,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=15, help="exports per install, in pairs (default 15)")
     ap.add_argument("--burner", action="store_true", help="a busy loop on one CPU while the exports run")
     args = ap.parse_args(argv)
+    if args.runs < 1:
+        print(f"benchmarks.versions: --runs {args.runs}: at least 1", file=sys.stderr)
+        return 2
     for name in ("before", "after"):
         if not os.access(os.path.join(getattr(args, name), "neuron-top"), os.X_OK):
             print(f"benchmarks.versions: --{name} {getattr(args, name)}: no neuron-top program in that folder",
