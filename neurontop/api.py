@@ -95,7 +95,11 @@ class Run:
 
     def to_pandas(self, *args: Any, **kw: Any) -> Any:
         """to_polars(...) as a pandas DataFrame (nullable integer columns stay integers)."""
-        import pandas as pd
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ImportError("Run.to_pandas needs pandas (and pyarrow): pip install pandas 'neuron-top[export]'") \
+                from None
 
         return self.to_arrow(*args, **kw).to_pandas(types_mapper={_pa().int64(): pd.Int64Dtype()}.get)
 

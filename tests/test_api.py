@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import math
+import sys
 
 import pandas as pd
 import polars as pl
@@ -121,3 +122,9 @@ def test_bad_requests_are_one_line_errors(tmp_path, capsys) -> None:
     with pytest.raises(InputError, match="corrupt or truncated profile"):
         (tmp_path / "junk.ntprof").write_bytes(b"SQLite format 3\x00" + b"\x00" * 100)
         neurontop.open(str(tmp_path / "junk.ntprof"))
+
+
+def test_to_pandas_without_pandas_says_what_to_install(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "pandas", None)  # (an import of it raises ImportError)
+    with pytest.raises(ImportError, match=r"Run.to_pandas needs pandas .*pip install pandas"):
+        neurontop.open(PROFILE).to_pandas(fields="util")
