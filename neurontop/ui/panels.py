@@ -215,9 +215,10 @@ class TrainingPane(_HistoryPane):
 def _span(s: Sample, h: History) -> str:
     """What the totals count: since the stream's start, or (a replay that jumped) over the reports
     it rebuilt them from."""
-    if h.whole or h.since is None:
+    since = h.partial_since
+    if since is None:
         return "since start"
-    sec = s.time_s - h.since
+    sec = s.time_s - since
     return f"in the last {round(sec / 60)} min" if sec >= 90 else f"in the last {round(sec)} s"
 
 
@@ -225,7 +226,8 @@ def _seen(s: Sample, h: History, pid: int) -> str:
     """How long the stream has seen a runtime; at least that (≥) when it was there before the
     reports the history holds (a replay that jumped)."""
     first = h.first_seen.get(pid, s.time_s)
-    return ("" if h.whole or h.since is None or first > h.since else "≥") + clock(s.time_s - first)
+    since = h.partial_since
+    return ("≥" if since is not None and first <= since else "") + clock(s.time_s - first)
 
 
 class JobsPane(_HistoryPane):

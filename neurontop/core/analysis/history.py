@@ -54,6 +54,12 @@ class History:
         # reports just before the position it jumped to (the panes then say over what span they count)
         self.whole = True
 
+    @property
+    def partial_since(self) -> float | None:
+        """The stream time the totals count from when that is not the stream's start (a replay that
+        jumped), else None."""
+        return None if self.whole else self.since
+
     def add(self, s) -> None:  # s: Sample
         r = self.rings
         r["time_s"].append(s.time_s)
